@@ -1,0 +1,5 @@
+import sys
+
+from aiges.cli import main
+
+sys.exit(main())

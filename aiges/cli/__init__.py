@@ -1,0 +1,28 @@
+"""The ``aiges`` command. One module per subcommand; each adds its parser and a ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aiges import __version__
+from aiges.cli import serve
+
+COMMANDS = {"serve": serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiges", description="Serve AI wrappers over the AIGes protocol.")
+    parser.add_argument("--version", action="version", version=f"aiges {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

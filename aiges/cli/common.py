@@ -1,0 +1,30 @@
+"""Options and config loading shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aiges.config import DEFAULT_SERVICE, Config, ConfigError, load_config
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="aiges.toml (default: ./aiges.toml when present)")
+    parser.add_argument("-s", "--service", default=DEFAULT_SERVICE,
+                        help=f"section holding host and port (default: {DEFAULT_SERVICE})")
+    parser.add_argument("--host", help="listen address (overrides the file)")
+    parser.add_argument("--port", type=int, help="listen port (overrides the file)")
+    parser.add_argument("--wrapper", help="wrapper.py, a folder holding one, or a .so (overrides the file)")
+
+
+def load(args: argparse.Namespace) -> Config | None:
+    """The config, or None after printing the one-line reason (the caller exits 2)."""
+    path = args.config
+    if path is None and Path("aiges.toml").is_file():
+        path = "aiges.toml"
+    try:
+        return load_config(path, args.service, host=args.host, port=args.port, wrapper=args.wrapper)
+    except ConfigError as exc:
+        print(f"aiges: {exc}", file=sys.stderr)
+        return None

@@ -1,0 +1,35 @@
+"""``aiges serve``: serve the wrapper named in aiges.toml."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aiges.cli.common import add_config_options, load
+from aiges.logs import configure_logging
+from aiges.plugins.base import PluginLoadError
+from aiges.plugins.loader import resolve_wrapper_path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="serve a wrapper over gRPC")
+    add_config_options(parser)
+    for flag in ("-m", "-p", "-g", "-u"):
+        parser.add_argument(flag, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    if config is None:
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    for warning in config.warnings:
+        print(f"aiges: warning: {warning}", file=sys.stderr)
+    try:
+        resolve_wrapper_path(config.wrapper_path)
+    except PluginLoadError as exc:
+        print(f"aiges: {exc}", file=sys.stderr)
+        return 2
+    from aiges.server.app import serve
+
+    return serve(config)

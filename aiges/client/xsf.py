@@ -1,0 +1,74 @@
+"""The xsf client: ``utils.XsfCall/call`` with the AIIn / AIOut / AIExcp ops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import grpc
+
+from aiges.client.messages import AigesCallError, InputValue, Result, loader_input, result_of
+from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
+from aiges.protocol.xsf_pb2 import DataMeta, ReqData, Session
+from aiges.protocol.xsf_pb2_grpc import XsfCallStub
+
+Expect = Iterable[str] | Mapping[str, int | str] | None
+
+
+class Client:
+    def __init__(self, address: str, *, timeout: float = 60.0, max_message_mb: int = 64, service_id: str = "") -> None:
+        limit = max_message_mb << 20
+        self.address = address
+        self.timeout = timeout
+        self.service_id = service_id
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)],
+        )
+        self.stub = XsfCallStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(
+        self,
+        op: str,
+        message: LoaderInput | None = None,
+        *,
+        handle: str = "",
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, str, LoaderOutput | None]:
+        """One raw xsf call: (ResData.code, ResData.error_info, handle, LoaderOutput or None)."""
+        request = ReqData(op=op, s=Session(h=handle), param=dict(params or {}))
+        if message is not None:
+            request.data.append(DataMeta(data=message.SerializeToString()))
+        reply = self.stub.call(request, timeout=self.timeout)
+        output = LoaderOutput.FromString(reply.data[0].data) if reply.data else None
+        return reply.code, reply.error_info, reply.s.h, output
+
+    def once(
+        self,
+        inputs: Mapping[str, InputValue],
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = None,
+        check: bool = True,
+    ) -> Result:
+        """One one-shot call. Raises AigesCallError on a non-zero code unless ``check`` is False."""
+        message = loader_input(
+            state=LoaderInput.ONCE, inputs=inputs, params=params, headers=headers, expect=expect,
+            service_id=self.service_id, status=3,
+        )
+        code, error, handle, output = self.call("AIIn", message, params={"SeqNo": "1"})
+        result = result_of(output, handle) if output is not None else Result(code, error, 2, [], handle)
+        if code and not result.code:
+            result.code, result.message = code, error
+        if check and result.code:
+            raise AigesCallError(result.code, result.message, handle)
+        return result

@@ -1,0 +1,323 @@
+"""``aiges.toml`` -> frozen dataclasses.
+
+Every key has its default, type and one line of doc here, in one place. Section names follow the
+original loader (``[<service>]``, ``[aiges]``, ``[wrapper]``, ``[fc]``, ``[log]``) so its config
+files load unchanged; keys and sections it had that aiges does not use are accepted and listed as
+ignored. An unknown section, a value of the wrong type or TOML that does not parse is a
+``ConfigError`` naming the file, section and key; an unknown key in a known section is a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_SERVICE = "svcName"
+
+
+class ConfigError(Exception):
+    """A config problem, already worded as the one line the user sees."""
+
+
+def key(default: Any, doc: str, *, minimum: int | None = None, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": doc, "minimum": minimum, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    """``[<service>]``: the gRPC listener (section name chosen with ``-s``, default ``svcName``)."""
+
+    host: str = key("0.0.0.0", "address to listen on")
+    port: int = key(5090, "port to listen on (0 picks a free one)", minimum=0)
+    maxreceive: int = key(4, "largest request message, MiB", minimum=1)
+    maxsend: int = key(4, "largest reply message, MiB", minimum=1)
+
+
+@dataclass(frozen=True)
+class AigesSection:
+    """``[aiges]``: the loader."""
+
+    wrapper: str = key("wrapper.py", "wrapper.py, a folder holding one, or a .so; relative to this file")
+    sub: str = key("ase", "service type label")
+    headerPass: str = key("sid", "';'-separated header keys copied into the wrapper's params ('sid' always)")
+    realTimeRlt: bool = key(True, "streaming: read results after every write, not only after the last")
+    drain_timeout_ms: int = key(10000, "on SIGTERM, how long in-flight calls and sessions may finish", minimum=0)
+
+
+@dataclass(frozen=True)
+class WorkerSection:
+    """``[worker]``: the pool of worker processes that run the wrapper."""
+
+    count: int = key(0, "worker processes; 0 = one per GPU found, else 1", minimum=0)
+    gpus: str = key("auto", "'auto' (NVML), '' for none, or a list like '0,1' assigned round-robin")
+    exec_timeout_ms: int = key(30000, "a call running longer gets 10102 and its worker is replaced", minimum=1)
+    min_ready: int = key(0, "health is SERVING while at least this many workers are up; 0 = all", minimum=0)
+
+
+@dataclass(frozen=True)
+class FcSection:
+    """``[fc]``: flow control - licences and session expiry."""
+
+    max: int = key(100, "licences: one-shot calls and open sessions served at once", minimum=1)
+    ttl: int = key(15000, "a session idle this many ms is closed", minimum=1)
+    roll: int = key(1000, "how often idle sessions are looked for, ms", minimum=1)
+
+
+@dataclass(frozen=True)
+class LogSection:
+    """``[log]``: structured logs on stdout."""
+
+    level: str = key("info", "debug, info, warning or error", choices=("debug", "info", "warning", "warn", "error"))
+    format: str = key("auto", "json, console, or auto (console on a terminal)", choices=("auto", "json", "console"))
+
+
+# Keys and sections the original loader read that have no effect here; accepted so its config
+# files load unchanged, and reported as ignored.
+IGNORED_KEYS: dict[str, frozenset[str]] = {
+    "service": frozenset({
+        "netcard", "reuseport", "finder", "grpctimeout", "conn-rbuf", "conn-wbuf", "rate", "burst",
+        "vcpu", "vcpu-g", "vcpu-s", "vcpu-v", "vcpu-i", "http_listen",
+    }),
+    "aiges": frozenset({
+        "asyncMode", "sessDelGt", "httpRetry", "wrapperTrace", "gray", "wrapperDelayDetectPeriod",
+        "storageData", "asyncRelease", "usrCfg", "pythonPluginCmd", "sessMode", "gesMock", "numaNode",
+    }),
+    "fc": frozenset({
+        "able", "router", "best", "report", "wave", "strategy", "tasksize", "taskchsize", "filterwin",
+    }),
+    "log": frozenset({"file", "size", "count", "die", "async", "cache", "batch", "caller", "wash"}),
+    "worker": frozenset(),
+}
+IGNORED_SECTIONS = frozenset({
+    "trace", "sonar", "metrics", "lbv2", "lb", "bvt", "ws", "pprof", "downAsync", "dataProcess",
+    "auth", "resource", "elog",
+})
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    service_name: str
+    service: ServiceSection
+    aiges: AigesSection
+    worker: WorkerSection
+    fc: FcSection
+    log: LogSection
+    wrapper: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def wrapper_path(self) -> Path:
+        """The wrapper path, resolved against the config file's folder."""
+        path = Path(self.aiges.wrapper).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path.resolve()
+
+    @property
+    def header_pass(self) -> tuple[str, ...]:
+        keys = [k.strip() for k in self.aiges.headerPass.split(";") if k.strip()]
+        if "sid" not in keys:
+            keys.append("sid")
+        return tuple(keys)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective configuration, in the file's shape."""
+        return {
+            self.service_name: dataclasses.asdict(self.service),
+            "aiges": dataclasses.asdict(self.aiges),
+            "worker": dataclasses.asdict(self.worker),
+            "fc": dataclasses.asdict(self.fc),
+            "log": dataclasses.asdict(self.log),
+            "wrapper": dict(self.wrapper),
+        }
+
+
+SECTIONS: dict[str, type] = {
+    "aiges": AigesSection,
+    "worker": WorkerSection,
+    "fc": FcSection,
+    "log": LogSection,
+}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None,
+    service: str = DEFAULT_SERVICE,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    wrapper: str | None = None,
+) -> Config:
+    """Read ``path`` (or use every default when it is None) and apply command-line overrides."""
+    file = Path(path) if path is not None else None
+    data = _read_toml(file) if file is not None else {}
+    where = str(file) if file is not None else "<defaults>"
+    warnings: list[str] = []
+    ignored: list[str] = []
+
+    for name, value in data.items():
+        if name == service or name in SECTIONS or name == "wrapper":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{name}]: expected a table, got {_describe(value)}")
+        elif name in IGNORED_SECTIONS:
+            ignored.append(f"[{name}]")
+        else:
+            hint = f"; the service section is [{service}] (chosen with -s)" if service != name else ""
+            raise ConfigError(f"{where}: [{name}]: unknown section{hint}")
+
+    sections = {
+        "service": _section(where, service, ServiceSection, data.get(service, {}), "service", warnings, ignored),
+    }
+    for name, cls in SECTIONS.items():
+        sections[name] = _section(where, name, cls, data.get(name, {}), name, warnings, ignored)
+
+    service_section: ServiceSection = sections["service"]
+    if host is not None:
+        service_section = dataclasses.replace(service_section, host=host)
+    if port is not None:
+        service_section = dataclasses.replace(service_section, port=port)
+    aiges_section: AigesSection = sections["aiges"]
+    if wrapper is not None:
+        aiges_section = dataclasses.replace(aiges_section, wrapper=str(Path(wrapper).resolve()))
+
+    _check_gpus(where, sections["worker"].gpus)
+    return Config(
+        path=file.resolve() if file is not None else None,
+        service_name=service,
+        service=service_section,
+        aiges=aiges_section,
+        worker=sections["worker"],
+        fc=sections["fc"],
+        log=sections["log"],
+        wrapper=_flatten_wrapper(data.get("wrapper", {})),
+        warnings=tuple(warnings),
+        ignored=tuple(ignored),
+    )
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+
+
+def _section(where, name, cls, table, kind, warnings, ignored):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key_name, value in table.items():
+        spec = fields.get(key_name)
+        if spec is None:
+            if key_name in IGNORED_KEYS.get(kind, ()):
+                ignored.append(f"[{name}] {key_name}")
+            else:
+                warnings.append(f"{where}: [{name}] {key_name}: unknown key, ignored")
+            continue
+        values[key_name] = _coerce(where, name, key_name, spec, value)
+    return cls(**values)
+
+
+def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field, value: Any) -> Any:
+    """Check ``value`` against the field's type. Numbers and booleans written as strings are
+    accepted, as the original loader's config reader did."""
+    expected = spec.type
+    prefix = f"{where}: [{section}] {key_name}"
+    if expected == "bool":
+        if isinstance(value, bool):
+            result = value
+        elif isinstance(value, int) and value in (0, 1):
+            result = bool(value)
+        elif isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            result = value.strip().lower() in ("true", "1")
+        else:
+            raise ConfigError(f"{prefix}: expected true or false, got {_describe(value)}")
+    elif expected == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{prefix}: expected an integer, got {_describe(value)}")
+        if isinstance(value, int):
+            result = value
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            result = int(value)
+        else:
+            raise ConfigError(f"{prefix}: expected an integer, got {_describe(value)}")
+        minimum = spec.metadata.get("minimum")
+        if minimum is not None and result < minimum:
+            raise ConfigError(f"{prefix}: must be >= {minimum}, got {result}")
+        if key_name == "port" and result > 65535:
+            raise ConfigError(f"{prefix}: must be a port number (0-65535), got {result}")
+    else:
+        if isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{prefix}: expected a string, got {_describe(value)}")
+        result = str(value)
+        choices = spec.metadata.get("choices")
+        if choices and result not in choices:
+            raise ConfigError(f"{prefix}: must be one of {', '.join(choices)}; got {result!r}")
+    return result
+
+
+def _check_gpus(where: str, gpus: str) -> None:
+    text = gpus.strip()
+    if text in ("", "auto"):
+        return
+    for part in text.split(","):
+        if not part.strip().isdigit():
+            raise ConfigError(
+                f"{where}: [worker] gpus: expected 'auto', '' or a list of GPU indices like '0,1'; got {gpus!r}"
+            )
+
+
+def parse_gpus(gpus: str) -> list[int] | None:
+    """``'0,1'`` -> ``[0, 1]``; ``''`` -> ``[]``; ``'auto'`` -> None (discover)."""
+    text = gpus.strip()
+    if text == "auto":
+        return None
+    return [int(p) for p in text.split(",") if p.strip()]
+
+
+def _flatten_wrapper(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``[wrapper]`` goes to wrapperInit as strings; nested tables become dotted keys
+    (``log.level = "debug"`` in TOML is a nested table, the original meant the key ``log.level``)."""
+    flat: dict[str, str] = {}
+    for name, value in table.items():
+        full = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten_wrapper(value, full + "."))
+        elif isinstance(value, bool):
+            flat[full] = "true" if value else "false"
+        elif isinstance(value, list):
+            flat[full] = ",".join(str(v) for v in value)
+        else:
+            flat[full] = str(value)
+    return flat
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "table", list: "array"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
+
+
+def key_docs() -> dict[str, list[tuple[str, Any, str]]]:
+    """Every known key with its default and doc, by section, for ``aiges check`` and the docs."""
+    docs = {}
+    for section, cls in {"<service>": ServiceSection, **SECTIONS}.items():
+        docs[section] = [(f.name, f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)]
+    return docs

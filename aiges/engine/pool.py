@@ -1,0 +1,411 @@
+"""The worker pool: the only code that knows about processes and GPUs.
+
+Each worker is a ``python -m aiges.worker`` child with ``CUDA_VISIBLE_DEVICES`` set to its GPU
+before the interpreter starts. Calls go to the least-loaded ready worker and are pipelined on its
+socket; a worker runs them one at a time in order, so the call at the head of its queue is the
+one executing, and it started when the previous reply arrived. That gives the watchdog an exact
+exec time without any extra message: a call past ``exec_timeout_ms`` gets 10102 and its worker is
+killed and replaced.
+
+When a worker dies, the call it was executing fails (10909 with the exit reason), queued one-shot
+calls it never started move to another worker, and the owner of its sessions is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import structlog
+
+from aiges.engine import ipc
+from aiges.engine.types import DataItem, WorkerInfo
+from aiges.errors import AigesError, ErrorCode
+
+log = structlog.get_logger("aiges.pool")
+
+RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class WorkerInitError(Exception):
+    """A worker could not load or initialise the wrapper at start-up; the text says why."""
+
+
+@dataclass(slots=True)
+class PoolSettings:
+    wrapper: str
+    wrapper_config: dict[str, str]
+    gpus: list[str]
+    exec_timeout_ms: int
+    realtime: bool = True
+    log_level: str = "info"
+    ready_timeout_ms: int = 0
+
+
+@dataclass(slots=True)
+class PendingCall:
+    future: asyncio.Future
+    message: tuple
+    sent_at: float
+    retryable: bool
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """The server's view of one worker process."""
+
+    index: int
+    gpu: str
+    process: asyncio.subprocess.Process | None = None
+    channel: ipc.AsyncChannel | None = None
+    info: WorkerInfo | None = None
+    ready: bool = False
+    pending: dict[int, PendingCall] = field(default_factory=dict)
+    last_reply_at: float = 0.0
+    started: asyncio.Future | None = None
+    running: bool = False
+    restarts: int = 0
+    generation: int = 0
+    kill_reason: str = ""
+    head_resolved: bool = False
+
+    @property
+    def load(self) -> int:
+        return len(self.pending)
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "its connection closed"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"it was killed by {name}"
+    return f"it exited with code {returncode}"
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        settings: PoolSettings,
+        on_output: Callable[[str, list[DataItem]], None] = lambda tag, items: None,
+        on_output_error: Callable[[str, int, str], None] = lambda tag, code, message: None,
+        on_worker_lost: Callable[[int, str], None] = lambda index, reason: None,
+    ) -> None:
+        self.settings = settings
+        self.workers = [WorkerHandle(index=i, gpu=g) for i, g in enumerate(settings.gpus)]
+        self._on_output = on_output
+        self._on_output_error = on_output_error
+        self._on_worker_lost = on_worker_lost
+        self._ids = itertools.count(1)
+        self._any_ready = asyncio.Event()
+        self._stopping = False
+        self._watchdog: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.state_changed = asyncio.Event()
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers if w.ready)
+
+    @property
+    def restart_count(self) -> int:
+        return sum(w.restarts for w in self.workers)
+
+    async def start(self) -> None:
+        """Start every worker and wait until each has run wrapperInit; raises WorkerInitError."""
+        await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        results = await asyncio.gather(*(w.started for w in self.workers), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.stop(timeout_s=2.0)
+            raise WorkerInitError(str(failures[0]))
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def _spawn(self, worker: WorkerHandle) -> None:
+        server_end, worker_end = ipc.socket_pair()
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = worker.gpu
+        env["AIGES_WORKER_ID"] = str(worker.index)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        worker.generation += 1
+        worker.started = asyncio.get_running_loop().create_future()
+        worker.ready = False
+        worker.running = False
+        worker.info = None
+        worker.kill_reason = ""
+        worker.head_resolved = False
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "aiges.worker",
+                "--fd", str(worker_end.fileno()), "--worker-id", str(worker.index),
+                pass_fds=(worker_end.fileno(),),
+                env=env,
+                start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        finally:
+            worker_end.close()
+        generation = worker.generation
+        worker.channel = ipc.AsyncChannel(
+            server_end,
+            on_message=partial(self._on_message, worker),
+            on_close=partial(self._on_closed, worker, generation),
+        )
+        self._spawn_task(self._pump(worker, worker.process.stdout, "stdout"))
+        self._spawn_task(self._pump(worker, worker.process.stderr, "stderr"))
+        worker.channel.send((
+            "init",
+            {
+                "wrapper": self.settings.wrapper,
+                "config": self.settings.wrapper_config,
+                "realtime": self.settings.realtime,
+                "log_level": self.settings.log_level,
+            },
+        ))
+
+    def _spawn_task(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, worker: WorkerHandle, stream: asyncio.StreamReader, name: str) -> None:
+        """Log what the wrapper prints, one event per line, tagged with the worker."""
+        levels = {"ERROR": log.error, "CRITICAL": log.error, "WARNING": log.warning, "DEBUG": log.debug}
+        while True:
+            try:
+                line = await stream.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                continue
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            if not text:
+                continue
+            emit = levels.get(text.split(" ", 1)[0], log.info)
+            emit("wrapper output", worker=worker.index, stream=name, line=text)
+
+    def _on_message(self, worker: WorkerHandle, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ok" or kind == "err":
+            call = worker.pending.pop(message[1], None)
+            worker.last_reply_at = time.monotonic()
+            if call is None or call.future.done():
+                return
+            if kind == "ok":
+                call.future.set_result(message[2])
+            else:
+                call.future.set_exception(AigesError(message[2], message[3]))
+        elif kind == "output":
+            self._on_output(message[1], message[2])
+        elif kind == "output_error":
+            self._on_output_error(message[1], message[2], message[3])
+        elif kind == "ready":
+            worker.info = message[1]
+            worker.ready = True
+            worker.running = True
+            worker.last_reply_at = time.monotonic()
+            self._any_ready.set()
+            self.state_changed.set()
+            log.info("worker ready", worker=worker.index, pid=worker.info.pid, gpu=worker.gpu or "none",
+                     style=worker.info.style, restarts=worker.restarts)
+            if not worker.started.done():
+                worker.started.set_result(worker.info)
+        elif kind == "init_failed":
+            if not worker.started.done():
+                worker.started.set_exception(WorkerInitError(message[1]))
+
+    def _on_closed(self, worker: WorkerHandle, generation: int) -> None:
+        if generation != worker.generation:
+            return
+        worker.ready = False
+        if not any(w.ready for w in self.workers):
+            self._any_ready.clear()
+        self.state_changed.set()
+        if worker.running:
+            worker.running = False
+            self._spawn_task(self._after_death(worker, generation))
+        else:
+            self._spawn_task(self._after_failed_start(worker))
+
+    async def _exit_reason(self, worker: WorkerHandle) -> str:
+        process = worker.process
+        if process is None:
+            return describe_exit(None)
+        try:
+            returncode = await asyncio.wait_for(process.wait(), 5.0)
+        except asyncio.TimeoutError:
+            process.kill()
+            returncode = await process.wait()
+        return worker.kill_reason or describe_exit(returncode)
+
+    async def _after_failed_start(self, worker: WorkerHandle) -> None:
+        started = worker.started
+        reason = await self._exit_reason(worker)
+        if not started.done():
+            started.set_exception(WorkerInitError(f"worker {worker.index} died during start-up: {reason}"))
+
+    async def _after_death(self, worker: WorkerHandle, generation: int) -> None:
+        reason = await self._exit_reason(worker)
+        pending = list(worker.pending.values())
+        worker.pending.clear()
+        if self._stopping:
+            return
+        log.warning("worker lost", worker=worker.index, reason=reason, calls=len(pending))
+        first_unstarted = 0 if worker.head_resolved else 1
+        for position, call in enumerate(pending):
+            if call.future.done():
+                continue
+            if call.retryable and position >= first_unstarted:
+                self._spawn_task(self._redispatch(call))
+            else:
+                call.future.set_exception(AigesError(
+                    ErrorCode.WRAPPER_EXEC, f"worker {worker.index} stopped during the call: {reason}"
+                ))
+        self._on_worker_lost(worker.index, reason)
+        await self._restart(worker, generation)
+
+    async def _restart(self, worker: WorkerHandle, generation: int) -> None:
+        for attempt in itertools.count():
+            if self._stopping or generation != worker.generation:
+                return
+            await asyncio.sleep(RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)])
+            if self._stopping:
+                return
+            worker.restarts += 1
+            try:
+                await self._spawn(worker)
+                await worker.started
+                return
+            except (WorkerInitError, OSError) as exc:
+                log.error("worker restart failed", worker=worker.index, error=str(exc))
+                generation = worker.generation
+                if worker.process is not None and worker.process.returncode is None:
+                    worker.process.kill()
+                    await worker.process.wait()
+
+    async def _redispatch(self, call: PendingCall) -> None:
+        try:
+            worker = await self._pick()
+        except AigesError as exc:
+            if not call.future.done():
+                call.future.set_exception(exc)
+            return
+        self._send(worker, call)
+
+    async def _pick(self) -> WorkerHandle:
+        timeout = self.settings.exec_timeout_ms / 1000
+        deadline = time.monotonic() + timeout
+        while True:
+            best = None
+            for worker in self.workers:
+                if worker.ready and (best is None or len(worker.pending) < len(best.pending)):
+                    best = worker
+            if best is not None:
+                return best
+            self._any_ready.clear()
+            try:
+                await asyncio.wait_for(self._any_ready.wait(), max(deadline - time.monotonic(), 0))
+            except asyncio.TimeoutError:
+                raise AigesError(
+                    ErrorCode.WRAPPER_EXEC, f"no worker became ready within {self.settings.exec_timeout_ms} ms"
+                ) from None
+
+    def _send(self, worker: WorkerHandle, call: PendingCall) -> None:
+        call_id = next(self._ids)
+        call.sent_at = time.monotonic()
+        if not worker.pending:
+            worker.last_reply_at = call.sent_at
+        worker.pending[call_id] = call
+        try:
+            worker.channel.send((call.message[0], call_id, *call.message[1:]))
+        except ConnectionResetError:
+            worker.pending.pop(call_id, None)
+            if call.retryable:
+                self._spawn_task(self._redispatch(call))
+            else:
+                call.future.set_exception(AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index} is gone"))
+
+    async def pick(self) -> WorkerHandle:
+        """The least-loaded ready worker (waits for one while all are restarting)."""
+        return await self._pick()
+
+    async def call(self, kind: str, *args: Any, worker: WorkerHandle | None = None, retryable: bool = False) -> Any:
+        """Run ``kind`` in a worker (``worker`` or the least loaded) and return its value."""
+        target = worker if worker is not None else await self._pick()
+        if worker is not None and not worker.ready:
+            raise AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index} is not running")
+        future = asyncio.get_running_loop().create_future()
+        self._send(target, PendingCall(future, (kind, *args), 0.0, retryable))
+        return await future
+
+    async def _watch(self) -> None:
+        timeout = self.settings.exec_timeout_ms / 1000
+        tick = min(max(timeout / 20, 0.01), 0.5)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for worker in self.workers:
+                if not worker.ready or not worker.pending:
+                    continue
+                call_id, call = next(iter(worker.pending.items()))
+                started = max(call.sent_at, worker.last_reply_at)
+                if now - started <= timeout:
+                    continue
+                worker.pending.pop(call_id)
+                if not call.future.done():
+                    call.future.set_exception(AigesError(
+                        ErrorCode.ONCE_TIMEOUT,
+                        f"{call.message[0]} ran past exec_timeout_ms={self.settings.exec_timeout_ms}; "
+                        f"worker {worker.index} is being replaced",
+                    ))
+                worker.head_resolved = True
+                self.kill(worker, f"a {call.message[0]} call ran past exec_timeout_ms")
+
+    def kill(self, worker: WorkerHandle, reason: str) -> None:
+        """SIGKILL a worker; its death is handled like any other (restart, calls failed or moved)."""
+        worker.kill_reason = reason
+        worker.ready = False
+        if worker.process is not None and worker.process.returncode is None:
+            worker.process.kill()
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask every worker to run wrapperFini and exit; kill those that do not in time."""
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for worker in self.workers:
+            if worker.channel is not None and not worker.channel.closed:
+                try:
+                    worker.channel.send(("fini",))
+                except ConnectionResetError:
+                    pass
+        processes = [w.process for w in self.workers if w.process is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), timeout_s)
+        except asyncio.TimeoutError:
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+            await asyncio.gather(*(p.wait() for p in processes))
+        for worker in self.workers:
+            if worker.channel is not None:
+                worker.channel.close()
+            for call in worker.pending.values():
+                if not call.future.done():
+                    call.future.set_exception(AigesError(ErrorCode.WRAPPER_EXEC, "server is shutting down"))
+            worker.pending.clear()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=1.0)

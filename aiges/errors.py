@@ -1,0 +1,75 @@
+"""AIGes error codes and the one exception type that carries them.
+
+Code deep in the engine raises ``AigesError(code, detail)``; the front that received the request
+turns it into its wire form exactly once. The numbers are the original loader's (frame/error.go),
+so existing clients keep their retry and reporting logic.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    OK = 0
+    INVALID_OP = 10003
+    INVALID_HANDLE = 10008
+    INVALID_DATA = 10009
+    ENGINE_INACTIVE = 10101
+    ONCE_TIMEOUT = 10102
+    INVALID_OUTPUT = 10106
+    INVALID_PARAM_VALUE = 10107
+    WORKER_CRASH = 10109
+    LICENSE_NOT_ENOUGH = 10110
+    PB_MARSHAL = 10400
+    PB_UNMARSHAL = 10401
+    WRAPPER_INIT = 10901
+    WRAPPER_CREATE = 10905
+    WRAPPER_DESTROY = 10906
+    WRAPPER_WRITE = 10907
+    WRAPPER_READ = 10908
+    WRAPPER_EXEC = 10909
+    WRAPPER_ASYNC = 10910
+
+
+MESSAGES: dict[int, str] = {
+    ErrorCode.OK: "ok",
+    ErrorCode.INVALID_OP: "invalid service operation",
+    ErrorCode.INVALID_HANDLE: "service instance invalid",
+    ErrorCode.INVALID_DATA: "input invalid data",
+    ErrorCode.ENGINE_INACTIVE: "service instance inactive, already release",
+    ErrorCode.ONCE_TIMEOUT: "service exec once request timeout",
+    ErrorCode.INVALID_OUTPUT: "wrapper output data invalid(key or type)",
+    ErrorCode.INVALID_PARAM_VALUE: "service para value invalid",
+    ErrorCode.WORKER_CRASH: "worker process crashed, session lost",
+    ErrorCode.LICENSE_NOT_ENOUGH: "service license not enough",
+    ErrorCode.PB_MARSHAL: "marshal pb message fail",
+    ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
+    ErrorCode.WRAPPER_INIT: "wrapper init failed",
+    ErrorCode.WRAPPER_CREATE: "wrapper create failed",
+    ErrorCode.WRAPPER_DESTROY: "wrapper destroy failed",
+    ErrorCode.WRAPPER_WRITE: "wrapper write failed",
+    ErrorCode.WRAPPER_READ: "wrapper read failed",
+    ErrorCode.WRAPPER_EXEC: "wrapper exec failed",
+    ErrorCode.WRAPPER_ASYNC: "wrapper async result failed",
+}
+
+
+class AigesError(Exception):
+    """An error with an AIGes code; ``message`` is what the client sees in ``err``."""
+
+    def __init__(self, code: int, detail: str | None = None) -> None:
+        self.code = int(code)
+        self.message = detail if detail else MESSAGES.get(self.code, "error")
+        super().__init__(self.message)
+
+    def __reduce__(self):
+        return (AigesError, (self.code, self.message))
+
+    def __repr__(self) -> str:
+        return f"AigesError({self.code}, {self.message!r})"
+
+
+def wrapper_error_text(text: str, code: int) -> str:
+    """The original's form of a wrapper-reported error: ``"<wrapperError(n)>;code=<n>"``."""
+    return f"{text};code={code}"

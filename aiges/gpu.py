@@ -1,0 +1,38 @@
+"""GPU discovery and assignment. NVML (nvidia-ml-py) is asked only here and never touches CUDA,
+so the server process itself holds no GPU context."""
+
+from __future__ import annotations
+
+import os
+
+from aiges.config import parse_gpus
+
+
+def discover_gpus() -> list[str]:
+    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` when the environment already
+    narrows the view (a container runtime or scheduler did), else every GPU NVML reports; none
+    when NVML or its driver is absent."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no library, no driver, no device: all mean CPU
+        return []
+
+
+def plan_workers(gpus_setting: str, count: int) -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` value for each worker: GPUs round-robin, or ``""`` (no GPU)
+    for every worker when there are none. ``count`` 0 means one worker per GPU, else one."""
+    listed = parse_gpus(gpus_setting)
+    gpus = discover_gpus() if listed is None else [str(g) for g in listed]
+    workers = count or max(len(gpus), 1)
+    if not gpus:
+        return [""] * workers
+    return [gpus[i % len(gpus)] for i in range(workers)]

@@ -1,0 +1,122 @@
+"""The one internal Plugin interface that every wrapper style is adapted to.
+
+The worker only ever talks to a ``Plugin``; it never asks which style of wrapper is behind it.
+Adapters raise ``AigesError`` with the loader's codes (10909 exec, 10905 create, 10907 write,
+10908 read) and the wrapper's own error text.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiges.engine.types import DataItem
+
+
+class PluginLoadError(Exception):
+    """The wrapper could not be found, imported or initialised; the text says why."""
+
+
+class Plugin(Protocol):
+    style: str
+    service_id: str
+    version: str
+    capabilities: frozenset[str]
+
+    def init(self, config: dict[str, str]) -> None: ...
+
+    def fini(self) -> None: ...
+
+    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]: ...
+
+    def create(self, tag: str, params: dict[str, str]) -> str: ...
+
+    def write(self, handle: str, items: list[DataItem]) -> None: ...
+
+    def read(self, handle: str) -> list[DataItem]: ...
+
+    def destroy(self, handle: str) -> None: ...
+
+    def error_text(self, code: int) -> str: ...
+
+
+def to_bytes(value: Any) -> bytes:
+    """Result data as bytes: bytes as they are, str as UTF-8, anything else as JSON text."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if value is None:
+        return b""
+    return json.dumps(value, ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"result data of type {type(value).__name__} is not JSON serialisable")
+
+
+ALIASES = {
+    "params": "params", "param": "params", "parameters": "params",
+    "reqData": "req", "reqdata": "req", "req_data": "req", "req": "req", "datas": "req", "data": "req",
+    "usrTag": "tag", "userTag": "tag", "usr_tag": "tag", "tag": "tag",
+    "sid": "sid",
+    "persId": "pers", "psrId": "pers", "psrIds": "pers", "pers_id": "pers",
+    "handle": "handle", "hdl": "handle",
+}
+
+
+def bind_arguments(func: Callable[..., Any], order: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """Adapt to the argument lists wrappers were written with.
+
+    The original shims called the same method with different argument lists (§4.b.2: e.g.
+    ``wrapperWrite(handle, reqData)`` and ``wrapperWrite(handle, reqData, sid)``, and
+    ``wrapperCreate(..., userTag=...)`` by keyword). Each parameter is matched by its name when
+    it is a known one, otherwise by its position in ``order``; extra optional parameters keep
+    their defaults. The result calls ``func`` with a dict of canonical values.
+    """
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return lambda values: func(*(values[name] for name in order))
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return lambda values: func(*(values[name] for name in order))
+    positional: list[str] = []
+    keywords: list[tuple[str, str]] = []
+    for index, param in enumerate(parameters):
+        if param.kind is param.VAR_KEYWORD:
+            continue
+        canonical = ALIASES.get(param.name)
+        if canonical is None and index < len(order) and param.kind is not param.KEYWORD_ONLY:
+            canonical = order[index]
+        if canonical is None:
+            if param.default is param.empty:
+                raise PluginLoadError(
+                    f"{getattr(func, '__qualname__', func)}: cannot tell what to pass as '{param.name}'"
+                )
+            continue
+        if param.kind is param.KEYWORD_ONLY:
+            keywords.append((param.name, canonical))
+        else:
+            positional.append(canonical)
+    return lambda values: func(
+        *(values[name] for name in positional), **{kw: values[name] for kw, name in keywords}
+    )
+
+
+def call_text(func: Callable[[int], Any] | None, code: int) -> str:
+    """``wrapperError(code)`` made safe: a failing or missing wrapperError gives a plain text."""
+    if func is None:
+        return f"wrapper error {code}"
+    try:
+        text = func(code)
+    except Exception as exc:  # noqa: BLE001 - user code
+        return f"wrapper error {code} (wrapperError raised {type(exc).__name__}: {exc})"
+    return str(text) if text else f"wrapper error {code}"

@@ -1,0 +1,68 @@
+"""Path -> Plugin: find the wrapper, import it, and pick the adapter for its style."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+from aiges.plugins.base import Plugin, PluginLoadError
+
+MODULE_NAME = "wrapper"
+
+
+def resolve_wrapper_path(path: str | Path) -> Path:
+    """A wrapper.py, a folder holding one, or a shared library; raises when there is none."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        inner = candidate / "wrapper.py"
+        if not inner.is_file():
+            raise PluginLoadError(f"wrapper not found: {candidate} is a folder without a wrapper.py")
+        return inner
+    if not candidate.exists():
+        raise PluginLoadError(f"wrapper not found: {candidate} does not exist")
+    if candidate.suffix not in (".py", ".so"):
+        raise PluginLoadError(f"wrapper {candidate}: expected a .py file, a folder holding wrapper.py, or a .so")
+    return candidate
+
+
+def load_plugin(path: str | Path) -> Plugin:
+    """Import the wrapper as module ``wrapper`` (as the original shim did) and adapt it."""
+    file = resolve_wrapper_path(path)
+    if file.suffix == ".so":
+        raise PluginLoadError(f"wrapper {file}: C shared-library wrappers are not supported yet")
+    folder = str(file.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, file)
+    if spec is None or spec.loader is None:
+        raise PluginLoadError(f"wrapper {file}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001 - anything the user's module does at import
+        sys.modules.pop(MODULE_NAME, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise PluginLoadError(f"wrapper {file} failed to import:\n{traceback.format_exc().rstrip()}") from None
+
+    wrapper_class = getattr(module, "Wrapper", None)
+    if isinstance(wrapper_class, type):
+        from aiges.plugins.pyclass import ClassPlugin
+
+        try:
+            instance = wrapper_class()
+        except Exception:  # noqa: BLE001
+            raise PluginLoadError(
+                f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
+            ) from None
+        return ClassPlugin(instance)
+    if callable(getattr(module, "wrapperOnceExec", None)) or callable(getattr(module, "wrapperCreate", None)):
+        from aiges.plugins.pyfunc import FunctionPlugin
+
+        return FunctionPlugin(module)
+    raise PluginLoadError(
+        f"wrapper {file} defines neither a Wrapper class nor the functions wrapperInit/wrapperOnceExec"
+    )

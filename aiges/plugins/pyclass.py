@@ -1,0 +1,153 @@
+"""Adapter for the class style: ``class Wrapper(WrapperBase)`` in wrapper.py (SDK §4.c)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiges.dto import DataListCls, DataListNode
+from aiges.engine.types import DataItem, DataStatus
+from aiges.errors import AigesError, ErrorCode, wrapper_error_text
+from aiges.plugins.base import PluginLoadError, bind_arguments, call_text, to_bytes
+
+ONCE_ORDER = ("params", "req", "tag", "pers")
+CREATE_ORDER = ("params", "sid", "pers", "tag")
+WRITE_ORDER = ("handle", "req", "sid")
+READ_ORDER = ("handle", "sid")
+DESTROY_ORDER = ("handle", "sid")
+
+
+def request_list(items: list[DataItem]) -> DataListCls:
+    return DataListCls([DataListNode(i.key, i.data, len(i.data), i.type, i.status, i.desc) for i in items])
+
+
+def result_items(response: Any, what: str, force_status: int | None = None) -> list[DataItem]:
+    """``Response.list`` -> DataItems. The default placeholder item (no key, no data) is dropped."""
+    entries = getattr(response, "list", None)
+    if entries is None:
+        raise TypeError(f"{what} must return a Response, got {type(response).__name__}")
+    items = []
+    for entry in entries or ():
+        if isinstance(entry, dict):
+            key, data = entry.get("key", ""), entry.get("data", b"")
+            data_type, status, desc = entry.get("type", 0), entry.get("status", 3), entry.get("desc")
+        else:
+            key, data = getattr(entry, "key", ""), getattr(entry, "data", b"")
+            data_type, status = getattr(entry, "type", 0), getattr(entry, "status", 3)
+            desc = getattr(entry, "desc", None)
+        payload = to_bytes(data)
+        if not key and not payload:
+            continue
+        items.append(
+            DataItem(
+                key=str(key),
+                data=payload,
+                type=int(data_type or 0),
+                status=int(force_status if force_status is not None else (status if status is not None else 3)),
+                desc={str(k): str(v) for k, v in (desc or {}).items()},
+            )
+        )
+    return items
+
+
+class ClassPlugin:
+    style = "class"
+
+    def __init__(self, wrapper: Any) -> None:
+        self.wrapper = wrapper
+        cls = type(wrapper)
+        self.service_id = str(getattr(cls, "serviceId", "") or "")
+        self.version = str(getattr(cls, "version", "") or "")
+        self.mappings = getattr(cls, "__mappings__", {"params": {}, "inputs": {}, "accepts": {}})
+        self._once = self._bind("wrapperOnceExec", ONCE_ORDER)
+        self._create = self._bind("wrapperCreate", CREATE_ORDER)
+        self._write = self._bind("wrapperWrite", WRITE_ORDER)
+        self._read = self._bind("wrapperRead", READ_ORDER)
+        self._destroy = self._bind("wrapperDestroy", DESTROY_ORDER)
+        self._sids: dict[str, str] = {}
+        capabilities = {"once"}
+        if _overrides(cls, "wrapperCreate"):
+            capabilities.add("stream")
+        self.capabilities = frozenset(capabilities)
+
+    def _bind(self, name: str, order: tuple[str, ...]):
+        method = getattr(self.wrapper, name, None)
+        if method is None:
+            def missing(values):
+                raise NotImplementedError(f"the Wrapper class has no {name}")
+            return missing
+        return bind_arguments(method, order)
+
+    def error_text(self, code: int) -> str:
+        return call_text(getattr(self.wrapper, "wrapperError", None), code)
+
+    def init(self, config: dict[str, str]) -> None:
+        try:
+            ret = self.wrapper.wrapperInit(dict(config))
+        except NotImplementedError:
+            raise PluginLoadError("the Wrapper class does not implement wrapperInit") from None
+        if ret not in (0, None):
+            raise PluginLoadError(f"wrapperInit returned {ret}: {self.error_text(ret)}")
+
+    def fini(self) -> None:
+        fini = getattr(self.wrapper, "wrapperFini", None)
+        if fini is not None:
+            fini()
+
+    def _check(self, code: Any, error: ErrorCode, what: str) -> None:
+        if code not in (0, None):
+            if not isinstance(code, int):
+                raise AigesError(error, f"{what} returned {code!r}, expected an int")
+            raise AigesError(error, wrapper_error_text(self.error_text(code), code))
+
+    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+        values = {"params": params, "req": request_list(items), "tag": tag, "pers": 0, "sid": params.get("sid", "")}
+        response = self._once(values)
+        if response is None:
+            raise AigesError(ErrorCode.WRAPPER_EXEC, "wrapperOnceExec returned None, expected a Response")
+        self._check(getattr(response, "error_code", 0), ErrorCode.WRAPPER_EXEC, "wrapperOnceExec")
+        return result_items(response, "wrapperOnceExec", force_status=DataStatus.ONCE)
+
+    def create(self, tag: str, params: dict[str, str]) -> str:
+        sid = params.get("sid", tag)
+        result = self._create({"params": params, "sid": sid, "pers": 0, "tag": tag})
+        if result is None:
+            raise AigesError(ErrorCode.WRAPPER_CREATE, "wrapperCreate returned None, expected a SessionCreateResponse")
+        if isinstance(result, str):
+            handle, code = result, 0
+        else:
+            handle, code = getattr(result, "handle", ""), getattr(result, "error_code", 0)
+        self._check(code, ErrorCode.WRAPPER_CREATE, "wrapperCreate")
+        handle = str(handle or tag)
+        self._sids[handle] = sid
+        return handle
+
+    def write(self, handle: str, items: list[DataItem]) -> None:
+        values = {"handle": handle, "req": request_list(items), "sid": self._sids.get(handle, "")}
+        self._check(self._write(values), ErrorCode.WRAPPER_WRITE, "wrapperWrite")
+
+    def read(self, handle: str) -> list[DataItem]:
+        response = self._read({"handle": handle, "sid": self._sids.get(handle, "")})
+        if response is None:
+            return []
+        if isinstance(response, list):
+            return result_items(_Listed(response), "wrapperRead")
+        self._check(getattr(response, "error_code", 0), ErrorCode.WRAPPER_READ, "wrapperRead")
+        return result_items(response, "wrapperRead")
+
+    def destroy(self, handle: str) -> None:
+        sid = self._sids.pop(handle, "")
+        self._check(self._destroy({"handle": handle, "sid": sid}), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
+
+
+class _Listed:
+    """A bare list returned by wrapperRead (the SDK's documented default) seen as a Response."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.list = entries
+
+
+def _overrides(cls: type, name: str) -> bool:
+    from aiges.sdk import WrapperBase
+
+    method = getattr(cls, name, None)
+    return method is not None and method is not getattr(WrapperBase, name, None)

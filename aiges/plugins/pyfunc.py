@@ -1,0 +1,144 @@
+"""Adapter for the function style: module-level functions in wrapper.py (shim v1, §4.b.1).
+
+    wrapperInit(config) -> int
+    wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int
+        reqData: tuple of dicts {key, data, len, status, type, desc}; append result dicts
+        {key, data, len, status, type[, desc]} to respData.
+    wrapperCreate(usrTag, params, psrIds, psrCnt) -> str handle
+    wrapperWrite(handle, reqData) -> int
+    wrapperRead(handle, respData) -> int
+    wrapperDestroy(handle) -> int   (the historical spelling wrapperDestory is accepted)
+    wrapperError(ret) -> str
+    wrapperFini() -> int
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any
+
+from aiges.engine.types import DataItem, DataStatus
+from aiges.errors import AigesError, ErrorCode, wrapper_error_text
+from aiges.plugins.base import PluginLoadError, call_text, to_bytes
+
+REQUIRED_RESULT_KEYS = ("key", "data", "len", "status", "type")
+
+
+def request_tuple(items: list[DataItem]) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {"key": i.key, "data": i.data, "len": len(i.data), "status": i.status, "type": i.type, "desc": i.desc}
+        for i in items
+    )
+
+
+def result_items(entries: list[Any], what: str, force_status: int | None = None) -> list[DataItem]:
+    items = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise TypeError(f"{what}: result {index} must be a dict, got {type(entry).__name__}")
+        missing = [k for k in REQUIRED_RESULT_KEYS if k not in entry]
+        if missing:
+            raise TypeError(f"{what}: result {index} lacks the key(s) {', '.join(missing)}")
+        items.append(
+            DataItem(
+                key=str(entry["key"]),
+                data=to_bytes(entry["data"]),
+                type=int(entry["type"]),
+                status=int(force_status if force_status is not None else entry["status"]),
+                desc={str(k): str(v) for k, v in (entry.get("desc") or {}).items()},
+            )
+        )
+    return items
+
+
+class FunctionPlugin:
+    style = "function"
+    service_id = ""
+    version = ""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self._destroy = getattr(module, "wrapperDestroy", None) or getattr(module, "wrapperDestory", None)
+        self.service_id = str(getattr(module, "serviceId", "") or "")
+        self.version = str(getattr(module, "version", "") or "")
+        self.mappings = {"params": {}, "inputs": {}, "accepts": {}}
+        capabilities = set()
+        if hasattr(module, "wrapperOnceExec"):
+            capabilities.add("once")
+        if all(hasattr(module, n) for n in ("wrapperCreate", "wrapperWrite", "wrapperRead")):
+            capabilities.add("stream")
+        self.capabilities = frozenset(capabilities)
+        self._create_arity = _arity(getattr(module, "wrapperCreate", None))
+
+    def error_text(self, code: int) -> str:
+        return call_text(getattr(self.module, "wrapperError", None), code)
+
+    def _check(self, code: Any, error: ErrorCode, what: str) -> None:
+        if code not in (0, None):
+            if not isinstance(code, int):
+                raise AigesError(error, f"{what} returned {code!r}, expected an int")
+            raise AigesError(error, wrapper_error_text(self.error_text(code), code))
+
+    def _function(self, name: str, error: ErrorCode):
+        func = getattr(self.module, name, None)
+        if func is None:
+            raise AigesError(error, f"wrapper.py defines no {name}")
+        return func
+
+    def init(self, config: dict[str, str]) -> None:
+        init = getattr(self.module, "wrapperInit", None)
+        if init is None:
+            return
+        ret = init(dict(config))
+        if ret not in (0, None):
+            raise PluginLoadError(f"wrapperInit returned {ret}: {self.error_text(ret)}")
+
+    def fini(self) -> None:
+        fini = getattr(self.module, "wrapperFini", None)
+        if fini is not None:
+            fini()
+
+    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+        func = self._function("wrapperOnceExec", ErrorCode.WRAPPER_EXEC)
+        results: list[Any] = []
+        ret = func(tag, params, request_tuple(items), results, (), 0)
+        self._check(ret, ErrorCode.WRAPPER_EXEC, "wrapperOnceExec")
+        return result_items(results, "wrapperOnceExec", force_status=DataStatus.ONCE)
+
+    def create(self, tag: str, params: dict[str, str]) -> str:
+        func = self._function("wrapperCreate", ErrorCode.WRAPPER_CREATE)
+        args: list[Any] = [tag, params, (), 0, 0]
+        handle = func(*args[: self._create_arity]) if self._create_arity is not None else func(*args)
+        if isinstance(handle, tuple):
+            handle, code = handle
+            self._check(code, ErrorCode.WRAPPER_CREATE, "wrapperCreate")
+        if not handle:
+            raise AigesError(ErrorCode.WRAPPER_CREATE, "wrapperCreate returned no handle")
+        return str(handle)
+
+    def write(self, handle: str, items: list[DataItem]) -> None:
+        func = self._function("wrapperWrite", ErrorCode.WRAPPER_WRITE)
+        self._check(func(handle, request_tuple(items)), ErrorCode.WRAPPER_WRITE, "wrapperWrite")
+
+    def read(self, handle: str) -> list[DataItem]:
+        func = self._function("wrapperRead", ErrorCode.WRAPPER_READ)
+        results: list[Any] = []
+        self._check(func(handle, results), ErrorCode.WRAPPER_READ, "wrapperRead")
+        return result_items(results, "wrapperRead")
+
+    def destroy(self, handle: str) -> None:
+        if self._destroy is not None:
+            self._check(self._destroy(handle), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
+
+
+def _arity(func: Any) -> int | None:
+    if func is None:
+        return None
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(1 for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))

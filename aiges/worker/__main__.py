@@ -1,0 +1,5 @@
+import sys
+
+from aiges.worker.main import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Fixtures: real ``aiges serve`` processes on free ports, talked to with real gRPC clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aiges.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+WRAPPERS = Path(__file__).resolve().parent / "wrappers"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def health_status(address: str, service: str = "", timeout: float = 2.0) -> int | None:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+        return reply.status
+
+
+class Server:
+    """One ``aiges serve`` subprocess with its own config file and log."""
+
+    def __init__(self, workdir: Path, wrapper: str | Path, **options) -> None:
+        self.workdir = workdir
+        self.port = options.pop("port", None) or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.config_path = workdir / f"aiges-{self.port}.toml"
+        self.log_path = workdir / f"aiges-{self.port}.log"
+        self.config_path.write_text(render_config(wrapper, self.port, **options))
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self, wait: bool = True, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Server:
+        self._log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aiges", "serve", "-c", str(self.config_path), *extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+        )
+        if wait:
+            self.wait_serving(timeout)
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if health_status(self.address, timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"server not SERVING within {timeout}s:\n{self.log()}")
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.address, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log:
+            self._log.close()
+        return self.process.returncode
+
+
+def render_config(
+    wrapper: str | Path,
+    port: int,
+    *,
+    workers: int = 1,
+    gpus: str = "",
+    exec_timeout_ms: int = 30000,
+    licences: int = 100,
+    ttl: int = 15000,
+    maxmb: int = 16,
+    wrapper_config: dict[str, str] | None = None,
+    extra: str = "",
+    service: str = "svcName",
+) -> str:
+    wrapper_path = Path(wrapper)
+    if not wrapper_path.is_absolute():
+        wrapper_path = WRAPPERS / wrapper_path
+    lines = [
+        f"[{service}]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        f"maxreceive = {maxmb}",
+        f"maxsend = {maxmb}",
+        "[aiges]",
+        f'wrapper = "{wrapper_path}"',
+        "[worker]",
+        f"count = {workers}",
+        f'gpus = "{gpus}"',
+        f"exec_timeout_ms = {exec_timeout_ms}",
+        "[fc]",
+        f"max = {licences}",
+        f"ttl = {ttl}",
+        "roll = 100",
+        "[log]",
+        'level = "info"',
+        'format = "json"',
+        "[wrapper]",
+    ]
+    for key, value in (wrapper_config or {}).items():
+        lines.append(f'"{key}" = "{value}"')
+    return "\n".join(lines) + "\n" + extra + "\n"
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start servers: ``serve("faulty", workers=2)``; all are stopped after the test."""
+    servers: list[Server] = []
+
+    def start(wrapper: str | Path, wait: bool = True, **options) -> Server:
+        server = Server(tmp_path, wrapper, **options)
+        servers.append(server)
+        return server.start(wait=wait)
+
+    yield start
+    for server in servers:
+        server.stop()

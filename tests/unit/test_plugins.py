@@ -1,0 +1,101 @@
+"""The adapters make both wrapper styles look the same to the worker."""
+
+import sys
+
+import pytest
+
+from aiges.engine.types import DataItem
+from aiges.errors import AigesError
+from aiges.plugins.base import PluginLoadError, bind_arguments, to_bytes
+from aiges.plugins.loader import load_plugin
+
+from conftest import ROOT, WRAPPERS
+
+
+@pytest.fixture(autouse=True)
+def fresh_wrapper_module():
+    yield
+    sys.modules.pop("wrapper", None)
+
+
+def test_class_style_echo():
+    plugin = load_plugin(ROOT / "demo" / "echo")
+    plugin.init({})
+    assert plugin.style == "class"
+    assert plugin.service_id == "echo"
+    assert "stream" in plugin.capabilities
+    [item] = plugin.once("tag", {"prefix": ">"}, [DataItem("text", b"hi", 0, 3)])
+    assert (item.key, item.data, item.status) == ("text", b">hi", 3)
+
+
+def test_class_style_error_code_and_text():
+    plugin = load_plugin(WRAPPERS / "faulty")
+    plugin.init({})
+    with pytest.raises(AigesError) as failure:
+        plugin.once("t", {"mode": "error"}, [DataItem("text", b"")])
+    assert failure.value.code == 10909
+    assert failure.value.message == "seven is not allowed;code=7"
+
+
+def test_function_style_stream_uses_the_historical_destroy_name():
+    plugin = load_plugin(WRAPPERS / "functional")
+    plugin.init({"a": "1"})
+    assert plugin.style == "function"
+    assert plugin.capabilities == {"once", "stream"}
+    handle = plugin.create("tag-1", {})
+    plugin.write(handle, [DataItem("a", b"abc", 0, 1)])
+    [item] = plugin.read(handle)
+    assert item.data == b"cba"
+    plugin.destroy(handle)
+    assert sys.modules["wrapper"].sessions == {}
+
+
+def test_init_failure_carries_the_wrapper_error_text():
+    plugin = load_plugin(WRAPPERS / "init_fails")
+    with pytest.raises(PluginLoadError, match="wrapperInit returned 42: the model file is missing"):
+        plugin.init({})
+
+
+def test_loader_errors_name_the_problem(tmp_path):
+    with pytest.raises(PluginLoadError, match="does not exist"):
+        load_plugin(tmp_path / "nothing.py")
+    with pytest.raises(PluginLoadError, match="folder without a wrapper.py"):
+        load_plugin(tmp_path)
+    with pytest.raises(PluginLoadError, match="ModuleNotFoundError"):
+        load_plugin(WRAPPERS / "broken_import")
+
+
+def test_argument_binding_accepts_both_shim_orders():
+    calls = []
+
+    class Head:
+        def wrapperCreate(self, params, sid, persId=0, usrTag=""):
+            calls.append(("head", params, sid, persId, usrTag))
+
+    class Older:
+        def wrapperCreate(self, params, sid, userTag):
+            calls.append(("older", params, sid, userTag))
+
+    class Renamed:
+        def wrapperWrite(self, handle, req, sid):
+            calls.append(("write", handle, req, sid))
+
+    values = {"params": {"a": "1"}, "sid": "S", "pers": 0, "tag": "T", "handle": "H", "req": "R"}
+    bind_arguments(Head().wrapperCreate, ("params", "sid", "pers", "tag"))(values)
+    bind_arguments(Older().wrapperCreate, ("params", "sid", "pers", "tag"))(values)
+    bind_arguments(Renamed().wrapperWrite, ("handle", "req", "sid"))(values)
+    assert calls == [
+        ("head", {"a": "1"}, "S", 0, "T"),
+        ("older", {"a": "1"}, "S", "T"),
+        ("write", "H", "R", "S"),
+    ]
+
+
+def test_result_data_conversion():
+    assert to_bytes(b"x") == b"x"
+    assert to_bytes("é") == "é".encode()
+    assert to_bytes({"a": [1, {"b": None}]}) == b'{"a": [1, {"b": null}]}'
+    assert to_bytes(None) == b""
+    import numpy as np
+
+    assert to_bytes({"v": np.arange(3)}) == b'{"v": [0, 1, 2]}'

@@ -1,0 +1,3 @@
+"""Defines neither a Wrapper class nor wrapper functions."""
+
+VALUE = 1
