@@ -51,7 +51,7 @@ class Server:
         self._log = None
 
     def start(self, wait: bool = True, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Server:
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aiges", "serve", "-c", str(self.config_path), *extra_args],

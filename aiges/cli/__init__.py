@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiges", description="Serve AI wrappers over the AIGes protocol.")
     parser.add_argument("--version", action="version", version=f"aiges {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         module.add_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -13,6 +13,7 @@ worker's (one thread reads, any thread may send).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import socket
 import struct
@@ -42,10 +43,8 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     server_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     for sock in (server_end, worker_end):
         for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-            except OSError:
-                pass
     return server_end, worker_end
 
 
@@ -227,7 +226,7 @@ class BlockingChannel:
             self._timeout = timeout
         try:
             head = self._sock.recv(HEADER.size, socket.MSG_WAITALL)
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError from None
         if len(head) < HEADER.size:
             raise EOFError("server closed the worker channel")

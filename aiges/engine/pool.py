@@ -14,6 +14,7 @@ calls it never started move to another worker, and the owner of its sessions is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -223,9 +224,8 @@ class WorkerPool:
                      style=worker.info.style, restarts=worker.restarts)
             if not worker.started.done():
                 worker.started.set_result(worker.info)
-        elif kind == "init_failed":
-            if not worker.started.done():
-                worker.started.set_exception(WorkerInitError(message[1]))
+        elif kind == "init_failed" and not worker.started.done():
+            worker.started.set_exception(WorkerInitError(message[1]))
 
     def _on_closed(self, worker: WorkerHandle, generation: int) -> None:
         if generation != worker.generation:
@@ -388,10 +388,8 @@ class WorkerPool:
             self._watchdog.cancel()
         for worker in self.workers:
             if worker.channel is not None and not worker.channel.closed:
-                try:
+                with contextlib.suppress(ConnectionResetError):
                     worker.channel.send(("fini",))
-                except ConnectionResetError:
-                    pass
         processes = [w.process for w in self.workers if w.process is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), timeout_s)

@@ -4,7 +4,6 @@ from aiges.dto import DataListCls, Response, ResponseData, SessionCreateResponse
 from aiges.sdk import StringBodyField, StringParamField, WrapperBase
 
 
-
 class EchoRequest:
     prefix = StringParamField(key="prefix", maxLength=64, value="")
     text = StringBodyField(key="text", value=b"hello aiges")

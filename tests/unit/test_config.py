@@ -83,7 +83,12 @@ def test_integers_written_as_strings_are_accepted(value):
     assert _coerce("f", "fc", "max", spec, value) == value
 
 
-@given(st.one_of(st.floats(), st.lists(st.integers()), st.booleans(), st.text().filter(lambda t: not t.strip().lstrip("-").isdigit())))
+NOT_INTEGERS = st.one_of(
+    st.floats(), st.lists(st.integers()), st.booleans(), st.text().filter(lambda t: not t.strip().lstrip("-").isdigit())
+)
+
+
+@given(NOT_INTEGERS)
 def test_non_integers_are_rejected(value):
     from aiges.config import FcSection, _coerce
 

@@ -4,11 +4,10 @@ keep the original's package names and field numbers."""
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from grpc_tools import protoc
 
 from aiges.protocol import v2_pb2, xsf_pb2
-
-from conftest import ROOT
 
 
 def test_stubs_are_not_stale(tmp_path):

@@ -1,6 +1,5 @@
 """A test wrapper whose behaviour is chosen per call with the param ``mode``."""
 
-import json
 import os
 import signal
 import time
