@@ -17,6 +17,7 @@ class ErrorCode(IntEnum):
     INVALID_DATA = 10009
     ENGINE_INACTIVE = 10101
     ONCE_TIMEOUT = 10102
+    SESSION_REPEAT = 10105
     INVALID_OUTPUT = 10106
     INVALID_PARAM_VALUE = 10107
     WORKER_CRASH = 10109
@@ -39,6 +40,7 @@ MESSAGES: dict[int, str] = {
     ErrorCode.INVALID_DATA: "input invalid data",
     ErrorCode.ENGINE_INACTIVE: "service instance inactive, already release",
     ErrorCode.ONCE_TIMEOUT: "service exec once request timeout",
+    ErrorCode.SESSION_REPEAT: "session handle already in use",
     ErrorCode.INVALID_OUTPUT: "wrapper output data invalid(key or type)",
     ErrorCode.INVALID_PARAM_VALUE: "service para value invalid",
     ErrorCode.WORKER_CRASH: "worker process crashed, session lost",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 import grpc
 
 from aiges.client.messages import AigesCallError, InputValue, Result, loader_input, result_of
+from aiges.client.sessions import StreamSession, XsfSession
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
@@ -72,3 +73,24 @@ class Client:
         if check and result.code:
             raise AigesCallError(result.code, result.message, handle)
         return result
+
+    def session(
+        self,
+        inputs: Mapping[str, InputValue] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = None,
+        transport: str = "xsf",
+        wait_ms: int = 500,
+    ) -> XsfSession | StreamSession:
+        """Open a streaming session (``transport`` "xsf": the AIIn/AIOut ops; "stream": the native
+        bidi stream). Use it as a context manager; ``inputs`` are written with the first frame."""
+        if transport == "xsf":
+            session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms)
+        elif transport == "stream":
+            session = StreamSession(self.channel, params=params, headers=headers, expect=expect,
+                                    service_id=self.service_id)
+        else:
+            raise ValueError(f"transport must be 'xsf' or 'stream', got {transport!r}")
+        return session.open(inputs)

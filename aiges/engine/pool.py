@@ -73,6 +73,7 @@ class WorkerHandle:
     last_reply_at: float = 0.0
     started: asyncio.Future | None = None
     running: bool = False
+    sessions: int = 0
     restarts: int = 0
     generation: int = 0
     kill_reason: str = ""
@@ -80,7 +81,8 @@ class WorkerHandle:
 
     @property
     def load(self) -> int:
-        return len(self.pending)
+        """Calls in flight plus open sessions: what the least-loaded choice compares."""
+        return len(self.pending) + self.sessions
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -96,18 +98,12 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class WorkerPool:
-    def __init__(
-        self,
-        settings: PoolSettings,
-        on_output: Callable[[str, list[DataItem]], None] = lambda tag, items: None,
-        on_output_error: Callable[[str, int, str], None] = lambda tag, code, message: None,
-        on_worker_lost: Callable[[int, str], None] = lambda index, reason: None,
-    ) -> None:
+    def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.workers = [WorkerHandle(index=i, gpu=g) for i, g in enumerate(settings.gpus)]
-        self._on_output = on_output
-        self._on_output_error = on_output_error
-        self._on_worker_lost = on_worker_lost
+        self.on_output: Callable[[str, list[DataItem]], None] = lambda tag, items: None
+        self.on_output_error: Callable[[str, int, str], None] = lambda tag, code, message: None
+        self.on_worker_lost: Callable[[WorkerHandle, str], None] = lambda worker, reason: None
         self._ids = itertools.count(1)
         self._any_ready = asyncio.Event()
         self._stopping = False
@@ -210,9 +206,9 @@ class WorkerPool:
             else:
                 call.future.set_exception(AigesError(message[2], message[3]))
         elif kind == "output":
-            self._on_output(message[1], message[2])
+            self.on_output(message[1], message[2])
         elif kind == "output_error":
-            self._on_output_error(message[1], message[2], message[3])
+            self.on_output_error(message[1], message[2], message[3])
         elif kind == "ready":
             worker.info = message[1]
             worker.ready = True
@@ -271,10 +267,9 @@ class WorkerPool:
             if call.retryable and position >= first_unstarted:
                 self._spawn_task(self._redispatch(call))
             else:
-                call.future.set_exception(AigesError(
-                    ErrorCode.WRAPPER_EXEC, f"worker {worker.index} stopped during the call: {reason}"
-                ))
-        self._on_worker_lost(worker.index, reason)
+                code = ErrorCode.WRAPPER_EXEC if call.message[0] == "once" else ErrorCode.WORKER_CRASH
+                call.future.set_exception(AigesError(code, f"worker {worker.index} stopped during the call: {reason}"))
+        self.on_worker_lost(worker, reason)
         await self._restart(worker, generation)
 
     async def _restart(self, worker: WorkerHandle, generation: int) -> None:
@@ -311,7 +306,7 @@ class WorkerPool:
         while True:
             best = None
             for worker in self.workers:
-                if worker.ready and (best is None or len(worker.pending) < len(best.pending)):
+                if worker.ready and (best is None or worker.load < best.load):
                     best = worker
             if best is not None:
                 return best

@@ -17,6 +17,7 @@ from aiges.engine.licences import Licences
 from aiges.engine.pool import PoolSettings, WorkerInitError, WorkerPool
 from aiges.gpu import plan_workers
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
+from aiges.server.stream import StreamService
 from aiges.server.xsf import XsfService
 
 log = structlog.get_logger("aiges.server")
@@ -42,7 +43,7 @@ class App:
             log_level=config.log.level,
         ))
         self.licences = Licences(config.fc.max)
-        self.engine = Engine(self.pool, self.licences)
+        self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll)
         self.health = health.aio.HealthServicer()
         self.stopping = asyncio.Event()
         self.port = 0
@@ -61,8 +62,10 @@ class App:
             log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
             return 2
         ip = advertised_ipv4(host)
-        xsf = XsfService(self.engine, HandleGenerator(ip, self.port), self.config.header_pass, f"{ip}:{self.port}")
-        server.add_generic_rpc_handlers((xsf.rpc_handlers(),))
+        handles = HandleGenerator(ip, self.port)
+        xsf = XsfService(self.engine, handles, self.config.header_pass, f"{ip}:{self.port}")
+        stream = StreamService(self.engine, handles, self.config.header_pass)
+        server.add_generic_rpc_handlers((xsf.rpc_handlers(), stream.rpc_handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self._set_health(NOT_SERVING)
         await server.start()
@@ -86,6 +89,7 @@ class App:
             print(f"aiges: {exc}", file=sys.stderr)
             await server.stop(0)
             return 2
+        self.engine.start()
         await self._set_health(SERVING)
         log.info("serving", address=listen_address(host, self.port), workers=len(self.pool.workers),
                  licences=self.licences.total)
@@ -94,6 +98,7 @@ class App:
         log.info("stopping")
         await self.health.enter_graceful_shutdown()
         await server.stop(self.config.aiges.drain_timeout_ms / 1000)
+        await self.engine.stop()
         await self.pool.stop()
         log.info("stopped")
         return 0

@@ -36,6 +36,7 @@ ERROR_FOR = {
     "once": ErrorCode.WRAPPER_EXEC,
     "create": ErrorCode.WRAPPER_CREATE,
     "write": ErrorCode.WRAPPER_WRITE,
+    "finish": ErrorCode.WRAPPER_READ,
     "read": ErrorCode.WRAPPER_READ,
     "destroy": ErrorCode.WRAPPER_DESTROY,
 }
@@ -61,6 +62,7 @@ class Worker:
             "once": self.once,
             "create": self.create,
             "write": self.write,
+            "finish": self.finish,
             "destroy": self.destroy,
         }
         while True:
@@ -104,6 +106,12 @@ class Worker:
             session.input_done = True
         if self.realtime or session.input_done:
             self.collect(tag)
+
+    def finish(self, tag: str) -> None:
+        """No more input will come: read until the wrapper's output ends."""
+        session = self._session(tag)
+        session.input_done = True
+        self.collect(tag)
 
     def collect(self, tag: str) -> None:
         """Read whatever the plugin has ready for ``tag`` and push it to the server."""
