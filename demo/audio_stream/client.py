@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=int, default=100)
     parser.add_argument("--transport", choices=["xsf", "stream"], default="stream")
     args = parser.parse_args()
-    pcm = open(args.pcm, "rb").read() if args.pcm else tone(rate=args.rate)
+    pcm = Path(args.pcm).read_bytes() if args.pcm else tone(rate=args.rate)
     step = args.rate * 2 * args.chunk_ms // 1000
     chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
     with Client(args.addr) as client, client.session(

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from aiges.client import Input
-
-from conftest import ROOT
 
 
 def pcm(freq: float, seconds: float, amplitude: float = 0.5, rate: int = 16000) -> bytes:
