@@ -26,5 +26,13 @@ proto: install
 lint: install
 	$(VENV)/bin/ruff check aiges tests demo wrappers bench
 
+bench: install
+	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || (apt-get update -q && apt-get install -y -q nghttp2-client))
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) bench/run.py
+	$(PY) bench/batching.py
+	$(PY) bench/scaling.py
+	$(PY) bench/sessions.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -51,6 +51,7 @@ class AigesSection:
     headerPass: str = key("sid", "';'-separated header keys copied into the wrapper's params ('sid' always)")
     realTimeRlt: bool = key(True, "streaming: read results after every write, not only after the last")
     drain_timeout_ms: int = key(10000, "on SIGTERM, how long in-flight calls and sessions may finish", minimum=0)
+    sched_batch: bool = key(True, "run server and workers as SCHED_BATCH, so calls batch up on a busy CPU")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class WorkerSection:
     gpus: str = key("auto", "'auto' (NVML), '' for none, or a list like '0,1' assigned round-robin")
     exec_timeout_ms: int = key(30000, "a call running longer gets 10102 and its worker is replaced", minimum=1)
     min_ready: int = key(0, "health is SERVING while at least this many workers are up; 0 = all", minimum=0)
+    shm_mb: int = key(64, "shared-memory ring per direction per worker for payloads >= 64 KiB; 0 = off", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ class LogSection:
     format: str = key("auto", "json, console, or auto (console on a terminal)", choices=("auto", "json", "console"))
 
 
+@dataclass(frozen=True)
+class MetricsSection:
+    """``[metrics]``: Prometheus metrics over HTTP at ``/metrics``."""
+
+    port: int = key(9090, "port of the /metrics endpoint; 0 turns it off", minimum=0)
+    host: str = key("", "address to listen on; empty: the service's host")
+
+
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
@@ -96,9 +106,10 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     }),
     "log": frozenset({"file", "size", "count", "die", "async", "cache", "batch", "caller", "wash"}),
     "worker": frozenset(),
+    "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
 }
 IGNORED_SECTIONS = frozenset({
-    "trace", "sonar", "metrics", "lbv2", "lb", "bvt", "ws", "pprof", "downAsync", "dataProcess",
+    "trace", "sonar", "lbv2", "lb", "bvt", "ws", "pprof", "downAsync", "dataProcess",
     "auth", "resource", "elog",
 })
 
@@ -112,6 +123,7 @@ class Config:
     worker: WorkerSection
     fc: FcSection
     log: LogSection
+    metrics: MetricsSection
     wrapper: dict[str, str]
     warnings: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
@@ -139,6 +151,7 @@ class Config:
             "worker": dataclasses.asdict(self.worker),
             "fc": dataclasses.asdict(self.fc),
             "log": dataclasses.asdict(self.log),
+            "metrics": dataclasses.asdict(self.metrics),
             "wrapper": dict(self.wrapper),
         }
 
@@ -148,6 +161,7 @@ SECTIONS: dict[str, type] = {
     "worker": WorkerSection,
     "fc": FcSection,
     "log": LogSection,
+    "metrics": MetricsSection,
 }
 
 
@@ -200,6 +214,7 @@ def load_config(
         worker=sections["worker"],
         fc=sections["fc"],
         log=sections["log"],
+        metrics=sections["metrics"],
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),
         ignored=tuple(ignored),

@@ -111,6 +111,7 @@ def render_config(
     wrapper_config: dict[str, str] | None = None,
     extra: str = "",
     service: str = "svcName",
+    metrics_port: int = 0,
 ) -> str:
     wrapper_path = Path(wrapper)
     if not wrapper_path.is_absolute():
@@ -134,6 +135,8 @@ def render_config(
         "[log]",
         'level = "info"',
         'format = "json"',
+        "[metrics]",
+        f"port = {metrics_port}",
         "[wrapper]",
     ]
     for key, value in (wrapper_config or {}).items():

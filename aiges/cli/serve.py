@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from aiges.cli.common import add_config_options, load
@@ -30,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     except PluginLoadError as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return 2
+    if config.aiges.sched_batch:
+        from aiges.engine.scheduling import use_batch_scheduling
+
+        use_batch_scheduling()
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from aiges.server.app import serve
 
     return serve(config)

@@ -1,9 +1,11 @@
 """The engine: what every front calls. It owns the licences, the sessions and the worker pool.
 
-    once(request)                         -> result items
-    open(tag, params, first_seq)          -> Session
-    write(session, items, seq)            -> None (outputs arrive in the session's queue)
-    read(session, wait_s)                 -> next output batch, or None after wait_s
+Fronts hand it raw protocol frames and get back encoded replies; the workers decode and encode
+(see ``aiges.protocol.codec``), so the engine never looks inside a payload.
+
+    first(tag, frame, envelope)     -> encoded one-shot reply, or a new Session
+    write(session, frame)           -> None (outputs arrive in the session's queue)
+    read(session, wait_s)           -> next encoded output batch, or None after wait_s
     finish(session) / close(session)
 """
 
@@ -11,16 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 
 from aiges.engine.licences import Licences
 from aiges.engine.pool import WorkerHandle, WorkerPool
-from aiges.engine.sessions import GAP_WAIT_S, Sequencer, Session, SessionTable, ends_output
-from aiges.engine.types import DataItem, Request
+from aiges.engine.sessions import Session, SessionTable
 from aiges.errors import AigesError, ErrorCode
 
 log = structlog.get_logger("aiges.engine")
+
+
+@dataclass(slots=True)
+class FirstReply:
+    """What a first frame produced: a one-shot ``output``, or an open ``session``."""
+
+    output: bytes | None = None
+    session: Session | None = None
 
 
 class Engine:
@@ -31,6 +41,7 @@ class Engine:
         self.sessions = SessionTable()
         self.session_ttl_s = session_ttl_ms / 1000
         self.expiry_scan_s = expiry_scan_ms / 1000
+        self._early: dict[str, list[tuple[bytes, bool]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._expiry: asyncio.Task | None = None
         pool.on_output = self._on_output
@@ -46,81 +57,49 @@ class Engine:
         for session in list(self.sessions.open.values()):
             self.close(session, destroy=False)
 
-    async def once(self, request: Request) -> list[DataItem]:
-        """Run a one-shot call on the least-loaded worker, holding one licence meanwhile."""
-        with self.licences.hold():
-            return await self.pool.call("once", request.tag, request.params, request.items, retryable=True)
-
-    async def open(
-        self, tag: str, params: dict[str, str], first_seq: int | None = None, front: object = None
-    ) -> Session:
-        """Create a session on the least-loaded worker (wrapperCreate); it holds a licence until closed."""
+    async def first(self, tag: str, frame: bytes, envelope: str, *, ordered: bool = True,
+                    session_only: bool = False) -> FirstReply:
+        """A first frame goes to the least-loaded worker, holding a licence: a one-shot call
+        returns its encoded reply; a stream frame opens a session that keeps the licence."""
         if tag in self.sessions.open:
             raise AigesError(ErrorCode.SESSION_REPEAT, f"session {tag} is already open")
         self.licences.acquire()
+        self._early[tag] = []
         try:
-            worker = await self.pool.pick()
+            worker, reply = await self.pool.call(
+                "first", tag, frame, envelope, ordered, session_only, retryable=True, with_worker=True
+            )
         except BaseException:
             self.licences.release()
+            self._early.pop(tag, None)
             raise
-        session = Session(tag=tag, worker=worker, generation=worker.generation, params=params, front=front)
-        if first_seq is not None:
-            session.sequencer = Sequencer(first_seq)
+        early = self._early.pop(tag)
+        if reply[0] == "once":
+            self.licences.release()
+            return FirstReply(output=reply[1])
+        _, service_id, outputs = reply
+        session = Session(tag=tag, worker=worker, generation=worker.generation, service_id=service_id,
+                          envelope=envelope)
+        session.outputs.extend(outputs)
+        session.outputs.extend(early)
         self.sessions.add(session)
         worker.sessions += 1
-        try:
-            session.plugin_handle = await self.pool.call("create", tag, params, worker=worker)
-        except BaseException:
-            self.close(session, destroy=False)
-            raise
         log.info("session opened", sid=tag, worker=worker.index)
-        return session
+        return FirstReply(session=session)
 
     def get(self, tag: str) -> Session:
         """The open session with this handle: 10008 if unknown, 10101 if it has ended."""
         return self.sessions.get(tag)
 
-    async def write(self, session: Session, items: list[DataItem], seq: int | None = None) -> None:
-        """Write a frame; with ``seq``, frames are written in sequence order."""
+    async def write(self, session: Session, frame: bytes) -> None:
         self._check_alive(session)
         session.touch()
-        if session.sequencer is None or seq is None:
-            frames = [items]
-        else:
-            frames = session.sequencer.push(seq, items)
-            self._arm_gap_timer(session)
-        for frame in frames:
-            if frame:
-                await self._write_frame(session, frame)
-
-    async def _write_frame(self, session: Session, items: list[DataItem]) -> None:
         try:
-            await self.pool.call("write", session.tag, items, worker=session.worker)
+            await self.pool.call("write", session.tag, frame, worker=session.worker)
         except AigesError as exc:
             self.fail(session, exc)
-            self.close(session)
+            self.close(session, reason=f"error {exc.code}")
             raise
-
-    def _arm_gap_timer(self, session: Session) -> None:
-        if session.gap_timer is not None:
-            session.gap_timer.cancel()
-            session.gap_timer = None
-        if session.sequencer.waiting:
-            session.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_S, self._skip_gap, session)
-
-    def _skip_gap(self, session: Session) -> None:
-        session.gap_timer = None
-        if session.closed:
-            return
-        frames = session.sequencer.skip_gap()
-        log.warning("input gap skipped", sid=session.tag, resumed_at=session.sequencer.next - len(frames))
-        self._spawn(self._write_frames(session, frames))
-
-    async def _write_frames(self, session: Session, frames: list[list[DataItem]]) -> None:
-        for frame in frames:
-            if frame and not session.closed:
-                with contextlib.suppress(AigesError):
-                    await self._write_frame(session, frame)
 
     def finish(self, session: Session) -> None:
         """The client will write no more: the worker reads until the wrapper's output ends."""
@@ -131,22 +110,23 @@ class Engine:
         with contextlib.suppress(AigesError):
             await self.pool.call("finish", session.tag, worker=session.worker)
 
-    async def read(self, session: Session, wait_s: float | None) -> list[DataItem] | None:
-        """The next output batch, waiting at most ``wait_s`` (None: until one comes). A batch that
-        ends the output closes the session; a failed session raises its error once, then closes."""
+    async def read(self, session: Session, wait_s: float | None) -> bytes | None:
+        """The next encoded output batch, waiting at most ``wait_s`` (None: until one comes). The
+        batch that ends the output closes the session; a failed session raises its error once,
+        then closes."""
         session.touch()
         loop = asyncio.get_running_loop()
         deadline = None if wait_s is None else loop.time() + wait_s
         while True:
             if session.outputs:
-                batch = session.outputs.popleft()
+                output, ended = session.outputs.popleft()
                 session.touch()
-                if ends_output(batch):
+                if ended:
                     self.close(session)
-                return batch
+                return output
             if session.failure is not None:
                 failure = session.failure
-                self.close(session)
+                self.close(session, reason=f"error {failure.code}")
                 raise failure
             if session.closed:
                 raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} already ended")
@@ -164,8 +144,6 @@ class Engine:
         if session.closed:
             return
         session.closed = True
-        if session.gap_timer is not None:
-            session.gap_timer.cancel()
         self.sessions.remove(session)
         self._release(session)
         worker: WorkerHandle = session.worker
@@ -173,6 +151,12 @@ class Engine:
             self._spawn(self._destroy(session))
         session.notify()
         log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
+
+    def fail(self, session: Session, error: AigesError) -> None:
+        """Mark a session failed: its next read or write raises ``error`` and ends it."""
+        if session.failure is None:
+            session.failure = error
+        session.notify()
 
     def _release(self, session: Session) -> None:
         if session.holds_licence:
@@ -189,25 +173,21 @@ class Engine:
     def _check_alive(self, session: Session) -> None:
         if session.failure is not None:
             failure = session.failure
-            self.close(session)
+            self.close(session, reason=f"error {failure.code}")
             raise failure
         if session.closed:
             raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} already ended")
 
-    def fail(self, session: Session, error: AigesError) -> None:
-        """Mark a session failed: its next read or write raises ``error`` and ends it."""
-        if session.failure is None:
-            session.failure = error
-        session.notify()
-
-    def _on_output(self, tag: str, items: list[DataItem]) -> None:
+    def _on_output(self, tag: str, output: bytes, ended: bool) -> None:
         session = self.sessions.open.get(tag)
-        if session is None or session.closed:
+        if session is None:
+            early = self._early.get(tag)
+            if early is not None:
+                early.append((output, ended))
             return
-        session.outputs.append(items)
-        if ends_output(items):
-            session.output_ended = True
-        session.notify()
+        if not session.closed:
+            session.outputs.append((output, ended))
+            session.notify()
 
     def _on_output_error(self, tag: str, code: int, message: str) -> None:
         session = self.sessions.open.get(tag)
@@ -215,11 +195,10 @@ class Engine:
             self.fail(session, AigesError(code, message))
 
     def _on_worker_lost(self, worker: WorkerHandle, reason: str) -> None:
-        index = worker.index
         for session in self.sessions.on_worker(worker, worker.generation):
             self._release(session)
             self.fail(session, AigesError(
-                ErrorCode.WORKER_CRASH, f"worker {index} stopped ({reason}); session {session.tag} is lost"
+                ErrorCode.WORKER_CRASH, f"worker {worker.index} stopped ({reason}); session {session.tag} is lost"
             ))
 
     async def _expire_idle(self) -> None:

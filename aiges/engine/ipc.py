@@ -1,10 +1,18 @@
 """Frames between the server process and its workers, over one Unix socket pair per worker.
 
-A frame is a small pickled control message plus the payload buffers it refers to, sent side by
-side (pickle protocol 5, out-of-band buffers) with one scatter-gather ``sendmsg``: payload bytes
-are never copied into or out of a pickle stream.
+A frame is a small pickled control message plus the payload buffers it refers to (pickle
+protocol 5, out-of-band buffers): payload bytes are never copied into or out of a pickle stream.
+A buffer of at least ``SHM_MIN`` bytes is written into the shared-memory ring of that direction
+and only its position is sent (``aiges.engine.shm``); smaller ones follow the meta in the frame,
+sent with scatter-gather ``sendmsg``.
 
-    u32 meta length | u16 buffer count | u64 length per buffer | meta | buffer 0 | buffer 1 ...
+    u32 meta length | u16 buffer count | (u8 where, u64 length, u64 ring position) per buffer
+    | meta | inline buffers ...
+
+Both ends read in bulk: one ``recv`` takes every frame that has arrived, and the server end
+sends all the frames queued during one event-loop pass with one ``sendmsg``. Waking the other
+process is the dearest part of a message on a busy machine, so under load many calls share one
+wake-up.
 
 ``AsyncChannel`` is the server's end (non-blocking, on the event loop); ``BlockingChannel`` is the
 worker's (one thread reads, any thread may send).
@@ -22,20 +30,34 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from aiges.engine.shm import SHM_MIN, ShmRing
+
 HEADER = struct.Struct("<IH")
-LENGTH = struct.Struct("<Q")
+BUFFER = struct.Struct("<BQQ")
+INLINE, IN_RING = 0, 1
 SOCKET_BUFFER = 4 << 20
 READ_CHUNK = 256 << 10
+MAX_IOV = 512
+COALESCE_FRAMES = 32
+COALESCE_PASSES = 8
 
 
-def encode(message: Any) -> list[bytes | memoryview]:
+def encode(message: Any, ring: ShmRing | None = None) -> list[bytes | memoryview]:
     buffers: list[pickle.PickleBuffer] = []
     meta = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     if not buffers:
         return [HEADER.pack(len(meta), 0) + meta]
-    raws = [b.raw() for b in buffers]
-    head = HEADER.pack(len(meta), len(raws)) + b"".join(LENGTH.pack(r.nbytes) for r in raws)
-    return [head, meta, *raws]
+    descriptors = []
+    inline = []
+    for buffer in buffers:
+        raw = buffer.raw()
+        placed = ring.put(raw) if ring is not None and raw.nbytes >= SHM_MIN else None
+        if placed is None:
+            descriptors.append(BUFFER.pack(INLINE, raw.nbytes, 0))
+            inline.append(raw)
+        else:
+            descriptors.append(BUFFER.pack(IN_RING, raw.nbytes, placed[0]))
+    return [HEADER.pack(len(meta), len(buffers)) + b"".join(descriptors), meta, *inline]
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -48,6 +70,94 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     return server_end, worker_end
 
 
+def _nbytes(piece: bytes | memoryview) -> int:
+    return len(piece) if isinstance(piece, bytes) else piece.nbytes
+
+
+class FrameBuffer:
+    """Bytes read from a socket, cut into decoded messages. Room is made on demand: unread bytes
+    move to the front, and the buffer grows when one frame needs more than fits.
+
+    Ring buffers arrive as views of the ring (``materialize`` False: the reader releases them
+    with ``release`` when done) or as bytes copied out and released at once."""
+
+    def __init__(self, ring: ShmRing | None = None, materialize: bool = True) -> None:
+        self.buf = bytearray(READ_CHUNK)
+        self.start = 0
+        self.end = 0
+        self.need = 0
+        self.ring = ring
+        self.materialize = materialize
+        self.ring_ends: deque[int] = deque()
+
+    def room(self) -> memoryview:
+        """Where the next ``recv_into`` should write."""
+        if self.end == len(self.buf) or (self.need and self.start + self.need > len(self.buf)):
+            unread = self.end - self.start
+            size = max(len(self.buf), self.need, READ_CHUNK)
+            if self.start == 0 and unread == len(self.buf) and size == len(self.buf):
+                size *= 2
+            if size != len(self.buf):
+                fresh = bytearray(size)
+                fresh[:unread] = self.buf[self.start : self.end]
+                self.buf = fresh
+            else:
+                self.buf[:unread] = self.buf[self.start : self.end]
+            self.start, self.end = 0, unread
+        return memoryview(self.buf)[self.end :]
+
+    def messages(self) -> list[Any]:
+        """Every complete message in the buffer, in order."""
+        out = []
+        buf = self.buf
+        while True:
+            available = self.end - self.start
+            if available < HEADER.size:
+                break
+            meta_len, count = HEADER.unpack_from(buf, self.start)
+            head_len = HEADER.size + BUFFER.size * count
+            if available < head_len:
+                break
+            base = self.start + HEADER.size
+            descriptors = [BUFFER.unpack_from(buf, base + BUFFER.size * i) for i in range(count)]
+            frame_len = head_len + meta_len + sum(length for where, length, _ in descriptors if where == INLINE)
+            if available < frame_len:
+                self.need = frame_len
+                break
+            self.need = 0
+            pos = self.start + head_len
+            ring_end = None
+            with memoryview(buf) as view:
+                meta = view[pos : pos + meta_len]
+                pos += meta_len
+                buffers = []
+                for where, length, position in descriptors:
+                    if where == INLINE:
+                        buffers.append(bytes(view[pos : pos + length]))
+                        pos += length
+                    elif self.materialize:
+                        with self.ring.get(position, length) as shared:
+                            buffers.append(bytes(shared))
+                        self.ring.release(position + length)
+                    else:
+                        buffers.append(self.ring.get(position, length))
+                        ring_end = position + length
+                out.append(pickle.loads(meta, buffers=buffers))
+                meta.release()
+            if not self.materialize:
+                self.ring_ends.append(ring_end)
+            self.start += frame_len
+        if self.start == self.end:
+            self.start = self.end = 0
+        return out
+
+    def release(self) -> None:
+        """The oldest message handed out is done with: its ring buffers may be reused."""
+        end = self.ring_ends.popleft()
+        if end is not None:
+            self.ring.release(end)
+
+
 class AsyncChannel:
     """The event-loop end of a worker socket. ``on_message`` runs for each complete frame;
     ``on_close`` runs once when the peer goes away or the channel is closed."""
@@ -57,206 +167,189 @@ class AsyncChannel:
         sock: socket.socket,
         on_message: Callable[[Any], None],
         on_close: Callable[[], None],
+        send_ring: ShmRing | None = None,
+        recv_ring: ShmRing | None = None,
     ) -> None:
         self._sock = sock
+        self._send_ring = send_ring
         self._sock.setblocking(False)
+        self._fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
         self._on_message = on_message
         self._on_close = on_close
-        self._buf = bytearray(READ_CHUNK)
-        self._start = 0
-        self._end = 0
-        self._pending: deque[memoryview] = deque()
+        self._frames = FrameBuffer(recv_ring)
+        self._outbox: list[list[bytes | memoryview]] = []
+        self._seen = 0
+        self._passes = 0
+        self._unsent: deque[memoryview] = deque()
+        self._flush_scheduled = False
         self._closed = False
-        self._loop.add_reader(sock.fileno(), self._on_readable)
+        self._loop.add_reader(self._fd, self._on_readable)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def send(self, message: Any) -> None:
+        """Queue a frame. Frames leave together: the flush waits while more keep arriving, one
+        event-loop pass at a time (a few microseconds when the loop is idle), up to a small cap."""
         if self._closed:
             raise ConnectionResetError("worker channel is closed")
-        pieces = encode(message)
-        if self._pending:
-            self._pending.extend(memoryview(p).cast("B") for p in pieces)
-            return
-        total = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces)
-        try:
-            sent = self._sock.sendmsg(pieces)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.close()
-            raise ConnectionResetError("worker channel is closed") from None
-        if sent < total:
-            self._queue_unsent(pieces, sent)
-            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+        self._outbox.append(encode(message, self._send_ring))
+        if not self._flush_scheduled and not self._unsent:
+            self._flush_scheduled = True
+            self._seen = 0
+            self._passes = 0
+            self._loop.call_soon(self._flush)
 
-    def _queue_unsent(self, pieces, sent: int) -> None:
+    def _flush(self) -> None:
+        if self._closed:
+            self._flush_scheduled = False
+            return
+        queued = len(self._outbox)
+        if queued > self._seen and queued < COALESCE_FRAMES and self._passes < COALESCE_PASSES:
+            self._seen = queued
+            self._passes += 1
+            self._loop.call_soon(self._flush)
+            return
+        self._flush_scheduled = False
+        if not self._outbox:
+            return
+        frames, self._outbox = self._outbox, []
+        pieces = [piece for frame in frames for piece in frame]
+        for start in range(0, len(pieces), MAX_IOV):
+            batch = pieces[start : start + MAX_IOV]
+            try:
+                sent = self._sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent < sum(_nbytes(p) for p in batch):
+                self._keep_unsent(batch, sent)
+                self._keep_unsent(pieces[start + MAX_IOV :], 0)
+                self._loop.add_writer(self._fd, self._on_writable)
+                return
+
+    def _keep_unsent(self, pieces, sent: int) -> None:
         for piece in pieces:
             view = memoryview(piece).cast("B")
             if sent >= view.nbytes:
                 sent -= view.nbytes
                 continue
-            self._pending.append(view[sent:])
+            self._unsent.append(view[sent:])
             sent = 0
 
     def _on_writable(self) -> None:
-        while self._pending:
+        while self._unsent:
             try:
-                sent = self._sock.sendmsg(list(self._pending)[:64])
+                sent = self._sock.sendmsg(list(self._unsent)[:MAX_IOV])
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 self.close()
                 return
             while sent:
-                head = self._pending[0]
+                head = self._unsent[0]
                 if sent >= head.nbytes:
                     sent -= head.nbytes
-                    self._pending.popleft()
+                    self._unsent.popleft()
                 else:
-                    self._pending[0] = head[sent:]
+                    self._unsent[0] = head[sent:]
                     sent = 0
-        self._loop.remove_writer(self._sock.fileno())
+        self._loop.remove_writer(self._fd)
+        if self._outbox and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     def _on_readable(self) -> None:
-        while True:
-            if self._end == len(self._buf):
-                self._make_room()
+        while not self._closed:
+            room = self._frames.room()
             try:
-                with memoryview(self._buf) as view:
-                    n = self._sock.recv_into(view[self._end :])
+                n = self._sock.recv_into(room)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 self.close()
                 return
+            finally:
+                room.release()
             if n == 0:
                 self.close()
                 return
-            self._end += n
-            self._parse()
-            if self._closed or self._end < len(self._buf):
+            self._frames.end += n
+            for message in self._frames.messages():
+                self._on_message(message)
+            if self._frames.end < len(self._frames.buf):
                 return
-
-    def _make_room(self, need: int = 0) -> None:
-        """Move unread bytes to the front, and grow when one frame needs more than fits."""
-        unread = self._end - self._start
-        size = max(len(self._buf), need, READ_CHUNK)
-        if self._start == 0 and size == len(self._buf):
-            size = len(self._buf) * 2
-        if size != len(self._buf):
-            fresh = bytearray(size)
-            fresh[:unread] = self._buf[self._start : self._end]
-            self._buf = fresh
-        else:
-            self._buf[:unread] = self._buf[self._start : self._end]
-        self._start, self._end = 0, unread
-
-    def _parse(self) -> None:
-        buf = self._buf
-        while not self._closed:
-            available = self._end - self._start
-            if available < HEADER.size:
-                break
-            meta_len, count = HEADER.unpack_from(buf, self._start)
-            head_len = HEADER.size + LENGTH.size * count
-            if available < head_len:
-                break
-            lengths = [LENGTH.unpack_from(buf, self._start + HEADER.size + LENGTH.size * i)[0] for i in range(count)]
-            frame_len = head_len + meta_len + sum(lengths)
-            if available < frame_len:
-                if frame_len > len(buf) - self._start:
-                    self._make_room(frame_len)
-                break
-            pos = self._start + head_len
-            with memoryview(buf) as view:
-                meta = view[pos : pos + meta_len]
-                pos += meta_len
-                buffers = []
-                for length in lengths:
-                    buffers.append(bytes(view[pos : pos + length]))
-                    pos += length
-                message = pickle.loads(meta, buffers=buffers)
-                meta.release()
-            self._start += frame_len
-            self._on_message(message)
-        if self._start == self._end:
-            self._start = self._end = 0
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        fd = self._sock.fileno()
-        if fd >= 0:
-            self._loop.remove_reader(fd)
-            self._loop.remove_writer(fd)
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
         self._sock.close()
-        self._pending.clear()
+        self._unsent.clear()
+        self._outbox.clear()
         self._on_close()
 
 
 class BlockingChannel:
-    """The worker's end: ``recv`` blocks (with an optional timeout); ``send`` may be called from
-    any thread, for results that a wrapper pushes from its own threads."""
+    """The worker's end. ``recv`` blocks (with an optional timeout) and returns every message that
+    has arrived; ``send`` may be called from any thread, for results a wrapper pushes from its own
+    threads."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, send_ring: ShmRing | None = None,
+                 recv_ring: ShmRing | None = None) -> None:
         self._sock = sock
         self._sock.setblocking(True)
         self._timeout: float | None = None
+        self._frames = FrameBuffer(recv_ring, materialize=False)
+        self._send_ring = send_ring
         self._send_lock = threading.Lock()
 
     def send(self, message: Any) -> None:
-        pieces = encode(message)
+        self.send_all([message])
+
+    def send_all(self, messages: list[Any]) -> None:
         with self._send_lock:
-            total = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces)
-            sent = self._sock.sendmsg(pieces)
-            if sent < total:
-                remaining = b"".join(bytes(memoryview(p).cast("B")) for p in pieces)[sent:]
-                self._sock.sendall(remaining)
+            pieces = [piece for message in messages for piece in encode(message, self._send_ring)]
+            for start in range(0, len(pieces), MAX_IOV):
+                batch = pieces[start : start + MAX_IOV]
+                sent = self._sock.sendmsg(batch)
+                total = sum(_nbytes(p) for p in batch)
+                if sent < total:
+                    self._sock.sendall(b"".join(bytes(memoryview(p).cast("B")) for p in batch)[sent:])
 
-    def recv(self, timeout: float | None = None) -> Any:
-        """The next message; raises ``TimeoutError`` when none starts within ``timeout`` seconds
-        and ``EOFError`` when the server end is gone."""
-        if timeout != self._timeout:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
-        try:
-            head = self._sock.recv(HEADER.size, socket.MSG_WAITALL)
-        except TimeoutError:
-            raise TimeoutError from None
-        if len(head) < HEADER.size:
-            raise EOFError("server closed the worker channel")
-        meta_len, count = HEADER.unpack(head)
-        lengths = []
-        if count:
-            raw = self._exact(LENGTH.size * count)
-            lengths = [LENGTH.unpack_from(raw, LENGTH.size * i)[0] for i in range(count)]
-        meta = self._exact(meta_len)
-        buffers = [self._exact(n) for n in lengths]
-        return pickle.loads(meta, buffers=buffers)
+    def done(self) -> None:
+        """The oldest received message is handled: buffers it had in the ring may be reused."""
+        self._frames.release()
 
-    def _exact(self, n: int) -> bytes:
-        if n == 0:
-            return b""
-        if self._timeout is not None:
-            self._sock.settimeout(None)
-            self._timeout = None
-        data = self._sock.recv(n, socket.MSG_WAITALL)
-        if len(data) == n:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < n:
-            chunk = self._sock.recv(n - got, socket.MSG_WAITALL)
-            if not chunk:
+    def recv(self, timeout: float | None = None) -> list[Any]:
+        """The messages that have arrived, at least one; call ``done`` after handling each.
+        Raises ``TimeoutError`` when none comes within ``timeout`` seconds and ``EOFError``
+        when the server end is gone."""
+        wait = timeout
+        while True:
+            messages = self._frames.messages()
+            if messages:
+                return messages
+            if wait != self._timeout:
+                self._sock.settimeout(wait)
+                self._timeout = wait
+            room = self._frames.room()
+            try:
+                n = self._sock.recv_into(room)
+            except TimeoutError:
+                raise TimeoutError from None
+            finally:
+                room.release()
+            if n == 0:
                 raise EOFError("server closed the worker channel")
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+            self._frames.end += n
+            wait = None
 
     def close(self) -> None:
         self._sock.close()

@@ -28,8 +28,10 @@ from typing import Any
 import structlog
 
 from aiges.engine import ipc
-from aiges.engine.types import DataItem, WorkerInfo
+from aiges.engine.shm import ShmRing
+from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
+from aiges.metrics import LEGS
 
 log = structlog.get_logger("aiges.pool")
 
@@ -46,6 +48,8 @@ class PoolSettings:
     wrapper_config: dict[str, str]
     gpus: list[str]
     exec_timeout_ms: int
+    header_pass: tuple[str, ...] = ("sid",)
+    shm_bytes: int = 64 << 20
     realtime: bool = True
     log_level: str = "info"
     ready_timeout_ms: int = 0
@@ -55,8 +59,10 @@ class PoolSettings:
 class PendingCall:
     future: asyncio.Future
     message: tuple
-    sent_at: float
+    created_at: float
     retryable: bool
+    sent_at: float = 0.0
+    worker: WorkerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -67,6 +73,7 @@ class WorkerHandle:
     gpu: str
     process: asyncio.subprocess.Process | None = None
     channel: ipc.AsyncChannel | None = None
+    rings: tuple[ShmRing, ShmRing] | None = None
     info: WorkerInfo | None = None
     ready: bool = False
     pending: dict[int, PendingCall] = field(default_factory=dict)
@@ -101,7 +108,7 @@ class WorkerPool:
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.workers = [WorkerHandle(index=i, gpu=g) for i, g in enumerate(settings.gpus)]
-        self.on_output: Callable[[str, list[DataItem]], None] = lambda tag, items: None
+        self.on_output: Callable[[str, bytes, bool], None] = lambda tag, output, ended: None
         self.on_output_error: Callable[[str, int, str], None] = lambda tag, code, message: None
         self.on_worker_lost: Callable[[WorkerHandle, str], None] = lambda worker, reason: None
         self._ids = itertools.count(1)
@@ -130,7 +137,12 @@ class WorkerPool:
         self._watchdog = asyncio.create_task(self._watch())
 
     async def _spawn(self, worker: WorkerHandle) -> None:
+        self._close_rings(worker)
         server_end, worker_end = ipc.socket_pair()
+        rings = (ShmRing(self.settings.shm_bytes), ShmRing(self.settings.shm_bytes)) if self.settings.shm_bytes else None
+        worker.rings = rings
+        ring_args = ("--rings", f"{rings[0].fd},{rings[1].fd},{self.settings.shm_bytes}") if rings else ()
+        passed = (worker_end.fileno(), *((rings[0].fd, rings[1].fd) if rings else ()))
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = worker.gpu
         env["AIGES_WORKER_ID"] = str(worker.index)
@@ -145,8 +157,8 @@ class WorkerPool:
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aiges.worker",
-                "--fd", str(worker_end.fileno()), "--worker-id", str(worker.index),
-                pass_fds=(worker_end.fileno(),),
+                "--fd", str(worker_end.fileno()), "--worker-id", str(worker.index), *ring_args,
+                pass_fds=passed,
                 env=env,
                 start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -160,6 +172,8 @@ class WorkerPool:
             server_end,
             on_message=partial(self._on_message, worker),
             on_close=partial(self._on_closed, worker, generation),
+            send_ring=rings[0] if rings else None,
+            recv_ring=rings[1] if rings else None,
         )
         self._spawn_task(self._pump(worker, worker.process.stdout, "stdout"))
         self._spawn_task(self._pump(worker, worker.process.stderr, "stderr"))
@@ -169,9 +183,17 @@ class WorkerPool:
                 "wrapper": self.settings.wrapper,
                 "config": self.settings.wrapper_config,
                 "realtime": self.settings.realtime,
+                "header_pass": self.settings.header_pass,
                 "log_level": self.settings.log_level,
             },
         ))
+
+    @staticmethod
+    def _close_rings(worker: WorkerHandle) -> None:
+        if worker.rings is not None:
+            for ring in worker.rings:
+                ring.close()
+            worker.rings = None
 
     def _spawn_task(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -198,15 +220,28 @@ class WorkerPool:
         kind = message[0]
         if kind == "ok" or kind == "err":
             call = worker.pending.pop(message[1], None)
-            worker.last_reply_at = time.monotonic()
-            if call is None or call.future.done():
+            now = time.monotonic()
+            worker.last_reply_at = now
+            if call is None:
                 return
+            free_at, received_at, started_at, finished_at = message[-1]
+            LEGS.record(
+                call.message[0],
+                queue=(call.sent_at - call.created_at) + (started_at - received_at)
+                + max(min(free_at, received_at) - call.sent_at, 0.0),
+                ipc_in=received_at - max(call.sent_at, free_at),
+                exec_=finished_at - started_at,
+                ipc_out=now - finished_at,
+            )
+            if call.future.done():
+                return
+            call.worker = worker
             if kind == "ok":
                 call.future.set_result(message[2])
             else:
                 call.future.set_exception(AigesError(message[2], message[3]))
         elif kind == "output":
-            self.on_output(message[1], message[2])
+            self.on_output(message[1], message[2], message[3])
         elif kind == "output_error":
             self.on_output_error(message[1], message[2], message[3])
         elif kind == "ready":
@@ -267,7 +302,7 @@ class WorkerPool:
             if call.retryable and position >= first_unstarted:
                 self._spawn_task(self._redispatch(call))
             else:
-                code = ErrorCode.WRAPPER_EXEC if call.message[0] == "once" else ErrorCode.WORKER_CRASH
+                code = ErrorCode.WRAPPER_EXEC if call.message[0] == "first" else ErrorCode.WORKER_CRASH
                 call.future.set_exception(AigesError(code, f"worker {worker.index} stopped during the call: {reason}"))
         self.on_worker_lost(worker, reason)
         await self._restart(worker, generation)
@@ -337,14 +372,21 @@ class WorkerPool:
         """The least-loaded ready worker (waits for one while all are restarting)."""
         return await self._pick()
 
-    async def call(self, kind: str, *args: Any, worker: WorkerHandle | None = None, retryable: bool = False) -> Any:
-        """Run ``kind`` in a worker (``worker`` or the least loaded) and return its value."""
+    async def call(
+        self, kind: str, *args: Any, worker: WorkerHandle | None = None, retryable: bool = False,
+        with_worker: bool = False,
+    ) -> Any:
+        """Run ``kind`` in a worker (``worker``, or the least loaded) and return its value, or
+        (the worker that ran it, its value) with ``with_worker``. A ``retryable`` call that a dying
+        worker never started moves to another worker."""
+        created = time.monotonic()
         target = worker if worker is not None else await self._pick()
         if worker is not None and not worker.ready:
             raise AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index} is not running")
-        future = asyncio.get_running_loop().create_future()
-        self._send(target, PendingCall(future, (kind, *args), 0.0, retryable))
-        return await future
+        call = PendingCall(asyncio.get_running_loop().create_future(), (kind, *args), created, retryable)
+        self._send(target, call)
+        value = await call.future
+        return (call.worker, value) if with_worker else value
 
     async def _watch(self) -> None:
         timeout = self.settings.exec_timeout_ms / 1000
@@ -396,6 +438,7 @@ class WorkerPool:
         for worker in self.workers:
             if worker.channel is not None:
                 worker.channel.close()
+            self._close_rings(worker)
             for call in worker.pending.values():
                 if not call.future.done():
                     call.future.set_exception(AigesError(ErrorCode.WRAPPER_EXEC, "server is shutting down"))

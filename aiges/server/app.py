@@ -10,12 +10,14 @@ import sys
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
 
 from aiges.config import Config
 from aiges.engine.engine import Engine
 from aiges.engine.licences import Licences
 from aiges.engine.pool import PoolSettings, WorkerInitError, WorkerPool
 from aiges.gpu import plan_workers
+from aiges.metrics import REGISTRY
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
 from aiges.server.stream import StreamService
 from aiges.server.xsf import XsfService
@@ -39,6 +41,8 @@ class App:
             wrapper_config=config.wrapper,
             gpus=gpus,
             exec_timeout_ms=config.worker.exec_timeout_ms,
+            header_pass=config.header_pass,
+            shm_bytes=config.worker.shm_mb << 20,
             realtime=config.aiges.realTimeRlt,
             log_level=config.log.level,
         ))
@@ -63,12 +67,13 @@ class App:
             return 2
         ip = advertised_ipv4(host)
         handles = HandleGenerator(ip, self.port)
-        xsf = XsfService(self.engine, handles, self.config.header_pass, f"{ip}:{self.port}")
-        stream = StreamService(self.engine, handles, self.config.header_pass)
+        xsf = XsfService(self.engine, handles, f"{ip}:{self.port}")
+        stream = StreamService(self.engine, handles)
         server.add_generic_rpc_handlers((xsf.rpc_handlers(), stream.rpc_handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self._set_health(NOT_SERVING)
         await server.start()
+        self._serve_metrics()
         self._install_signal_handlers()
         log.info("listening", address=listen_address(host, self.port), workers=len(self.pool.workers),
                  wrapper=str(self.config.wrapper_path))
@@ -103,6 +108,18 @@ class App:
         log.info("stopped")
         return 0
 
+    def _serve_metrics(self) -> None:
+        section = self.config.metrics
+        if not section.port:
+            return
+        host = section.host or self.config.service.host
+        try:
+            start_http_server(section.port, addr=host, registry=REGISTRY)
+        except OSError as exc:
+            log.error("cannot serve metrics", address=listen_address(host, section.port), error=str(exc))
+            return
+        log.info("metrics", address=listen_address(host, section.port), path="/metrics")
+
     async def _set_health(self, status: int) -> None:
         await self.health.set("", status)
         await self.health.set(self.config.service_name, status)
@@ -122,4 +139,8 @@ class App:
 
 
 def serve(config: Config) -> int:
-    return asyncio.run(App(config).run())
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(App(config).run())
+    return uvloop.run(App(config).run())

@@ -7,6 +7,11 @@
     AIOut                         the next output batch, waiting at most waitTime ms (default 500)
     AIExcp                        abort the session
 
+The front only routes: it reads the op, handle and params of the ReqData and passes
+``data[0].data`` untouched to a worker, which decodes it and returns the reply's ``data`` field
+already encoded. The reply is this front's own ResData fields followed by those bytes (protobuf
+merges concatenated messages), so payloads are never decoded or re-encoded here.
+
 Requests arrive as raw bytes (no gRPC-level deserializer), so a malformed message becomes an
 AIGes 10401 reply instead of a transport error. Every failure travels inside the LoaderOutput
 (``code``, ``err``, status END) with ``ResData.code`` 0, except 10110 (no licence), which also
@@ -16,9 +21,6 @@ sets ``ResData.code`` so xsf clients retry elsewhere. An error on a session ends
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import grpc
 import structlog
@@ -26,12 +28,12 @@ from google.protobuf.message import DecodeError
 
 from aiges.engine.engine import Engine
 from aiges.engine.sessions import Session
-from aiges.engine.types import DataItem, DataStatus, Request
 from aiges.errors import AigesError, ErrorCode
+from aiges.metrics import REQUEST
 from aiges.protocol import codec
 from aiges.protocol.handle import HandleGenerator
-from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
-from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData
+from aiges.protocol.v2_pb2 import LoaderOutput
+from aiges.protocol.xsf_pb2 import ReqData, ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
 
 log = structlog.get_logger("aiges.xsf")
@@ -41,24 +43,7 @@ FIRST_FRAME = "1"
 DEFAULT_WAIT_MS = 500
 
 
-@dataclass
-class StreamState:
-    """What the xsf front keeps per session: the first frame's serviceId and expect list, and a
-    running sequence number per output."""
-
-    service_id: str
-    expect: dict[str, MetaDesc]
-    seq: dict[str, int] = field(default_factory=dict)
-
-    def encode(self, items: list[DataItem]) -> LoaderOutput:
-        numbers = {}
-        for item in items:
-            self.seq[item.key] = self.seq.get(item.key, 0) + 1
-            numbers[item.key] = self.seq[item.key]
-        return codec.stream_output(self.service_id, items, self.expect, numbers)
-
-
-def wait_ms(param: dict) -> int:
+def wait_ms(param) -> int:
     """``waitTime``: default 500 ms; unparsable means 0, as in the original."""
     text = param.get("waitTime")
     if text is None:
@@ -69,22 +54,17 @@ def wait_ms(param: dict) -> int:
         return 0
 
 
-@contextmanager
-def ending_on_error(engine: Engine, session: Session) -> Iterator[None]:
-    """Any AIGes error on a session ends it (the original releases the instance on error)."""
-    try:
-        yield
-    except AigesError as exc:
-        engine.close(session, reason=f"error {exc.code}")
-        raise
+def empty(service_id: str, status: int) -> bytes:
+    return codec.wrap(codec.status_output(service_id, status), codec.XSF)
 
 
 class XsfService:
-    def __init__(self, engine: Engine, handles: HandleGenerator, header_pass: tuple[str, ...], peer_addr: str) -> None:
+    def __init__(self, engine: Engine, handles: HandleGenerator, peer_addr: str) -> None:
         self.engine = engine
         self.handles = handles
-        self.header_pass = header_pass
         self.peer_addr = peer_addr
+        self._durations = {op: REQUEST.labels("xsf", op) for op in ("AIIn", "AIOut", "AIExcp")}
+        self._other = REQUEST.labels("xsf", "other")
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -101,75 +81,47 @@ class XsfService:
                 code=ErrorCode.PB_UNMARSHAL, error_info=f"request is not a utils.ReqData: {exc}"
             ).SerializeToString()
         handle = request.s.h or self.handles.next()
-        reply = ResData(s=XsfSession(h=handle, t=request.s.t, sess={"PeerAddr": self.peer_addr}))
+        head = ResData(s=XsfSession(h=handle, t=request.s.t, sess={"PeerAddr": self.peer_addr}))
         op = request.op
         if op == "ping":
-            return reply.SerializeToString()
-        service_id = ""
+            return head.SerializeToString()
         try:
-            message = codec.decode_input(request.data[0].data) if request.data else LoaderInput()
-            service_id = message.serviceId
-            output = await self._dispatch(op, request, message, handle)
+            body = await self._dispatch(op, request, handle)
         except AigesError as exc:
-            output = codec.error_output(service_id, exc)
+            body = codec.wrap(codec.error_output("", exc), codec.XSF)
             if exc.code == ErrorCode.LICENSE_NOT_ENOUGH:
-                reply.code = exc.code
-                reply.error_info = exc.message
+                head.code = exc.code
+                head.error_info = exc.message
             log.warning("call failed", op=op, sid=handle, code=exc.code, error=exc.message,
                         ms=round((time.perf_counter() - started) * 1000, 3))
-        reply.data.append(DataMeta(data=output.SerializeToString()))
-        return reply.SerializeToString()
+        reply = head.SerializeToString() + body
+        self._durations.get(op, self._other).observe(time.perf_counter() - started)
+        return reply
 
-    async def _dispatch(self, op: str, request: ReqData, message: LoaderInput, handle: str) -> LoaderOutput:
+    async def _dispatch(self, op: str, request: ReqData, handle: str) -> bytes:
         if op == "AIIn":
+            frame = request.data[0].data if request.data else b""
             if request.param.get("SeqNo") == FIRST_FRAME:
-                if message.state == LoaderInput.ONCE:
-                    return await self._once(message, handle)
-                return await self._open(message, handle)
-            return await self._write(message, handle)
+                first = await self.engine.first(handle, frame, codec.XSF)
+                if first.output is not None:
+                    return first.output
+                return await self._available(first.session, LoaderOutput.BEGIN)
+            session = self.engine.get(handle)
+            await self.engine.write(session, frame)
+            return await self._available(session, LoaderOutput.CONTINUE)
         if op == "AIOut":
-            return await self._read(handle, wait_ms(request.param))
+            session = self.engine.get(handle)
+            output = await self.engine.read(session, wait_ms(request.param) / 1000)
+            return output if output is not None else empty(session.service_id, LoaderOutput.CONTINUE)
         if op == "AIExcp":
             session = self.engine.get(handle)
             self.engine.close(session, reason="aborted")
-            return LoaderOutput(serviceId=session.front.service_id, code=0, status=LoaderOutput.END)
+            return empty(session.service_id, LoaderOutput.END)
         if op in NO_OP_OPS:
-            return LoaderOutput(serviceId=message.serviceId, code=0)
+            return empty("", LoaderOutput.BEGIN)
         raise AigesError(ErrorCode.INVALID_OP, f"invalid service operation {op!r}")
 
-    async def _once(self, message: LoaderInput, handle: str) -> LoaderOutput:
-        if not message.pl:
-            raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
-        request = Request(
-            params=codec.input_params(message, self.header_pass),
-            items=codec.input_items(message, DataStatus.ONCE),
-            tag=handle,
-        )
-        results = await self.engine.once(request)
-        return codec.once_output(message.serviceId, results, codec.expect_index(message))
-
-    async def _open(self, message: LoaderInput, handle: str) -> LoaderOutput:
-        state = StreamState(message.serviceId, codec.expect_index(message))
-        session = await self.engine.open(
-            handle, codec.input_params(message, self.header_pass), first_seq=message.sync_id, front=state
-        )
-        return await self._write_frame(session, message, empty_status=LoaderOutput.BEGIN)
-
-    async def _write(self, message: LoaderInput, handle: str) -> LoaderOutput:
-        return await self._write_frame(self.engine.get(handle), message, empty_status=LoaderOutput.CONTINUE)
-
-    async def _write_frame(self, session: Session, message: LoaderInput, empty_status: int) -> LoaderOutput:
-        with ending_on_error(self.engine, session):
-            await self.engine.write(session, codec.input_items(message, DataStatus.CONTINUE), seq=message.sync_id)
-            batch = await self.engine.read(session, 0)
-            if batch is None:
-                return LoaderOutput(serviceId=session.front.service_id, code=0, status=empty_status)
-            return session.front.encode(batch)
-
-    async def _read(self, handle: str, wait: int) -> LoaderOutput:
-        session = self.engine.get(handle)
-        with ending_on_error(self.engine, session):
-            batch = await self.engine.read(session, wait / 1000)
-            if batch is None:
-                return LoaderOutput(serviceId=session.front.service_id, code=0, status=LoaderOutput.CONTINUE)
-            return session.front.encode(batch)
+    async def _available(self, session: Session, status: int) -> bytes:
+        """A write never waits for results: it returns the next batch if one is ready."""
+        output = await self.engine.read(session, 0)
+        return output if output is not None else empty(session.service_id, status)

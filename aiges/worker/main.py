@@ -2,13 +2,21 @@
 
 Started by the pool as ``python -m aiges.worker --fd N --worker-id K`` with
 ``CUDA_VISIBLE_DEVICES`` already in its environment, so the plugin sees only its own GPU (as
-device 0) from its first import on. Calls run one at a time, in the order they arrive; the
-server relies on that order for its exec-time watchdog.
+device 0) from its first import on.
+
+The worker decodes the raw protocol frames it is sent, runs the wrapper, and encodes the outputs
+(``aiges.protocol.codec``); it owns its sessions' wrapper handles, output contexts and input
+reorder buffers. Calls run one at a time, in the order they arrive; the server relies on that
+order for its exec-time watchdog. Every reply carries the worker's timestamps
+(``time.monotonic``, one clock for all processes on the host): when it was last free, when it
+read the call, when the wrapper started and finished. The server computes the per-leg latencies
+from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
 import os
@@ -18,126 +26,186 @@ import sys
 import time
 import traceback
 import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiges.engine import ipc
+from aiges.engine.shm import ShmRing
 from aiges.engine.types import DataItem, DataStatus, WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.base import Plugin, PluginLoadError
 from aiges.plugins.loader import load_plugin, resolve_wrapper_path
+from aiges.protocol.codec import V2Codec
+from aiges.worker.sessions import GAP_WAIT_S, Sequencer, WorkerSession
 
 log = logging.getLogger("aiges.worker")
 
 POLL_INTERVAL_S = 0.05
 
 ERROR_FOR = {
-    "once": ErrorCode.WRAPPER_EXEC,
-    "create": ErrorCode.WRAPPER_CREATE,
+    "first": ErrorCode.WRAPPER_EXEC,
     "write": ErrorCode.WRAPPER_WRITE,
     "finish": ErrorCode.WRAPPER_READ,
-    "read": ErrorCode.WRAPPER_READ,
     "destroy": ErrorCode.WRAPPER_DESTROY,
 }
-
-
-@dataclass
-class SessionState:
-    handle: str
-    input_done: bool = False
-    output_done: bool = False
+ENDING = (DataStatus.END, DataStatus.ONCE)
 
 
 class Worker:
-    def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, realtime: bool) -> None:
+    def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, realtime: bool, codec: V2Codec) -> None:
         self.plugin = plugin
         self.channel = channel
         self.realtime = realtime
-        self.sessions: dict[str, SessionState] = {}
+        self.codec = codec
+        self.sessions: dict[str, WorkerSession] = {}
         self.by_handle: dict[str, str] = {}
+        self.handlers = {"first": self.first, "write": self.write, "finish": self.finish, "destroy": self.destroy}
 
     def serve(self) -> None:
-        handlers = {
-            "once": self.once,
-            "create": self.create,
-            "write": self.write,
-            "finish": self.finish,
-            "destroy": self.destroy,
-        }
+        free_at = time.monotonic()
         while True:
-            waiting = [tag for tag, s in self.sessions.items() if s.input_done and not s.output_done]
             try:
-                message = self.channel.recv(POLL_INTERVAL_S if waiting else None)
+                messages = self.channel.recv(self._next_timeout())
             except TimeoutError:
-                for tag in waiting:
-                    self.collect(tag)
+                self._run_timers()
+                free_at = time.monotonic()
                 continue
             except EOFError:
                 return
-            kind = message[0]
-            if kind == "fini":
-                return
-            handler = handlers[kind]
-            call_id = message[1]
-            try:
-                value = handler(*message[2:])
-            except AigesError as exc:
-                self.channel.send(("err", call_id, exc.code, exc.message))
-            except Exception as exc:  # noqa: BLE001 - user code: report, keep serving
-                log.error("%s failed:\n%s", kind, traceback.format_exc().rstrip())
-                self.channel.send(("err", call_id, ERROR_FOR[kind], f"{type(exc).__name__}: {exc}"))
-            else:
-                self.channel.send(("ok", call_id, value))
+            received_at = time.monotonic()
+            for message in messages:
+                kind = message[0]
+                if kind == "fini":
+                    return
+                self._handle(message, free_at, received_at)
+                self.channel.done()
+            self._run_timers()
+            free_at = time.monotonic()
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
-        return self.plugin.once(tag, params, items)
+    def _handle(self, message: tuple, free_at: float, received_at: float) -> None:
+        """Run one call and send its reply, with the timestamps the server computes legs from."""
+        kind, call_id = message[0], message[1]
+        started_at = time.monotonic()
+        try:
+            value = self.handlers[kind](*message[2:])
+        except AigesError as exc:
+            reply = ("err", call_id, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - user code: report, keep serving
+            log.error("%s failed:\n%s", kind, traceback.format_exc().rstrip())
+            reply = ("err", call_id, ERROR_FOR[kind], f"{type(exc).__name__}: {exc}")
+        else:
+            reply = ("ok", call_id, value)
+        self.channel.send((*reply, (free_at, received_at, started_at, time.monotonic())))
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
-        handle = self.plugin.create(tag, params)
-        self.sessions[tag] = SessionState(handle)
+    def _next_timeout(self) -> float | None:
+        timeout = None
+        now = time.monotonic()
+        for session in self.sessions.values():
+            if session.input_done and not session.output_done:
+                timeout = POLL_INTERVAL_S if timeout is None else min(timeout, POLL_INTERVAL_S)
+            if session.gap_deadline is not None:
+                left = max(session.gap_deadline - now, 0.0)
+                timeout = left if timeout is None else min(timeout, left)
+        return timeout
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for session in list(self.sessions.values()):
+            if session.gap_deadline is not None and session.gap_deadline <= now:
+                log.warning("session %s: input gap skipped", session.tag)
+                try:
+                    self._write_frames(session, session.sequencer.skip_gap())
+                except AigesError as exc:
+                    self._fail(session, exc.code, exc.message)
+                self._arm_gap(session)
+            elif session.input_done and not session.output_done:
+                self.collect(session)
+
+    def first(self, tag: str, raw: bytes, envelope: str, ordered: bool, session_only: bool) -> tuple:
+        """A first frame: a one-shot call (-> ("once", output)) or a new session
+        (-> ("session", serviceId, [outputs already produced]))."""
+        frame = self.codec.first(raw, envelope)
+        if frame.once and not session_only:
+            if not frame.items:
+                raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
+            return ("once", frame.context.once(self.plugin.once(tag, frame.params, frame.items)))
+        handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, frame.params)
+        session = WorkerSession(tag, handle, frame.context, Sequencer(frame.sync_id) if ordered else None)
+        self.sessions[tag] = session
         self.by_handle[handle] = tag
-        return handle
+        session.outbox = []
+        try:
+            self._accept(session, frame.items, frame.sync_id)
+        except BaseException:
+            self.destroy(tag)
+            raise
+        outputs, session.outbox = session.outbox, None
+        return ("session", frame.context.service_id, outputs)
 
-    def write(self, tag: str, items: list[DataItem]) -> None:
+    def write(self, tag: str, raw: bytes) -> None:
         session = self._session(tag)
-        self.plugin.write(session.handle, items)
-        if any(i.status in (DataStatus.END, DataStatus.ONCE) for i in items):
-            session.input_done = True
-        if self.realtime or session.input_done:
-            self.collect(tag)
+        items, sync_id = self.codec.next(raw)
+        self._accept(session, items, sync_id)
+
+    def _accept(self, session: WorkerSession, items: list[DataItem], sync_id: int) -> None:
+        if session.sequencer is None:
+            frames = [items]
+        else:
+            frames = session.sequencer.push(sync_id, items)
+            self._arm_gap(session)
+        self._write_frames(session, frames)
+
+    def _arm_gap(self, session: WorkerSession) -> None:
+        waiting = session.sequencer is not None and session.sequencer.waiting
+        if not waiting:
+            session.gap_deadline = None
+        elif session.gap_deadline is None:
+            session.gap_deadline = time.monotonic() + GAP_WAIT_S
+
+    def _write_frames(self, session: WorkerSession, frames: list[list[DataItem]]) -> None:
+        for items in frames:
+            if not items:
+                continue
+            wrapper_call(ErrorCode.WRAPPER_WRITE, self.plugin.write, session.handle, items)
+            if any(i.status in ENDING for i in items):
+                session.input_done = True
+            if self.realtime or session.input_done:
+                self.collect(session)
 
     def finish(self, tag: str) -> None:
         """No more input will come: read until the wrapper's output ends."""
         session = self._session(tag)
         session.input_done = True
-        self.collect(tag)
+        self.collect(session)
 
-    def collect(self, tag: str) -> None:
-        """Read whatever the plugin has ready for ``tag`` and push it to the server."""
-        session = self.sessions.get(tag)
-        if session is None or session.output_done:
+    def collect(self, session: WorkerSession) -> None:
+        """Read whatever the plugin has ready for the session and push it to the server."""
+        if session.output_done:
             return
         try:
-            items = self.plugin.read(session.handle)
+            items = wrapper_call(ErrorCode.WRAPPER_READ, self.plugin.read, session.handle)
         except AigesError as exc:
-            session.output_done = True
-            self.channel.send(("output_error", tag, exc.code, exc.message))
+            self._fail(session, exc.code, exc.message)
             return
-        except Exception as exc:  # noqa: BLE001
-            log.error("read failed:\n%s", traceback.format_exc().rstrip())
-            session.output_done = True
-            self.channel.send(("output_error", tag, ErrorCode.WRAPPER_READ, f"{type(exc).__name__}: {exc}"))
-            return
-        self.push(tag, items)
+        self.push(session, items)
 
-    def push(self, tag: str, items: list[DataItem]) -> None:
-        if not items:
+    def push(self, session: WorkerSession, items: list[DataItem]) -> None:
+        if not items or session.output_done:
             return
-        session = self.sessions.get(tag)
-        if session is not None and any(i.status in (DataStatus.END, DataStatus.ONCE) for i in items):
-            session.output_done = True
-        self.channel.send(("output", tag, items))
+        try:
+            output, ended = session.context.batch(items)
+        except AigesError as exc:
+            self._fail(session, exc.code, exc.message)
+            return
+        session.output_done = ended
+        if session.outbox is not None:
+            session.outbox.append((output, ended))
+        else:
+            self.channel.send(("output", session.tag, output, ended))
+
+    def _fail(self, session: WorkerSession, code: int, message: str) -> None:
+        session.output_done = True
+        self.channel.send(("output_error", session.tag, code, message))
 
     def destroy(self, tag: str) -> None:
         session = self.sessions.pop(tag, None)
@@ -146,7 +214,7 @@ class Worker:
         self.by_handle.pop(session.handle, None)
         self.plugin.destroy(session.handle)
 
-    def _session(self, tag: str) -> SessionState:
+    def _session(self, tag: str) -> WorkerSession:
         session = self.sessions.get(tag)
         if session is None:
             raise AigesError(ErrorCode.INVALID_HANDLE, f"no session {tag} on this worker")
@@ -156,15 +224,26 @@ class Worker:
         """Results a wrapper pushes from its own threads (``aiges_embed.callback``)."""
         from aiges.plugins.pyclass import result_items
 
-        tag = usr_tag if usr_tag in self.sessions else self.by_handle.get(usr_tag, usr_tag)
-        if tag not in self.sessions:
+        session = self.sessions.get(usr_tag) or self.sessions.get(self.by_handle.get(usr_tag, ""))
+        if session is None:
             return -1
         code = getattr(response, "error_code", 0)
         if code:
-            self.channel.send(("output_error", tag, ErrorCode.WRAPPER_ASYNC, self.plugin.error_text(code)))
+            self._fail(session, ErrorCode.WRAPPER_ASYNC, self.plugin.error_text(code))
             return 0
-        self.push(tag, result_items(response, "callback"))
+        self.push(session, result_items(response, "callback"))
         return 0
+
+
+def wrapper_call(code: ErrorCode, function, *args):
+    """Call into the wrapper; an exception it raises becomes AigesError(code) with its text."""
+    try:
+        return function(*args)
+    except AigesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code
+        log.error("%s failed:\n%s", getattr(function, "__name__", "wrapper call"), traceback.format_exc().rstrip())
+        raise AigesError(code, f"{type(exc).__name__}: {exc}") from None
 
 
 def install_embed_module(worker_ref: list[Worker]) -> None:
@@ -189,26 +268,29 @@ def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when the server dies, so no worker is left behind."""
     if not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiges-worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--worker-id", type=int, required=True)
+    parser.add_argument("--rings", help="fd of the ring from the server, fd of the ring to it, their size")
     args = parser.parse_args(argv)
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    channel = ipc.BlockingChannel(socket.socket(fileno=args.fd))
+    rings = (None, None)
+    if args.rings:
+        inbound, outbound, size = (int(v) for v in args.rings.split(","))
+        rings = (ShmRing(size, inbound), ShmRing(size, outbound))
+    channel = ipc.BlockingChannel(socket.socket(fileno=args.fd), send_ring=rings[1], recv_ring=rings[0])
     try:
-        _, settings = channel.recv()
+        [(_, settings)] = channel.recv()
     except EOFError:
         return 1
+    channel.done()
     logging.basicConfig(
         stream=sys.stderr,
         level=settings.get("log_level", "INFO").upper(),
@@ -228,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - wrapperInit raised
         channel.send(("init_failed", f"wrapperInit raised:\n{traceback.format_exc().rstrip()}"))
         return 2
-    worker = Worker(plugin, channel, settings.get("realtime", True))
+    worker = Worker(plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))))
     worker_ref.append(worker)
     channel.send((
         "ready",

@@ -14,10 +14,10 @@ def echo_worker(sock):
     channel = ipc.BlockingChannel(sock)
     while True:
         try:
-            message = channel.recv()
+            messages = channel.recv()
         except EOFError:
             return
-        channel.send(message)
+        channel.send_all(messages)
 
 
 async def round_trip(messages):

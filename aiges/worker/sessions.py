@@ -1,0 +1,53 @@
+"""A worker's side of its streaming sessions: the wrapper's handle, the output context, and the
+reorder buffer for input frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiges.engine.types import DataItem
+from aiges.protocol.codec import OutputContext
+
+GAP_WAIT_S = 5.0
+
+
+class Sequencer:
+    """Puts numbered frames back in order. The first frame's number is the base; frames below
+    the cursor (repeats, or ones already skipped) are dropped."""
+
+    def __init__(self, first: int) -> None:
+        self.next = first
+        self.waiting: dict[int, list[DataItem]] = {}
+
+    def push(self, seq: int, items: list[DataItem]) -> list[list[DataItem]]:
+        """The frames now ready to write, in order (possibly none)."""
+        if seq < self.next or seq in self.waiting:
+            return []
+        self.waiting[seq] = items
+        return self._drain()
+
+    def skip_gap(self) -> list[list[DataItem]]:
+        """Give up on the missing frames: continue from the lowest waiting one."""
+        if not self.waiting:
+            return []
+        self.next = min(self.waiting)
+        return self._drain()
+
+    def _drain(self) -> list[list[DataItem]]:
+        ready = []
+        while self.next in self.waiting:
+            ready.append(self.waiting.pop(self.next))
+            self.next += 1
+        return ready
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    tag: str
+    handle: str
+    context: OutputContext
+    sequencer: Sequencer | None
+    input_done: bool = False
+    output_done: bool = False
+    gap_deadline: float | None = None
+    outbox: list | None = None
