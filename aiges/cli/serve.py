@@ -31,11 +31,10 @@ def run(args: argparse.Namespace) -> int:
     except PluginLoadError as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return 2
-    if config.aiges.sched_batch:
+    if config.aiges.sched_batch and os.environ.get("XMODE", "C") == "C":
         from aiges.engine.scheduling import use_batch_scheduling
 
         use_batch_scheduling()
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from aiges.server.app import serve
 
     return serve(config)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from aiges.engine.ipc import out_of_band
 from aiges.engine.licences import Licences
 from aiges.engine.pool import WorkerHandle, WorkerPool
 from aiges.engine.sessions import Session, SessionTable
@@ -58,7 +59,7 @@ class Engine:
             self.close(session, destroy=False)
 
     async def first(self, tag: str, frame: bytes, envelope: str, *, ordered: bool = True,
-                    session_only: bool = False) -> FirstReply:
+                    session_only: bool = False, trace: str = "") -> FirstReply:
         """A first frame goes to the least-loaded worker, holding a licence: a one-shot call
         returns its encoded reply; a stream frame opens a session that keeps the licence."""
         if tag in self.sessions.open:
@@ -67,7 +68,8 @@ class Engine:
         self._early[tag] = []
         try:
             worker, reply = await self.pool.call(
-                "first", tag, frame, envelope, ordered, session_only, retryable=True, with_worker=True
+                "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
+                retryable=True, with_worker=True,
             )
         except BaseException:
             self.licences.release()
@@ -95,7 +97,7 @@ class Engine:
         self._check_alive(session)
         session.touch()
         try:
-            await self.pool.call("write", session.tag, frame, worker=session.worker)
+            await self.pool.call("write", session.tag, out_of_band(frame), worker=session.worker)
         except AigesError as exc:
             self.fail(session, exc)
             self.close(session, reason=f"error {exc.code}")

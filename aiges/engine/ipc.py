@@ -10,9 +10,9 @@ sent with scatter-gather ``sendmsg``.
     | meta | inline buffers ...
 
 Both ends read in bulk: one ``recv`` takes every frame that has arrived, and the server end
-sends all the frames queued during one event-loop pass with one ``sendmsg``. Waking the other
-process is the dearest part of a message on a busy machine, so under load many calls share one
-wake-up.
+sends all the frames queued during one event-loop pass with one ``sendmsg``; the pool holds frames
+back while a worker is busy (``WorkerPool._send``). Waking the other process is the dearest part
+of a message on a busy machine, so under load many calls share one wake-up.
 
 ``AsyncChannel`` is the server's end (non-blocking, on the event loop); ``BlockingChannel`` is the
 worker's (one thread reads, any thread may send).
@@ -38,26 +38,38 @@ INLINE, IN_RING = 0, 1
 SOCKET_BUFFER = 4 << 20
 READ_CHUNK = 256 << 10
 MAX_IOV = 512
-COALESCE_FRAMES = 32
-COALESCE_PASSES = 8
+OUT_OF_BAND_MIN = 4096
 
 
-def encode(message: Any, ring: ShmRing | None = None) -> list[bytes | memoryview]:
+def encode(message: Any, ring: ShmRing | None = None, wait_for_ring: bool = False) -> list[bytes | memoryview] | None:
+    """The pieces of one frame. With ``wait_for_ring``, None when a large buffer does not fit in
+    the ring only because the reader has not caught up (the caller retries after its reply)."""
     buffers: list[pickle.PickleBuffer] = []
     meta = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     if not buffers:
         return [HEADER.pack(len(meta), 0) + meta]
     descriptors = []
     inline = []
+    mark = ring.produced if ring is not None else 0
     for buffer in buffers:
         raw = buffer.raw()
         placed = ring.put(raw) if ring is not None and raw.nbytes >= SHM_MIN else None
+        if placed is None and wait_for_ring and ring is not None and raw.nbytes >= SHM_MIN and ring.busy \
+                and raw.nbytes <= ring.size:
+            ring.produced = mark
+            return None
         if placed is None:
             descriptors.append(BUFFER.pack(INLINE, raw.nbytes, 0))
             inline.append(raw)
         else:
             descriptors.append(BUFFER.pack(IN_RING, raw.nbytes, placed[0]))
     return [HEADER.pack(len(meta), len(buffers)) + b"".join(descriptors), meta, *inline]
+
+
+def out_of_band(data: bytes) -> bytes | pickle.PickleBuffer:
+    """Mark a payload to travel beside the pickled message (in the ring when large) rather than
+    inside it; the receiver gets a bytes-like object in its place."""
+    return pickle.PickleBuffer(data) if len(data) >= OUT_OF_BAND_MIN else data
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -178,9 +190,7 @@ class AsyncChannel:
         self._on_message = on_message
         self._on_close = on_close
         self._frames = FrameBuffer(recv_ring)
-        self._outbox: list[list[bytes | memoryview]] = []
-        self._seen = 0
-        self._passes = 0
+        self._outbox: deque[Any] = deque()
         self._unsent: deque[memoryview] = deque()
         self._flush_scheduled = False
         self._closed = False
@@ -190,33 +200,35 @@ class AsyncChannel:
     def closed(self) -> bool:
         return self._closed
 
-    def send(self, message: Any) -> None:
-        """Queue a frame. Frames leave together: the flush waits while more keep arriving, one
-        event-loop pass at a time (a few microseconds when the loop is idle), up to a small cap."""
+    def send(self, message: Any, hold: bool = False) -> None:
+        """Queue a frame; frames queued during one event-loop pass leave in one ``sendmsg``.
+        A held frame waits for the next ``flush``."""
         if self._closed:
             raise ConnectionResetError("worker channel is closed")
-        self._outbox.append(encode(message, self._send_ring))
-        if not self._flush_scheduled and not self._unsent:
+        self._outbox.append(message)
+        if not hold:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued, at the end of this event-loop pass."""
+        if self._outbox and not self._flush_scheduled and not self._unsent:
             self._flush_scheduled = True
-            self._seen = 0
-            self._passes = 0
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        if self._closed:
-            self._flush_scheduled = False
-            return
-        queued = len(self._outbox)
-        if queued > self._seen and queued < COALESCE_FRAMES and self._passes < COALESCE_PASSES:
-            self._seen = queued
-            self._passes += 1
-            self._loop.call_soon(self._flush)
-            return
+        """Encode and send the queued frames. Large buffers go into the ring as they are sent, not
+        when queued; a frame whose buffer waits for ring space stays queued, with those behind it,
+        until the worker answers (it frees the ring as it reads)."""
         self._flush_scheduled = False
-        if not self._outbox:
+        if self._closed or not self._outbox:
             return
-        frames, self._outbox = self._outbox, []
-        pieces = [piece for frame in frames for piece in frame]
+        pieces = []
+        while self._outbox:
+            frame = encode(self._outbox[0], self._send_ring, wait_for_ring=True)
+            if frame is None:
+                break
+            self._outbox.popleft()
+            pieces.extend(frame)
         for start in range(0, len(pieces), MAX_IOV):
             batch = pieces[start : start + MAX_IOV]
             try:
@@ -281,6 +293,8 @@ class AsyncChannel:
             self._frames.end += n
             for message in self._frames.messages():
                 self._on_message(message)
+            if self._outbox:
+                self.flush()
             if self._frames.end < len(self._frames.buf):
                 return
 

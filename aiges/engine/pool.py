@@ -50,6 +50,7 @@ class PoolSettings:
     exec_timeout_ms: int
     header_pass: tuple[str, ...] = ("sid",)
     shm_bytes: int = 64 << 20
+    peer_addr: str = ""
     realtime: bool = True
     log_level: str = "info"
     ready_timeout_ms: int = 0
@@ -81,6 +82,8 @@ class WorkerHandle:
     started: asyncio.Future | None = None
     running: bool = False
     sessions: int = 0
+    in_flight: int = 0
+    held: int = 0
     restarts: int = 0
     generation: int = 0
     kill_reason: str = ""
@@ -154,6 +157,7 @@ class WorkerPool:
         worker.info = None
         worker.kill_reason = ""
         worker.head_resolved = False
+        worker.in_flight = worker.held = 0
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aiges.worker",
@@ -184,6 +188,7 @@ class WorkerPool:
                 "config": self.settings.wrapper_config,
                 "realtime": self.settings.realtime,
                 "header_pass": self.settings.header_pass,
+                "peer_addr": self.settings.peer_addr,
                 "log_level": self.settings.log_level,
             },
         ))
@@ -222,6 +227,10 @@ class WorkerPool:
             call = worker.pending.pop(message[1], None)
             now = time.monotonic()
             worker.last_reply_at = now
+            worker.in_flight -= 1
+            if worker.in_flight <= 0 and worker.held:
+                worker.in_flight, worker.held = worker.held, 0
+                worker.channel.flush()
             if call is None:
                 return
             free_at, received_at, started_at, finished_at = message[-1]
@@ -354,19 +363,30 @@ class WorkerPool:
                 ) from None
 
     def _send(self, worker: WorkerHandle, call: PendingCall) -> None:
+        """Queue a call for a worker. While the worker still owes replies, new calls are held and
+        leave together when the last reply comes (as Nagle's algorithm does for TCP): an idle
+        worker gets a call at once, a busy one gets the next batch in one frame group and one
+        wake-up, and since a worker runs its calls one after another, holding costs them no time."""
         call_id = next(self._ids)
         call.sent_at = time.monotonic()
         if not worker.pending:
             worker.last_reply_at = call.sent_at
         worker.pending[call_id] = call
+        hold = worker.in_flight > 0
         try:
-            worker.channel.send((call.message[0], call_id, *call.message[1:]))
+            worker.channel.send((call.message[0], call_id, *call.message[1:]), hold=hold)
         except ConnectionResetError:
             worker.pending.pop(call_id, None)
             if call.retryable:
                 self._spawn_task(self._redispatch(call))
             else:
                 call.future.set_exception(AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index} is gone"))
+            return
+        if hold:
+            worker.held += 1
+        else:
+            worker.in_flight += 1 + worker.held
+            worker.held = 0
 
     async def pick(self) -> WorkerHandle:
         """The least-loaded ready worker (waits for one while all are restarting)."""

@@ -38,6 +38,11 @@ class ShmRing:
     def consumed(self) -> int:
         return HEADER.unpack_from(self.map, 0)[0]
 
+    @property
+    def busy(self) -> bool:
+        """Whether the consumer still holds something (so space will come back)."""
+        return self.produced != self.consumed
+
     def put(self, data: memoryview) -> tuple[int, int] | None:
         """Copy ``data`` in; returns (position, length), or None when it does not fit now."""
         n = data.nbytes

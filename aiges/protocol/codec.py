@@ -4,9 +4,10 @@ Decoding and encoding happen where the wrapper runs, not in the server process: 
 routes raw frames, so it stays lean however large the payloads, and the codec work spreads over
 the workers. A reply leaves the worker already encoded in the form its front sends on:
 
-    envelope "xsf"     the ``data`` field of a ``utils.ResData`` (a DataMeta holding the
-                       LoaderOutput); the front sends its own ResData fields followed by these
-                       bytes - protobuf merges concatenated messages, so that is one ResData
+    envelope "xsf"     a ``utils.ResData``: complete for a one-shot call; for a session's
+                       outputs only its ``data`` field, which the front sends after its own
+                       ResData fields - protobuf merges concatenated messages, so that is one
+                       ResData
     envelope "stream"  a bare LoaderOutput, for ``aiges.v1.Session/Stream``
 
 Outputs are matched against the request's ``expect`` list by name (10106 when a wrapper output is
@@ -23,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
-from aiges.protocol.envelope_pb2 import XsfReplyData
+from aiges.protocol.envelope_pb2 import XsfReply
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
 from aiges.protocol.xsf_pb2 import DataMeta, ResData
 
@@ -74,11 +75,17 @@ def wrap(output: LoaderOutput, envelope: str) -> bytes:
     return output.SerializeToString()
 
 
-def new_output(envelope: str) -> tuple[object, LoaderOutput]:
-    """An empty LoaderOutput to fill, and the message to serialize: for "xsf" the LoaderOutput
-    sits inside XsfReplyData, which encodes exactly like a ResData's data field."""
+def new_output(envelope: str, head: tuple[str, str, str] | None = None) -> tuple[object, LoaderOutput]:
+    """An empty LoaderOutput to fill, and the message to serialize. For "xsf" the LoaderOutput
+    sits inside an XsfReply, which encodes exactly like a utils.ResData; with ``head`` (handle,
+    trace, peer address) it is the whole reply, without it the front puts its own fields first."""
     if envelope == XSF:
-        root = XsfReplyData()
+        root = XsfReply()
+        if head is not None:
+            handle, trace, peer = head
+            root.s.h = handle
+            root.s.t = trace
+            root.s.sess["PeerAddr"] = peer
         return root, root.data.add().data
     output = LoaderOutput()
     return output, output
@@ -100,6 +107,7 @@ class OutputContext:
     service_id: str
     expect: dict[str, MetaDesc]
     envelope: str
+    head: tuple[str, str, str] | None = None
     seq: dict[str, int] = field(default_factory=dict)
 
     def fill(self, output: LoaderOutput, items: Iterable[DataItem], numbered: bool) -> None:
@@ -129,7 +137,8 @@ class OutputContext:
             attributes["status"] = str(item.status)
 
     def once(self, items: list[DataItem]) -> bytes:
-        root, output = new_output(self.envelope)
+        """A one-shot reply; for "xsf" with the context's head, the whole ResData."""
+        root, output = new_output(self.envelope, self.head)
         output.serviceId = self.service_id
         output.status = LoaderOutput.ONCE
         self.fill(output, items, False)
@@ -165,11 +174,11 @@ class V2Codec:
     def __init__(self, header_pass: Iterable[str]) -> None:
         self.header_pass = tuple(header_pass)
 
-    def first(self, raw: bytes, envelope: str) -> Frame:
+    def first(self, raw: bytes, envelope: str, head: tuple[str, str, str] | None = None) -> Frame:
         """The first frame of a call or a session: it carries the params, headers and expect."""
         message = decode_input(raw)
         once = message.state == LoaderInput.ONCE
-        context = OutputContext(message.serviceId, {e.name: e for e in message.expect}, envelope)
+        context = OutputContext(message.serviceId, {e.name: e for e in message.expect}, envelope, head)
         return Frame(
             once=once,
             params=input_params(message, self.header_pass),

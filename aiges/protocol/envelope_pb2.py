@@ -23,17 +23,26 @@ _sym_db = _symbol_database.Default()
 
 
 from aiges.protocol import v2_pb2 as aiges_dot_protocol_dot_v2__pb2
+from aiges.protocol import xsf_pb2 as aiges_dot_protocol_dot_xsf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61iges/protocol/envelope.proto\x12\x0e\x61iges.internal\x1a\x17\x61iges/protocol/v2.proto\"3\n\x0bXsfDataMeta\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.protocol.LoaderOutput\"9\n\x0cXsfReplyData\x12)\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x1b.aiges.internal.XsfDataMetab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61iges/protocol/envelope.proto\x12\x0e\x61iges.internal\x1a\x17\x61iges/protocol/v2.proto\x1a\x18\x61iges/protocol/xsf.proto\"\x95\x01\n\x0bXsfDataMeta\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.protocol.LoaderOutput\x12\x33\n\x04\x64\x65sc\x18\x03 \x03(\x0b\x32%.aiges.internal.XsfDataMeta.DescEntry\x1a+\n\tDescEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd4\x01\n\x08XsfReply\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x12\n\nerror_info\x18\x02 \x01(\t\x12\x19\n\x01s\x18\x03 \x01(\x0b\x32\x0e.utils.Session\x12\x32\n\x05param\x18\x04 \x03(\x0b\x32#.aiges.internal.XsfReply.ParamEntry\x12)\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x1b.aiges.internal.XsfDataMeta\x1a,\n\nParamEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aiges.protocol.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_XSFDATAMETA']._serialized_start=74
-  _globals['_XSFDATAMETA']._serialized_end=125
-  _globals['_XSFREPLYDATA']._serialized_start=127
-  _globals['_XSFREPLYDATA']._serialized_end=184
+  _globals['_XSFDATAMETA_DESCENTRY']._loaded_options = None
+  _globals['_XSFDATAMETA_DESCENTRY']._serialized_options = b'8\001'
+  _globals['_XSFREPLY_PARAMENTRY']._loaded_options = None
+  _globals['_XSFREPLY_PARAMENTRY']._serialized_options = b'8\001'
+  _globals['_XSFDATAMETA']._serialized_start=101
+  _globals['_XSFDATAMETA']._serialized_end=250
+  _globals['_XSFDATAMETA_DESCENTRY']._serialized_start=207
+  _globals['_XSFDATAMETA_DESCENTRY']._serialized_end=250
+  _globals['_XSFREPLY']._serialized_start=253
+  _globals['_XSFREPLY']._serialized_end=465
+  _globals['_XSFREPLY_PARAMENTRY']._serialized_start=421
+  _globals['_XSFREPLY_PARAMENTRY']._serialized_end=465
 # @@protoc_insertion_point(module_scope)

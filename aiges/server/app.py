@@ -66,6 +66,7 @@ class App:
             log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
             return 2
         ip = advertised_ipv4(host)
+        self.pool.settings.peer_addr = f"{ip}:{self.port}"
         handles = HandleGenerator(ip, self.port)
         xsf = XsfService(self.engine, handles, f"{ip}:{self.port}")
         stream = StreamService(self.engine, handles)
@@ -74,6 +75,8 @@ class App:
         await self._set_health(NOT_SERVING)
         await server.start()
         self._serve_metrics()
+        if os.environ.get("XMODE") == "B":
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         self._install_signal_handlers()
         log.info("listening", address=listen_address(host, self.port), workers=len(self.pool.workers),
                  wrapper=str(self.config.wrapper_path))
@@ -141,6 +144,7 @@ class App:
 def serve(config: Config) -> int:
     try:
         import uvloop
+        if os.environ.get("NO_UVLOOP"): raise ImportError
     except ImportError:
         return asyncio.run(App(config).run())
     return uvloop.run(App(config).run())

@@ -8,9 +8,10 @@
     AIExcp                        abort the session
 
 The front only routes: it reads the op, handle and params of the ReqData and passes
-``data[0].data`` untouched to a worker, which decodes it and returns the reply's ``data`` field
-already encoded. The reply is this front's own ResData fields followed by those bytes (protobuf
-merges concatenated messages), so payloads are never decoded or re-encoded here.
+``data[0].data`` untouched to a worker, which decodes it and encodes the reply: the whole ResData
+of a one-shot call, or the ``data`` field of a session's output, which goes out after this
+front's own ResData fields (protobuf merges concatenated messages). Payloads are never decoded or
+re-encoded here.
 
 Requests arrive as raw bytes (no gRPC-level deserializer), so a malformed message becomes an
 AIGes 10401 reply instead of a transport error. Every failure travels inside the LoaderOutput
@@ -86,7 +87,16 @@ class XsfService:
         if op == "ping":
             return head.SerializeToString()
         try:
-            body = await self._dispatch(op, request, handle)
+            if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
+                first = await self.engine.first(
+                    handle, request.data[0].data if request.data else b"", codec.XSF, trace=request.s.t
+                )
+                if first.output is not None:
+                    self._durations["AIIn"].observe(time.perf_counter() - started)
+                    return first.output
+                body = await self._available(first.session, LoaderOutput.BEGIN)
+            else:
+                body = await self._dispatch(op, request, handle)
         except AigesError as exc:
             body = codec.wrap(codec.error_output("", exc), codec.XSF)
             if exc.code == ErrorCode.LICENSE_NOT_ENOUGH:
@@ -100,14 +110,8 @@ class XsfService:
 
     async def _dispatch(self, op: str, request: ReqData, handle: str) -> bytes:
         if op == "AIIn":
-            frame = request.data[0].data if request.data else b""
-            if request.param.get("SeqNo") == FIRST_FRAME:
-                first = await self.engine.first(handle, frame, codec.XSF)
-                if first.output is not None:
-                    return first.output
-                return await self._available(first.session, LoaderOutput.BEGIN)
             session = self.engine.get(handle)
-            await self.engine.write(session, frame)
+            await self.engine.write(session, request.data[0].data if request.data else b"")
             return await self._available(session, LoaderOutput.CONTINUE)
         if op == "AIOut":
             session = self.engine.get(handle)

@@ -52,8 +52,10 @@ ENDING = (DataStatus.END, DataStatus.ONCE)
 
 
 class Worker:
-    def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, realtime: bool, codec: V2Codec) -> None:
+    def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, realtime: bool, codec: V2Codec,
+                 peer_addr: str = "") -> None:
         self.plugin = plugin
+        self.peer_addr = peer_addr
         self.channel = channel
         self.realtime = realtime
         self.codec = codec
@@ -121,14 +123,14 @@ class Worker:
             elif session.input_done and not session.output_done:
                 self.collect(session)
 
-    def first(self, tag: str, raw: bytes, envelope: str, ordered: bool, session_only: bool) -> tuple:
-        """A first frame: a one-shot call (-> ("once", output)) or a new session
+    def first(self, tag: str, raw: bytes, envelope: str, ordered: bool, session_only: bool, trace: str = "") -> tuple:
+        """A first frame: a one-shot call (-> ("once", reply)) or a new session
         (-> ("session", serviceId, [outputs already produced]))."""
-        frame = self.codec.first(raw, envelope)
+        frame = self.codec.first(raw, envelope, (tag, trace, self.peer_addr))
         if frame.once and not session_only:
             if not frame.items:
                 raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
-            return ("once", frame.context.once(self.plugin.once(tag, frame.params, frame.items)))
+            return ("once", ipc.out_of_band(frame.context.once(self.plugin.once(tag, frame.params, frame.items))))
         handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, frame.params)
         session = WorkerSession(tag, handle, frame.context, Sequencer(frame.sync_id) if ordered else None)
         self.sessions[tag] = session
@@ -198,6 +200,7 @@ class Worker:
             self._fail(session, exc.code, exc.message)
             return
         session.output_done = ended
+        output = ipc.out_of_band(output)
         if session.outbox is not None:
             session.outbox.append((output, ended))
         else:
@@ -280,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     die_with_parent()
+    if os.environ.get("XMODE") in ("A", "B"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rings = (None, None)
     if args.rings:
@@ -310,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - wrapperInit raised
         channel.send(("init_failed", f"wrapperInit raised:\n{traceback.format_exc().rstrip()}"))
         return 2
-    worker = Worker(plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))))
+    worker = Worker(plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))),
+                    settings.get("peer_addr", ""))
     worker_ref.append(worker)
     channel.send((
         "ready",
