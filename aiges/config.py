@@ -62,6 +62,7 @@ class WorkerSection:
     gpus: str = key("auto", "'auto' (NVML), '' for none, or a list like '0,1' assigned round-robin")
     exec_timeout_ms: int = key(30000, "a call running longer gets 10102 and its worker is replaced", minimum=1)
     min_ready: int = key(0, "health is SERVING while at least this many workers are up; 0 = all", minimum=0)
+    threads: int = key(0, "threads per worker for OpenMP/BLAS (OMP_NUM_THREADS...); 0 = cores / workers", minimum=0)
     shm_mb: int = key(64, "shared-memory ring per direction per worker for payloads >= 64 KiB; 0 = off", minimum=0)
 
 
@@ -80,6 +81,14 @@ class LogSection:
 
     level: str = key("info", "debug, info, warning or error", choices=("debug", "info", "warning", "warn", "error"))
     format: str = key("auto", "json, console, or auto (console on a terminal)", choices=("auto", "json", "console"))
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    """``[batch]``: dynamic batching of one-shot calls for wrappers that define wrapperBatchExec."""
+
+    max_size: int = key(1, "most calls per wrapperBatchExec; 1 turns batching off", minimum=1)
+    max_delay_ms: int = key(0, "how long a worker waits for a batch to fill before running it", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
         "able", "router", "best", "report", "wave", "strategy", "tasksize", "taskchsize", "filterwin",
     }),
     "log": frozenset({"file", "size", "count", "die", "async", "cache", "batch", "caller", "wash"}),
+    "batch": frozenset(),
     "worker": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
 }
@@ -123,6 +133,7 @@ class Config:
     worker: WorkerSection
     fc: FcSection
     log: LogSection
+    batch: BatchSection
     metrics: MetricsSection
     wrapper: dict[str, str]
     warnings: tuple[str, ...] = ()
@@ -151,6 +162,7 @@ class Config:
             "worker": dataclasses.asdict(self.worker),
             "fc": dataclasses.asdict(self.fc),
             "log": dataclasses.asdict(self.log),
+            "batch": dataclasses.asdict(self.batch),
             "metrics": dataclasses.asdict(self.metrics),
             "wrapper": dict(self.wrapper),
         }
@@ -161,6 +173,7 @@ SECTIONS: dict[str, type] = {
     "worker": WorkerSection,
     "fc": FcSection,
     "log": LogSection,
+    "batch": BatchSection,
     "metrics": MetricsSection,
 }
 
@@ -214,6 +227,7 @@ def load_config(
         worker=sections["worker"],
         fc=sections["fc"],
         log=sections["log"],
+        batch=sections["batch"],
         metrics=sections["metrics"],
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),

@@ -33,6 +33,14 @@ REQUEST = Histogram(
 )
 
 
+BATCH_SIZE = Histogram(
+    "aiges_batch_size",
+    "Calls served by one wrapperBatchExec",
+    registry=REGISTRY,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+
 class LegRecorder:
     """Bound histogram children per call kind, so the hot path does no label lookups."""
 

@@ -32,6 +32,14 @@ trailing ``sid``, are accepted too)::
         def wrapperDestroy(self, handle: str) -> int
 
 A result item with status ``DataEnd`` (2) ends a session's output.
+
+A one-shot wrapper may also define ``wrapperBatchExec`` to serve several queued calls in one go
+(``[batch] max_size`` and ``max_delay_ms`` in aiges.toml turn batching on)::
+
+        def wrapperBatchExec(self, params_list: list[dict], reqData_list: list[DataListCls]) -> list[Response]
+
+It returns one Response per call, in order; a Response with a non-zero ``error_code`` (or None)
+fails only its own caller.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ def xsf_body(size: int, path: Path) -> None:
     from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 
     message = loader_input(state=LoaderInput.ONCE, inputs={"text": b"x" * size}, expect=["text"], status=3)
-    raw = ReqData(op="AIIn", param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())]).SerializeToString()
+    request = ReqData(op="AIIn", param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())])
+    raw = request.SerializeToString()
     path.write_bytes(b"\x00" + struct.pack(">I", len(raw)) + raw)
 
 
@@ -289,7 +290,7 @@ def plot(sweep: dict[str, dict[str, list[float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(sweep), figsize=(6 * len(sweep), 4.2))
-    for axis, (label, rows) in zip(axes if len(sweep) > 1 else [axes], sweep.items()):
+    for axis, (label, rows) in zip(axes if len(sweep) > 1 else [axes], sweep.items(), strict=False):
         for name, rates in rows.items():
             axis.plot(SWEEP, rates, marker="o", label=name)
         axis.set_xscale("log", base=2)

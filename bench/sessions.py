@@ -13,16 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from common import ROOT, aiges_server
 
 from aiges.client.messages import loader_input
 from aiges.protocol.stream_pb2_grpc import SessionStub
@@ -30,32 +24,7 @@ from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
 
-ROOT = Path(__file__).resolve().parent.parent
 CHUNK = b"x" * 1024
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = Path(tempfile.mkdtemp()) / "aiges.toml"
-    config.write_text(
-        f'[svcName]\nhost = "127.0.0.1"\nport = {port}\n[aiges]\nwrapper = "{ROOT / "demo" / "echo"}"\n'
-        '[worker]\ncount = 1\ngpus = ""\n[fc]\nmax = 1000\n[log]\nlevel = "warning"\n'
-    )
-    process = subprocess.Popen([sys.executable, "-m", "aiges", "serve", "-c", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return process, address
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
 
 
 def request(op: str, message: LoaderInput | None, handle: str = "", **param: str) -> ReqData:
@@ -126,21 +95,16 @@ async def stream_chunks_per_second(channel: grpc.aio.Channel, seconds: float, co
     return await run_for(seconds, concurrency, session_loop)
 
 
-async def main(seconds: float, levels: list[int]) -> None:
-    process, address = start_server()
-    try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = XsfCallStub(channel)
-            print(f"aiges {address}, 1 worker (demo/echo), {os.cpu_count()} cores, {seconds:.0f} s per figure")
-            print(f"{'in flight':>10} {'sessions/s':>12} {'xsf chunks/s':>14} {'stream chunks/s':>16}")
-            for level in levels:
-                opened = await sessions_per_second(stub, seconds, level)
-                xsf = await xsf_chunks_per_second(stub, seconds, level)
-                stream = await stream_chunks_per_second(channel, seconds, level)
-                print(f"{level:>10} {opened:>12.0f} {xsf:>14.0f} {stream:>16.0f}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+async def run(address: str, seconds: float, levels: list[int]) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = XsfCallStub(channel)
+        print(f"aiges {address}, 1 worker (demo/echo), {os.cpu_count()} cores, {seconds:.0f} s per figure")
+        print(f"{'in flight':>10} {'sessions/s':>12} {'xsf chunks/s':>14} {'stream chunks/s':>16}")
+        for level in levels:
+            opened = await sessions_per_second(stub, seconds, level)
+            xsf = await xsf_chunks_per_second(stub, seconds, level)
+            stream = await stream_chunks_per_second(channel, seconds, level)
+            print(f"{level:>10} {opened:>12.0f} {xsf:>14.0f} {stream:>16.0f}")
 
 
 if __name__ == "__main__":
@@ -148,4 +112,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,8,32")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, [int(c) for c in args.concurrency.split(",")]))
+    with aiges_server(ROOT / "demo" / "echo") as address:
+        asyncio.run(run(address, args.seconds, [int(c) for c in args.concurrency.split(",")]))

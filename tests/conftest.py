@@ -112,6 +112,7 @@ def render_config(
     extra: str = "",
     service: str = "svcName",
     metrics_port: int = 0,
+    shm_mb: int = 64,
 ) -> str:
     wrapper_path = Path(wrapper)
     if not wrapper_path.is_absolute():
@@ -128,6 +129,7 @@ def render_config(
         f"count = {workers}",
         f'gpus = "{gpus}"',
         f"exec_timeout_ms = {exec_timeout_ms}",
+        f"shm_mb = {shm_mb}",
         "[fc]",
         f"max = {licences}",
         f"ttl = {ttl}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from aiges.cli.common import add_config_options, load
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     except PluginLoadError as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return 2
-    if config.aiges.sched_batch and os.environ.get("XMODE", "C") == "C":
+    if config.aiges.sched_batch:
         from aiges.engine.scheduling import use_batch_scheduling
 
         use_batch_scheduling()

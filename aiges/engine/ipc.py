@@ -191,6 +191,7 @@ class AsyncChannel:
         self._on_close = on_close
         self._frames = FrameBuffer(recv_ring)
         self._outbox: deque[Any] = deque()
+        self._encoded_tail = True
         self._unsent: deque[memoryview] = deque()
         self._flush_scheduled = False
         self._closed = False
@@ -205,7 +206,13 @@ class AsyncChannel:
         A held frame waits for the next ``flush``."""
         if self._closed:
             raise ConnectionResetError("worker channel is closed")
-        self._outbox.append(message)
+        frame = None if self._outbox and not self._encoded_tail else encode(message, self._send_ring, True)
+        if frame is None:
+            self._outbox.append(message)
+            self._encoded_tail = False
+        else:
+            self._outbox.append(frame)
+            self._encoded_tail = True
         if not hold:
             self.flush()
 
@@ -216,19 +223,23 @@ class AsyncChannel:
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Encode and send the queued frames. Large buffers go into the ring as they are sent, not
-        when queued; a frame whose buffer waits for ring space stays queued, with those behind it,
-        until the worker answers (it frees the ring as it reads)."""
+        """Send the queued frames. A frame is encoded (its large buffers copied into the ring)
+        when it is queued, while its bytes are still in cache; one whose buffer waits for ring
+        space stays queued as a message, with those behind it, until the worker answers (it frees
+        the ring as it reads)."""
         self._flush_scheduled = False
         if self._closed or not self._outbox:
             return
         pieces = []
         while self._outbox:
-            frame = encode(self._outbox[0], self._send_ring, wait_for_ring=True)
+            head = self._outbox[0]
+            frame = head if isinstance(head, list) else encode(head, self._send_ring, wait_for_ring=True)
             if frame is None:
                 break
             self._outbox.popleft()
             pieces.extend(frame)
+        if not self._outbox:
+            self._encoded_tail = True
         for start in range(0, len(pieces), MAX_IOV):
             batch = pieces[start : start + MAX_IOV]
             try:

@@ -31,11 +31,14 @@ from aiges.engine import ipc
 from aiges.engine.shm import ShmRing
 from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
-from aiges.metrics import LEGS
+from aiges.metrics import BATCH_SIZE, LEGS
 
 log = structlog.get_logger("aiges.pool")
 
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+# Thread pools of numeric libraries: sized per worker, so N workers do not each start one thread
+# per core (unless the environment already says otherwise).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 class WorkerInitError(Exception):
@@ -51,6 +54,9 @@ class PoolSettings:
     header_pass: tuple[str, ...] = ("sid",)
     shm_bytes: int = 64 << 20
     peer_addr: str = ""
+    batch_size: int = 1
+    batch_delay_ms: int = 0
+    threads: int = 0
     realtime: bool = True
     log_level: str = "info"
     ready_timeout_ms: int = 0
@@ -64,6 +70,7 @@ class PendingCall:
     retryable: bool
     sent_at: float = 0.0
     worker: WorkerHandle | None = None
+    started: bool = False
 
 
 @dataclass(eq=False)
@@ -142,13 +149,17 @@ class WorkerPool:
     async def _spawn(self, worker: WorkerHandle) -> None:
         self._close_rings(worker)
         server_end, worker_end = ipc.socket_pair()
-        rings = (ShmRing(self.settings.shm_bytes), ShmRing(self.settings.shm_bytes)) if self.settings.shm_bytes else None
+        size = self.settings.shm_bytes
+        rings = (ShmRing(size), ShmRing(size)) if size else None
         worker.rings = rings
         ring_args = ("--rings", f"{rings[0].fd},{rings[1].fd},{self.settings.shm_bytes}") if rings else ()
         passed = (worker_end.fileno(), *((rings[0].fd, rings[1].fd) if rings else ()))
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = worker.gpu
         env["AIGES_WORKER_ID"] = str(worker.index)
+        threads = self.settings.threads or max((os.cpu_count() or 1) // len(self.workers), 1)
+        for variable in THREAD_VARIABLES:
+            env.setdefault(variable, str(threads))
         env.setdefault("PYTHONUNBUFFERED", "1")
         worker.generation += 1
         worker.started = asyncio.get_running_loop().create_future()
@@ -189,6 +200,8 @@ class WorkerPool:
                 "realtime": self.settings.realtime,
                 "header_pass": self.settings.header_pass,
                 "peer_addr": self.settings.peer_addr,
+                "batch_size": self.settings.batch_size,
+                "batch_delay_ms": self.settings.batch_delay_ms,
                 "log_level": self.settings.log_level,
             },
         ))
@@ -249,6 +262,12 @@ class WorkerPool:
                 call.future.set_result(message[2])
             else:
                 call.future.set_exception(AigesError(message[2], message[3]))
+        elif kind == "started":
+            for call_id in message[1]:
+                call = worker.pending.get(call_id)
+                if call is not None:
+                    call.started = True
+            BATCH_SIZE.observe(len(message[1]))
         elif kind == "output":
             self.on_output(message[1], message[2], message[3])
         elif kind == "output_error":
@@ -308,7 +327,7 @@ class WorkerPool:
         for position, call in enumerate(pending):
             if call.future.done():
                 continue
-            if call.retryable and position >= first_unstarted:
+            if call.retryable and position >= first_unstarted and not call.started:
                 self._spawn_task(self._redispatch(call))
             else:
                 code = ErrorCode.WRAPPER_EXEC if call.message[0] == "first" else ErrorCode.WORKER_CRASH
@@ -372,7 +391,7 @@ class WorkerPool:
         if not worker.pending:
             worker.last_reply_at = call.sent_at
         worker.pending[call_id] = call
-        hold = worker.in_flight > 0
+        hold = worker.in_flight > 0 and self.settings.batch_size <= 1
         try:
             worker.channel.send((call.message[0], call_id, *call.message[1:]), hold=hold)
         except ConnectionResetError:
@@ -421,13 +440,15 @@ class WorkerPool:
                 started = max(call.sent_at, worker.last_reply_at)
                 if now - started <= timeout:
                     continue
-                worker.pending.pop(call_id)
-                if not call.future.done():
-                    call.future.set_exception(AigesError(
-                        ErrorCode.ONCE_TIMEOUT,
-                        f"{call.message[0]} ran past exec_timeout_ms={self.settings.exec_timeout_ms}; "
-                        f"worker {worker.index} is being replaced",
-                    ))
+                timed_out = [call_id] + [i for i, c in worker.pending.items() if c.started and i != call_id]
+                for stuck_id in timed_out:
+                    stuck = worker.pending.pop(stuck_id)
+                    if not stuck.future.done():
+                        stuck.future.set_exception(AigesError(
+                            ErrorCode.ONCE_TIMEOUT,
+                            f"{stuck.message[0]} ran past exec_timeout_ms={self.settings.exec_timeout_ms}; "
+                            f"worker {worker.index} is being replaced",
+                        ))
                 worker.head_resolved = True
                 self.kill(worker, f"a {call.message[0]} call ran past exec_timeout_ms")
 

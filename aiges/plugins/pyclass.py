@@ -67,6 +67,8 @@ class ClassPlugin:
         capabilities = {"once"}
         if _overrides(cls, "wrapperCreate"):
             capabilities.add("stream")
+        if callable(getattr(wrapper, "wrapperBatchExec", None)):
+            capabilities.add("batch")
         self.capabilities = frozenset(capabilities)
 
     def _bind(self, name: str, order: tuple[str, ...]):
@@ -106,6 +108,30 @@ class ClassPlugin:
             raise AigesError(ErrorCode.WRAPPER_EXEC, "wrapperOnceExec returned None, expected a Response")
         self._check(getattr(response, "error_code", 0), ErrorCode.WRAPPER_EXEC, "wrapperOnceExec")
         return result_items(response, "wrapperOnceExec", force_status=DataStatus.ONCE)
+
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
+        """Several one-shot calls in one ``wrapperBatchExec(params_list, reqData_list)``; each
+        caller gets its own result, or its own error."""
+        responses = self.wrapper.wrapperBatchExec(params, [request_list(i) for i in items])
+        if not isinstance(responses, (list, tuple)) or len(responses) != len(items):
+            count = len(responses) if isinstance(responses, (list, tuple)) else type(responses).__name__
+            raise AigesError(
+                ErrorCode.WRAPPER_EXEC, f"wrapperBatchExec returned {count} for {len(items)} calls, expected a list"
+            )
+        results: list[list[DataItem] | AigesError] = []
+        for response in responses:
+            try:
+                if response is None:
+                    raise AigesError(ErrorCode.WRAPPER_EXEC, "wrapperBatchExec returned None for this call")
+                self._check(getattr(response, "error_code", 0), ErrorCode.WRAPPER_EXEC, "wrapperBatchExec")
+                results.append(result_items(response, "wrapperBatchExec", force_status=DataStatus.ONCE))
+            except AigesError as exc:
+                results.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a malformed response item
+                results.append(AigesError(ErrorCode.WRAPPER_EXEC, f"{type(exc).__name__}: {exc}"))
+        return results
 
     def create(self, tag: str, params: dict[str, str]) -> str:
         sid = params.get("sid", tag)

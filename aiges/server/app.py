@@ -43,6 +43,9 @@ class App:
             exec_timeout_ms=config.worker.exec_timeout_ms,
             header_pass=config.header_pass,
             shm_bytes=config.worker.shm_mb << 20,
+            batch_size=config.batch.max_size,
+            batch_delay_ms=config.batch.max_delay_ms,
+            threads=config.worker.threads,
             realtime=config.aiges.realTimeRlt,
             log_level=config.log.level,
         ))
@@ -75,8 +78,6 @@ class App:
         await self._set_health(NOT_SERVING)
         await server.start()
         self._serve_metrics()
-        if os.environ.get("XMODE") == "B":
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         self._install_signal_handlers()
         log.info("listening", address=listen_address(host, self.port), workers=len(self.pool.workers),
                  wrapper=str(self.config.wrapper_path))
@@ -144,7 +145,6 @@ class App:
 def serve(config: Config) -> int:
     try:
         import uvloop
-        if os.environ.get("NO_UVLOOP"): raise ImportError
     except ImportError:
         return asyncio.run(App(config).run())
     return uvloop.run(App(config).run())

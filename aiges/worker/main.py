@@ -53,9 +53,11 @@ ENDING = (DataStatus.END, DataStatus.ONCE)
 
 class Worker:
     def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, realtime: bool, codec: V2Codec,
-                 peer_addr: str = "") -> None:
+                 peer_addr: str = "", batch_size: int = 1, batch_delay_ms: int = 0) -> None:
         self.plugin = plugin
         self.peer_addr = peer_addr
+        self.batch_size = batch_size if "batch" in plugin.capabilities else 1
+        self.batch_delay_s = batch_delay_ms / 1000
         self.channel = channel
         self.realtime = realtime
         self.codec = codec
@@ -75,14 +77,76 @@ class Worker:
             except EOFError:
                 return
             received_at = time.monotonic()
-            for message in messages:
-                kind = message[0]
-                if kind == "fini":
+            if self.batch_size > 1:
+                messages = self._fill_batch(messages)
+            index = 0
+            while index < len(messages):
+                message = messages[index]
+                if message[0] == "fini":
                     return
-                self._handle(message, free_at, received_at)
-                self.channel.done()
+                group = self._once_group(messages, index) if self.batch_size > 1 else []
+                if group:
+                    self._run_batch(group, free_at, received_at)
+                else:
+                    self._handle(message, free_at, received_at)
+                for _ in range(max(len(group), 1)):
+                    self.channel.done()
+                index += max(len(group), 1)
             self._run_timers()
             free_at = time.monotonic()
+
+    def _fill_batch(self, messages: list) -> list:
+        """Wait up to ``batch_delay_s`` for more first frames, until a batch is full."""
+        deadline = time.monotonic() + self.batch_delay_s
+        while sum(1 for m in messages if m[0] == "first") < self.batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                messages.extend(self.channel.recv(left))
+            except TimeoutError:
+                break
+        return messages
+
+    def _once_group(self, messages: list, index: int) -> list[tuple]:
+        """The run of one-shot first frames starting at ``index`` (at most a batch), decoded."""
+        group = []
+        for message in messages[index : index + self.batch_size]:
+            if message[0] != "first" or message[6]:
+                break
+            try:
+                frame = self.codec.first(message[3], message[4], (message[2], message[7], self.peer_addr))
+            except AigesError:
+                break
+            if not frame.once or not frame.items:
+                break
+            group.append((message, frame))
+        return group
+
+    def _run_batch(self, group: list[tuple], free_at: float, received_at: float) -> None:
+        """One wrapperBatchExec for a run of one-shot calls; each caller gets its own reply. The
+        server is told which calls run together, so a hang fails them all and retries none."""
+        self.channel.send(("started", [message[1] for message, _ in group]))
+        started_at = time.monotonic()
+        try:
+            results = self.plugin.batch(
+                [message[2] for message, _ in group], [f.params for _, f in group], [f.items for _, f in group]
+            )
+        except AigesError as exc:
+            results = [exc] * len(group)
+        except Exception as exc:  # noqa: BLE001 - user code
+            log.error("wrapperBatchExec failed:\n%s", traceback.format_exc().rstrip())
+            results = [AigesError(ErrorCode.WRAPPER_EXEC, f"{type(exc).__name__}: {exc}")] * len(group)
+        finished_at = time.monotonic()
+        for (message, frame), result in zip(group, results, strict=False):
+            call_id = message[1]
+            try:
+                if isinstance(result, AigesError):
+                    raise result
+                reply = ("ok", call_id, ("once", ipc.out_of_band(frame.context.once(result))))
+            except AigesError as exc:
+                reply = ("err", call_id, exc.code, exc.message)
+            self.channel.send((*reply, (free_at, received_at, started_at, finished_at)))
 
     def _handle(self, message: tuple, free_at: float, received_at: float) -> None:
         """Run one call and send its reply, with the timestamps the server computes legs from."""
@@ -283,8 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     die_with_parent()
-    if os.environ.get("XMODE") in ("A", "B"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rings = (None, None)
     if args.rings:
@@ -315,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - wrapperInit raised
         channel.send(("init_failed", f"wrapperInit raised:\n{traceback.format_exc().rstrip()}"))
         return 2
-    worker = Worker(plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))),
-                    settings.get("peer_addr", ""))
+    worker = Worker(
+        plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))),
+        settings.get("peer_addr", ""), settings.get("batch_size", 1), settings.get("batch_delay_ms", 0),
+    )
     worker_ref.append(worker)
     channel.send((
         "ready",
