@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install test serve proto lint bench clean
+.PHONY: install test serve proto lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -35,3 +35,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+gpu-check: install
+	scripts/gpu_check.sh

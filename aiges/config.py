@@ -99,6 +99,19 @@ class MetricsSection:
     host: str = key("", "address to listen on; empty: the service's host")
 
 
+@dataclass(frozen=True)
+class RegistrySection:
+    """``[registry]``: where the server registers itself and its load, for clients and balancers."""
+
+    backend: str = key("none", "none, or etcd", choices=("none", "etcd"))
+    endpoints: str = key("127.0.0.1:2379", "etcd endpoints, comma separated; tried in order")
+    ttl: int = key(10, "lease seconds: the key disappears this long after the server does", minimum=2)
+    prefix: str = key("/aiges/services", "key prefix: <prefix>/<service>/<version>/providers/<host:port>")
+    service: str = key("", "service name in the key; empty: the wrapper's serviceId")
+    version: str = key("", "version in the key; empty: the wrapper's version")
+    address: str = key("", "host:port to advertise; empty: this host's address and the service port")
+
+
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
@@ -115,6 +128,7 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     }),
     "log": frozenset({"file", "size", "count", "die", "async", "cache", "batch", "caller", "wash"}),
     "batch": frozenset(),
+    "registry": frozenset(),
     "worker": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
 }
@@ -135,6 +149,7 @@ class Config:
     log: LogSection
     batch: BatchSection
     metrics: MetricsSection
+    registry: RegistrySection
     wrapper: dict[str, str]
     warnings: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
@@ -164,6 +179,7 @@ class Config:
             "log": dataclasses.asdict(self.log),
             "batch": dataclasses.asdict(self.batch),
             "metrics": dataclasses.asdict(self.metrics),
+            "registry": dataclasses.asdict(self.registry),
             "wrapper": dict(self.wrapper),
         }
 
@@ -175,6 +191,7 @@ SECTIONS: dict[str, type] = {
     "log": LogSection,
     "batch": BatchSection,
     "metrics": MetricsSection,
+    "registry": RegistrySection,
 }
 
 
@@ -229,6 +246,7 @@ def load_config(
         log=sections["log"],
         batch=sections["batch"],
         metrics=sections["metrics"],
+        registry=sections["registry"],
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),
         ignored=tuple(ignored),

@@ -36,3 +36,37 @@ def plan_workers(gpus_setting: str, count: int) -> list[str]:
     if not gpus:
         return [""] * workers
     return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+class GpuStats:
+    """Utilisation and memory of every GPU NVML sees, for the metrics; empty without GPUs."""
+
+    def __init__(self) -> None:
+        self._nvml = None
+        self._handles: list = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001 - no library, no driver, no device
+            self._handles = []
+
+    def read(self) -> list[dict]:
+        devices = []
+        for index, handle in enumerate(self._handles):
+            try:
+                rates = self._nvml.nvmlDeviceGetUtilizationRates(handle)
+                memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+                name = self._nvml.nvmlDeviceGetName(handle)
+            except Exception:  # noqa: BLE001 - a device that stopped answering is left out
+                continue
+            devices.append({
+                "index": index,
+                "name": name.decode() if isinstance(name, bytes) else str(name),
+                "utilization": rates.gpu / 100.0,
+                "memory_used": memory.used,
+                "memory_total": memory.total,
+            })
+        return devices

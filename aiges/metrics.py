@@ -5,12 +5,17 @@ overhead of a call (queue, IPC to the worker, wrapper exec, IPC back) is visible
 resolution it lives at, as Triton reports it.
 
 Workers never touch these: they return their timestamps with each reply and the server records
-everything, so there is one process to scrape and nothing to aggregate across processes.
+everything, so there is one process to scrape and nothing to aggregate across processes. Gauges
+(licences, sessions, workers, GPUs) are read from the server's state when scraped, at no cost per
+call.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = tuple(round(10e-6 * 2**i, 7) for i in range(22))  # 10 us .. ~21 s
 
@@ -32,6 +37,13 @@ REQUEST = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+
+REQUESTS = Counter(
+    "aiges_requests",
+    "Requests answered, by front, op and AIGes code (0 = success)",
+    ["front", "op", "code"],
+    registry=REGISTRY,
+)
 
 BATCH_SIZE = Histogram(
     "aiges_batch_size",
@@ -60,3 +72,57 @@ class LegRecorder:
 
 
 LEGS = LegRecorder()
+
+
+class RequestCounter:
+    """``aiges_requests_total`` children cached per (op, code), so counting costs a dict lookup."""
+
+    def __init__(self, front: str) -> None:
+        self.front = front
+        self._children: dict[tuple[str, int], object] = {}
+
+    def count(self, op: str, code: int) -> None:
+        child = self._children.get((op, code))
+        if child is None:
+            child = self._children[(op, code)] = REQUESTS.labels(self.front, op, str(code))
+        child.inc()
+
+
+class StateCollector:
+    """Scrape-time metrics from a function returning the server's state (see ``App.snapshot``)
+    and, where GPUs exist, from NVML; GPU metrics are absent, not zero, without one."""
+
+    def __init__(self, snapshot: Callable[[], dict], gpu_stats: Callable[[], list[dict]]) -> None:
+        self.snapshot = snapshot
+        self.gpu_stats = gpu_stats
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.snapshot()
+        gauges = (
+            ("aiges_licences", "Licences: calls and sessions served at once ([fc] max)", state["licences_total"]),
+            ("aiges_licences_used", "Licences held by running calls and open sessions", state["licences_used"]),
+            ("aiges_sessions_open", "Open streaming sessions", state["sessions"]),
+            ("aiges_inflight_calls", "Calls being handled right now", state["inflight"]),
+            ("aiges_workers", "Worker processes configured", state["workers"]),
+            ("aiges_workers_up", "Worker processes up (wrapperInit done)", state["workers_ready"]),
+            ("aiges_serving", "1 while health is SERVING", 1 if state["health"] == "SERVING" else 0),
+        )
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(name, documentation, value=value)
+        yield CounterMetricFamily("aiges_worker_restarts", "Worker processes restarted after a crash, hang or kill",
+                                  value=state["worker_restarts"])
+        devices = self.gpu_stats()
+        if devices:
+            utilization = GaugeMetricFamily("aiges_gpu_utilization_ratio", "GPU busy fraction (NVML)",
+                                            labels=["gpu", "name"])
+            used = GaugeMetricFamily("aiges_gpu_memory_used_bytes", "GPU memory in use (NVML)", labels=["gpu", "name"])
+            total = GaugeMetricFamily("aiges_gpu_memory_total_bytes", "GPU memory (NVML)", labels=["gpu", "name"])
+            for device in devices:
+                labels = [str(device["index"]), device["name"]]
+                utilization.add_metric(labels, device["utilization"])
+                used.add_metric(labels, device["memory_used"])
+                total.add_metric(labels, device["memory_total"])
+            yield from (utilization, used, total)

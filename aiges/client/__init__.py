@@ -14,6 +14,8 @@
 """
 
 from aiges.client.messages import AigesCallError, Input, Item, Result
+from aiges.client.registry import BalancedClient, EtcdProviders, NoProviderError
 from aiges.client.xsf import Client
 
-__all__ = ["Client", "Input", "Item", "Result", "AigesCallError"]
+__all__ = ["Client", "Input", "Item", "Result", "AigesCallError", "BalancedClient", "EtcdProviders",
+           "NoProviderError"]

@@ -32,6 +32,7 @@ class FirstReply:
 
     output: bytes | None = None
     session: Session | None = None
+    worker: int = -1
 
 
 class Engine:
@@ -43,6 +44,8 @@ class Engine:
         self.session_ttl_s = session_ttl_ms / 1000
         self.expiry_scan_s = expiry_scan_ms / 1000
         self._early: dict[str, list[tuple[bytes, bool]]] = {}
+        self.inflight = 0
+        self.draining = False
         self._tasks: set[asyncio.Task] = set()
         self._expiry: asyncio.Task | None = None
         pool.on_output = self._on_output
@@ -62,10 +65,13 @@ class Engine:
                     session_only: bool = False, trace: str = "") -> FirstReply:
         """A first frame goes to the least-loaded worker, holding a licence: a one-shot call
         returns its encoded reply; a stream frame opens a session that keeps the licence."""
+        if self.draining:
+            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
         if tag in self.sessions.open:
             raise AigesError(ErrorCode.SESSION_REPEAT, f"session {tag} is already open")
         self.licences.acquire()
         self._early[tag] = []
+        self.inflight += 1
         try:
             worker, reply = await self.pool.call(
                 "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
@@ -75,10 +81,12 @@ class Engine:
             self.licences.release()
             self._early.pop(tag, None)
             raise
+        finally:
+            self.inflight -= 1
         early = self._early.pop(tag)
         if reply[0] == "once":
             self.licences.release()
-            return FirstReply(output=reply[1])
+            return FirstReply(output=reply[1], worker=worker.index)
         _, service_id, outputs = reply
         session = Session(tag=tag, worker=worker, generation=worker.generation, service_id=service_id,
                           envelope=envelope)
@@ -87,7 +95,7 @@ class Engine:
         self.sessions.add(session)
         worker.sessions += 1
         log.info("session opened", sid=tag, worker=worker.index)
-        return FirstReply(session=session)
+        return FirstReply(session=session, worker=worker.index)
 
     def get(self, tag: str) -> Session:
         """The open session with this handle: 10008 if unknown, 10101 if it has ended."""
@@ -96,12 +104,19 @@ class Engine:
     async def write(self, session: Session, frame: bytes) -> None:
         self._check_alive(session)
         session.touch()
+        self.inflight += 1
         try:
             await self.pool.call("write", session.tag, out_of_band(frame), worker=session.worker)
         except AigesError as exc:
             self.fail(session, exc)
             self.close(session, reason=f"error {exc.code}")
             raise
+        finally:
+            self.inflight -= 1
+
+    def idle(self) -> bool:
+        """No call running and no session open: nothing a drain still waits for."""
+        return self.inflight == 0 and not self.sessions.open
 
     def finish(self, session: Session) -> None:
         """The client will write no more: the worker reads until the wrapper's output ends."""

@@ -1,4 +1,12 @@
-"""Server lifecycle: listen, start the workers, serve, and stop cleanly on SIGTERM or SIGINT."""
+"""Server lifecycle: listen, start the workers, serve, drain, stop.
+
+    start    the port opens at once with health NOT_SERVING; the workers run wrapperInit
+    serve    health SERVING once enough workers are up; registered in the registry
+    drain    on SIGTERM or SIGINT: health NOT_SERVING and deregistration first, then new calls and
+             sessions are refused (10110, so clients retry elsewhere) while the running ones get up
+             to [aiges] drain_timeout_ms to finish; then wrapperFini in every worker and exit 0.
+             A second signal exits at once.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +14,32 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aiges.config import Config
 from aiges.engine.engine import Engine
 from aiges.engine.licences import Licences
 from aiges.engine.pool import PoolSettings, WorkerInitError, WorkerPool
-from aiges.gpu import plan_workers
-from aiges.metrics import REGISTRY
+from aiges.gpu import GpuStats, plan_workers
+from aiges.metrics import REGISTRY, StateCollector
+from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the descriptors reflection serves
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
+from aiges.registry import make_registry, provider_key
+from aiges.server.health import Health, Phase
+from aiges.server.stream import SERVICE as STREAM_SERVICE
 from aiges.server.stream import StreamService
+from aiges.server.toolbox import ToolBoxService
 from aiges.server.xsf import XsfService
 
 log = structlog.get_logger("aiges.server")
 
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+DRAIN_POLL_S = 0.05
 
 
 def listen_address(host: str, port: int) -> str:
@@ -51,9 +65,35 @@ class App:
         ))
         self.licences = Licences(config.fc.max)
         self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll)
-        self.health = health.aio.HealthServicer()
+        self.health = Health(self.pool, config.service_name, config.worker.min_ready)
+        self.gpu_stats = GpuStats()
         self.stopping = asyncio.Event()
+        self.started = time.monotonic()
         self.port = 0
+        self.address = ""
+
+    def snapshot(self) -> dict:
+        """The server's state: the registry entry's value, ``cmdserver`` status and gauges."""
+        info = next((w.info for w in self.pool.workers if w.info is not None), None)
+        return {
+            "address": self.address,
+            "service": self.config.registry.service or (info.service_id if info else ""),
+            "version": self.config.registry.version or (info.version if info else ""),
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "phase": self.health.phase.value,
+            "health": self.health.status_name(),
+            "workers": len(self.pool.workers),
+            "workers_ready": self.pool.ready_count,
+            "worker_pids": [w.info.pid if w.info and w.ready else None for w in self.pool.workers],
+            "worker_restarts": self.pool.restart_count,
+            "gpus": [w.gpu for w in self.pool.workers if w.gpu],
+            "licences_total": self.licences.total,
+            "licences_used": self.licences.used,
+            "licences_free": self.licences.free,
+            "sessions": len(self.engine.sessions),
+            "inflight": self.engine.inflight,
+        }
 
     async def run(self) -> int:
         megabyte = 1 << 20
@@ -69,26 +109,48 @@ class App:
             log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
             return 2
         ip = advertised_ipv4(host)
+        self.address = self.config.registry.address or f"{ip}:{self.port}"
         self.pool.settings.peer_addr = f"{ip}:{self.port}"
         handles = HandleGenerator(ip, self.port)
-        xsf = XsfService(self.engine, handles, f"{ip}:{self.port}")
-        stream = StreamService(self.engine, handles)
-        server.add_generic_rpc_handlers((xsf.rpc_handlers(), stream.rpc_handlers()))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        await self._set_health(NOT_SERVING)
+        debug = self.config.log.level == "debug"
+        server.add_generic_rpc_handlers((
+            XsfService(self.engine, handles, f"{ip}:{self.port}", debug=debug).rpc_handlers(),
+            StreamService(self.engine, handles).rpc_handlers(),
+            ToolBoxService(self.snapshot).rpc_handlers(),
+        ))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        reflection.enable_server_reflection((
+            xsf_pb2.DESCRIPTOR.services_by_name["XsfCall"].full_name,
+            xsf_pb2.DESCRIPTOR.services_by_name["ToolBox"].full_name,
+            STREAM_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ), server)
+        await self.health.refresh()
         await server.start()
+        collector = StateCollector(self.snapshot, self.gpu_stats.read)
+        REGISTRY.register(collector)
         self._serve_metrics()
         self._install_signal_handlers()
         log.info("listening", address=listen_address(host, self.port), workers=len(self.pool.workers),
                  wrapper=str(self.config.wrapper_path))
+        try:
+            code = await self._start_workers()
+            if code is not None:
+                await server.stop(0)
+                return code
+            return await self._serve_until_stopped(server)
+        finally:
+            REGISTRY.unregister(collector)
 
+    async def _start_workers(self) -> int | None:
+        """Start the pool, or give up when a signal comes first. None: serving may begin."""
         starting = asyncio.create_task(self.pool.start())
         stop_wait = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
             await self.pool.stop(timeout_s=5.0)
-            await server.stop(0)
             return 0
         stop_wait.cancel()
         try:
@@ -96,17 +158,35 @@ class App:
         except WorkerInitError as exc:
             log.error("wrapper failed to start", error=str(exc))
             print(f"aiges: {exc}", file=sys.stderr)
-            await server.stop(0)
             return 2
+        return None
+
+    async def _serve_until_stopped(self, server: grpc.aio.Server) -> int:
         self.engine.start()
-        await self._set_health(SERVING)
-        log.info("serving", address=listen_address(host, self.port), workers=len(self.pool.workers),
-                 licences=self.licences.total)
+        self.health.start()
+        await self.health.set_phase(Phase.SERVING)
+        snapshot = self.snapshot()
+        registry = make_registry(
+            self.config.registry,
+            provider_key(self.config.registry.prefix, snapshot["service"], snapshot["version"], self.address),
+            self.snapshot,
+        )
+        await registry.start()
+        log.info("serving", address=self.address, workers=len(self.pool.workers), licences=self.licences.total)
 
         await self.stopping.wait()
-        log.info("stopping")
-        await self.health.enter_graceful_shutdown()
-        await server.stop(self.config.aiges.drain_timeout_ms / 1000)
+        log.info("draining", inflight=self.engine.inflight, sessions=len(self.engine.sessions),
+                 timeout_ms=self.config.aiges.drain_timeout_ms)
+        await self.health.set_phase(Phase.DRAINING)
+        await registry.deregister()
+        self.engine.draining = True
+        deadline = time.monotonic() + self.config.aiges.drain_timeout_ms / 1000
+        while not self.engine.idle() and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        if not self.engine.idle():
+            log.warning("drain timeout", inflight=self.engine.inflight, sessions=len(self.engine.sessions))
+        await server.stop(1.0)
+        self.health.stop()
         await self.engine.stop()
         await self.pool.stop()
         log.info("stopped")
@@ -123,10 +203,6 @@ class App:
             log.error("cannot serve metrics", address=listen_address(host, section.port), error=str(exc))
             return
         log.info("metrics", address=listen_address(host, section.port), path="/metrics")
-
-    async def _set_health(self, status: int) -> None:
-        await self.health.set("", status)
-        await self.health.set(self.config.service_name, status)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

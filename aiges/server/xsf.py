@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from aiges.engine.engine import Engine
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError, ErrorCode
-from aiges.metrics import REQUEST
+from aiges.metrics import REQUEST, RequestCounter
 from aiges.protocol import codec
 from aiges.protocol.handle import HandleGenerator
 from aiges.protocol.v2_pb2 import LoaderOutput
@@ -60,12 +60,14 @@ def empty(service_id: str, status: int) -> bytes:
 
 
 class XsfService:
-    def __init__(self, engine: Engine, handles: HandleGenerator, peer_addr: str) -> None:
+    def __init__(self, engine: Engine, handles: HandleGenerator, peer_addr: str, debug: bool = False) -> None:
         self.engine = engine
         self.handles = handles
         self.peer_addr = peer_addr
+        self.debug = debug
         self._durations = {op: REQUEST.labels("xsf", op) for op in ("AIIn", "AIOut", "AIExcp")}
         self._other = REQUEST.labels("xsf", "other")
+        self._counts = RequestCounter("xsf")
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -86,13 +88,15 @@ class XsfService:
         op = request.op
         if op == "ping":
             return head.SerializeToString()
+        worker = -1
         try:
             if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
                 first = await self.engine.first(
                     handle, request.data[0].data if request.data else b"", codec.XSF, trace=request.s.t
                 )
+                worker = first.worker
                 if first.output is not None:
-                    self._durations["AIIn"].observe(time.perf_counter() - started)
+                    self._done(op, handle, 0, started, worker)
                     return first.output
                 body = await self._available(first.session, LoaderOutput.BEGIN)
             else:
@@ -104,9 +108,17 @@ class XsfService:
                 head.error_info = exc.message
             log.warning("call failed", op=op, sid=handle, code=exc.code, error=exc.message,
                         ms=round((time.perf_counter() - started) * 1000, 3))
-        reply = head.SerializeToString() + body
-        self._durations.get(op, self._other).observe(time.perf_counter() - started)
-        return reply
+            self._done(op, handle, exc.code, started, worker, logged=True)
+            return head.SerializeToString() + body
+        self._done(op, handle, 0, started, worker)
+        return head.SerializeToString() + body
+
+    def _done(self, op: str, handle: str, code: int, started: float, worker: int, logged: bool = False) -> None:
+        elapsed = time.perf_counter() - started
+        self._durations.get(op, self._other).observe(elapsed)
+        self._counts.count(op if op in self._durations else "other", code)
+        if self.debug and not logged:
+            log.debug("call", op=op, sid=handle, code=code, worker=worker, ms=round(elapsed * 1000, 3))
 
     async def _dispatch(self, op: str, request: ReqData, handle: str) -> bytes:
         if op == "AIIn":

@@ -1,5 +1,6 @@
 """A test wrapper whose behaviour is chosen per call with the param ``mode``."""
 
+import logging
 import os
 import signal
 import time
@@ -10,7 +11,7 @@ from aiges.sdk import StringBodyField, StringParamField, WrapperBase
 
 class Request:
     mode = StringParamField(key="mode", enums=["echo", "error", "raise", "undeclared", "exit", "segv", "hang",
-                                               "env", "sleep", "json", "none"], value="echo")
+                                               "env", "sleep", "json", "none", "print"], value="echo")
     text = StringBodyField(key="text", value=b"hi")
 
 
@@ -26,6 +27,7 @@ class Wrapper(WrapperBase):
 
     def wrapperInit(self, config: dict) -> int:
         self.config = config
+        time.sleep(float(config.get("init_delay", "0")))
         return 0
 
     def wrapperError(self, ret: int) -> str:
@@ -49,6 +51,9 @@ class Wrapper(WrapperBase):
             time.sleep(float(params.get("seconds", "0.1")))
         if mode == "none":
             return None
+        if mode == "print":
+            print("hello from the wrapper's stdout", flush=True)
+            logging.getLogger("mymodel").warning("a warning from the wrapper's logger")
         if mode == "env":
             time.sleep(float(params.get("seconds", "0")))
             info = {

@@ -1,0 +1,74 @@
+"""``grpc.health.v1.Health`` that tracks the workers, for "" and for the service name.
+
+SERVING only while the server is up and at least ``[worker] min_ready`` workers (default: all)
+have finished wrapperInit; NOT_SERVING while starting, while a worker is down beyond that, and
+from the moment a drain begins. ``Watch`` streams each change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+import structlog
+from grpc_health.v1 import health, health_pb2
+
+from aiges.engine.pool import WorkerPool
+
+log = structlog.get_logger("aiges.health")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    SERVING = "serving"
+    DRAINING = "draining"
+
+
+class Health:
+    def __init__(self, pool: WorkerPool, service_name: str, min_ready: int) -> None:
+        self.pool = pool
+        self.names = ("", service_name)
+        self.min_ready = min_ready or len(pool.workers)
+        self.servicer = health.aio.HealthServicer()
+        self.phase = Phase.STARTING
+        self.status = NOT_SERVING
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.status == SERVING
+
+    def status_name(self) -> str:
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(self.status)
+
+    async def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        ready = self.phase is Phase.SERVING and self.pool.ready_count >= self.min_ready
+        status = SERVING if ready else NOT_SERVING
+        if status != self.status or self.status is None:
+            self.status = status
+            log.info("health", status=self.status_name(), phase=self.phase.value,
+                     workers_ready=self.pool.ready_count, workers=len(self.pool.workers))
+            self.changed.set()
+        for name in self.names:
+            await self.servicer.set(name, status)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow_workers())
+
+    async def _follow_workers(self) -> None:
+        while True:
+            await self.pool.state_changed.wait()
+            self.pool.state_changed.clear()
+            await self.refresh()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

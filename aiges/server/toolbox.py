@@ -1,0 +1,46 @@
+"""``utils.ToolBox/cmdserver``: the original loader's command endpoint.
+
+``Request.query`` is JSON ``{"cmd": ...}``: ``health`` answers in the original's text form,
+``status`` with the server's state as JSON, ``metrics`` with the Prometheus text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import grpc
+from prometheus_client import generate_latest
+
+from aiges.metrics import REGISTRY
+from aiges.protocol.xsf_pb2 import Request, Response
+
+JSON_HEADERS = json.dumps({"Content-Type": "application/json"})
+TEXT_HEADERS = json.dumps({"Content-Type": "text/plain"})
+
+
+class ToolBoxService:
+    def __init__(self, snapshot: Callable[[], dict]) -> None:
+        self.snapshot = snapshot
+
+    def rpc_handlers(self) -> grpc.GenericRpcHandler:
+        handler = grpc.unary_unary_rpc_method_handler(
+            self.cmdserver, request_deserializer=Request.FromString, response_serializer=Response.SerializeToString
+        )
+        return grpc.method_handlers_generic_handler("utils.ToolBox", {"cmdserver": handler})
+
+    async def cmdserver(self, request: Request, context: grpc.aio.ServicerContext) -> Response:
+        try:
+            command = json.loads(request.query or "{}").get("cmd", "")
+        except (json.JSONDecodeError, AttributeError):
+            example = json.dumps({"cmd": "status"})
+            return Response(headers=TEXT_HEADERS, body=f"query is not JSON like {example}: {request.query!r}")
+        state = self.snapshot()
+        if command == "health":
+            # "staus" is the original loader's spelling, which its tools match on.
+            return Response(headers=TEXT_HEADERS, body=f"health staus: {state['health']}")
+        if command == "status":
+            return Response(headers=JSON_HEADERS, body=json.dumps(state))
+        if command == "metrics":
+            return Response(headers=TEXT_HEADERS, body=generate_latest(REGISTRY).decode())
+        return Response(headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, metrics")
