@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from aiges.cli.common import add_config_options, load
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         from aiges.engine.scheduling import use_batch_scheduling
 
         use_batch_scheduling()
+    # Workers are started by fork+exec; grpc's fork handlers are not needed and only log noise.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from aiges.server.app import serve
 
     return serve(config)

@@ -21,6 +21,7 @@ import structlog
 from aiges.engine.engine import Engine
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
+from aiges.metrics import RequestCounter
 from aiges.protocol import codec
 from aiges.protocol.handle import HandleGenerator
 
@@ -33,6 +34,7 @@ class StreamService:
     def __init__(self, engine: Engine, handles: HandleGenerator) -> None:
         self.engine = engine
         self.handles = handles
+        self._counts = RequestCounter("stream")
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         handler = grpc.stream_stream_rpc_method_handler(self.stream)
@@ -43,6 +45,7 @@ class StreamService:
         await context.send_initial_metadata((("aiges-handle", handle),))
         session: Session | None = None
         pump: asyncio.Task | None = None
+        code = 0
         try:
             first = await anext(aiter(requests), None)
             if first is None:
@@ -55,6 +58,7 @@ class StreamService:
                 if session.closed:
                     return
         except AigesError as exc:
+            code = exc.code
             log.warning("stream failed", sid=handle, code=exc.code, error=exc.message)
             service_id = session.service_id if session is not None else ""
             yield codec.wrap(codec.error_output(service_id, exc), codec.STREAM)
@@ -65,6 +69,7 @@ class StreamService:
                     await pump
             if session is not None:
                 self.engine.close(session, reason="stream ended")
+            self._counts.count("Stream", code)
 
     async def _pump(self, requests: AsyncIterator[bytes], session: Session) -> None:
         """Client messages -> writes; the end of the client's stream -> finish."""
