@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from aiges import __version__
-from aiges.cli import serve
+from aiges.cli import call, check, new, schema, serve, xtest
 
-COMMANDS = {"serve": serve}
+COMMANDS = {"serve": serve, "call": call, "xtest": xtest, "check": check, "schema": schema, "new": new}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,3 +29,32 @@ def load(args: argparse.Namespace) -> Config | None:
     except ConfigError as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return None
+
+
+def load_wrapper(config: Config):
+    """Import the wrapper in this process, from its own folder (as a worker would), pinned to the
+    first worker's GPU. Returns the Plugin, or None after printing why."""
+    from aiges.gpu import plan_workers
+    from aiges.plugins.base import PluginLoadError
+    from aiges.plugins.loader import load_plugin, resolve_wrapper_path
+
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", plan_workers(config.worker.gpus, config.worker.count)[0])
+    try:
+        path = resolve_wrapper_path(config.wrapper_path)
+        os.chdir(path.parent)
+        return load_plugin(path)
+    except PluginLoadError as exc:
+        print(f"aiges: {exc}", file=sys.stderr)
+        return None
+
+
+def load_wrapper_class(config: Config) -> type | None:
+    """The class of a class-style wrapper, or None after printing why."""
+    plugin = load_wrapper(config)
+    if plugin is None:
+        return None
+    wrapper = getattr(plugin, "wrapper", None)
+    if wrapper is None:
+        print(f"aiges: {config.wrapper_path} is a function-style wrapper: it declares no fields", file=sys.stderr)
+        return None
+    return type(wrapper)

@@ -43,3 +43,4 @@ class WorkerInfo:
     service_id: str = ""
     version: str = ""
     capabilities: frozenset[str] = frozenset()
+    schema: dict | None = None

@@ -95,6 +95,10 @@ class App:
             "inflight": self.engine.inflight,
         }
 
+    def schema(self) -> dict | None:
+        info = next((w.info for w in self.pool.workers if w.info is not None), None)
+        return info.schema if info else None
+
     async def run(self) -> int:
         megabyte = 1 << 20
         server = grpc.aio.server(options=[
@@ -116,7 +120,7 @@ class App:
         server.add_generic_rpc_handlers((
             XsfService(self.engine, handles, f"{ip}:{self.port}", debug=debug).rpc_handlers(),
             StreamService(self.engine, handles).rpc_handlers(),
-            ToolBoxService(self.snapshot).rpc_handlers(),
+            ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection((

@@ -1,7 +1,9 @@
 """``utils.ToolBox/cmdserver``: the original loader's command endpoint.
 
 ``Request.query`` is JSON ``{"cmd": ...}``: ``health`` answers in the original's text form,
-``status`` with the server's state as JSON, ``metrics`` with the Prometheus text.
+``status`` with the server's state as JSON, ``schema`` with the wrapper's schema (what
+``aiges schema`` prints; ``aiges call`` builds its expect list from it), ``metrics`` with the
+Prometheus text.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ TEXT_HEADERS = json.dumps({"Content-Type": "text/plain"})
 
 
 class ToolBoxService:
-    def __init__(self, snapshot: Callable[[], dict]) -> None:
+    def __init__(self, snapshot: Callable[[], dict], schema: Callable[[], dict | None]) -> None:
         self.snapshot = snapshot
+        self.schema = schema
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         handler = grpc.unary_unary_rpc_method_handler(
@@ -41,6 +44,8 @@ class ToolBoxService:
             return Response(headers=TEXT_HEADERS, body=f"health staus: {state['health']}")
         if command == "status":
             return Response(headers=JSON_HEADERS, body=json.dumps(state))
+        if command == "schema":
+            return Response(headers=JSON_HEADERS, body=json.dumps(self.schema()))
         if command == "metrics":
             return Response(headers=TEXT_HEADERS, body=generate_latest(REGISTRY).decode())
-        return Response(headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, metrics")
+        return Response(headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, schema, metrics")

@@ -36,6 +36,7 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.base import Plugin, PluginLoadError
 from aiges.plugins.loader import load_plugin, resolve_wrapper_path
 from aiges.protocol.codec import V2Codec
+from aiges.schema import Validator, build_schema
 from aiges.worker.sessions import GAP_WAIT_S, Sequencer, WorkerSession
 
 log = logging.getLogger("aiges.worker")
@@ -58,6 +59,7 @@ class Worker:
         self.peer_addr = peer_addr
         self.batch_size = batch_size if "batch" in plugin.capabilities else 1
         self.batch_delay_s = batch_delay_ms / 1000
+        self.validator = Validator(getattr(plugin, "mappings", {}))
         self.channel = channel
         self.realtime = realtime
         self.codec = codec
@@ -119,6 +121,10 @@ class Worker:
             except AigesError:
                 break
             if not frame.once or not frame.items:
+                break
+            try:
+                self.validator.check(frame.params, frame.items)
+            except AigesError:
                 break
             group.append((message, frame))
         return group
@@ -191,9 +197,11 @@ class Worker:
         """A first frame: a one-shot call (-> ("once", reply)) or a new session
         (-> ("session", serviceId, [outputs already produced]))."""
         frame = self.codec.first(raw, envelope, (tag, trace, self.peer_addr))
-        if frame.once and not session_only:
-            if not frame.items:
-                raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
+        once = frame.once and not session_only
+        if once and not frame.items:
+            raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
+        self.validator.check(frame.params, frame.items, inputs=once)
+        if once:
             return ("once", ipc.out_of_band(frame.context.once(self.plugin.once(tag, frame.params, frame.items))))
         handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, frame.params)
         session = WorkerSession(tag, handle, frame.context, Sequencer(frame.sync_id) if ordered else None)
@@ -302,6 +310,18 @@ class Worker:
         return 0
 
 
+def wrapper_schema(plugin: Plugin) -> dict | None:
+    """The declared fields' schema, for class-style wrappers that declare any."""
+    wrapper = getattr(plugin, "wrapper", None)
+    if wrapper is None:
+        return None
+    try:
+        return build_schema(type(wrapper))
+    except Exception:  # noqa: BLE001 - odd declarations must not stop the worker
+        log.warning("cannot build the wrapper's schema:\n%s", traceback.format_exc().rstrip())
+        return None
+
+
 def wrapper_call(code: ErrorCode, function, *args):
     """Call into the wrapper; an exception it raises becomes AigesError(code) with its text."""
     try:
@@ -392,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             service_id=plugin.service_id or Path(path).parent.name,
             version=plugin.version,
             capabilities=plugin.capabilities,
+            schema=wrapper_schema(plugin),
         ),
     ))
     log.debug("worker %d ready in %.0f ms", args.worker_id, (time.monotonic() - started) * 1000)

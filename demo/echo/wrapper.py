@@ -6,7 +6,7 @@ from aiges.sdk import StringBodyField, StringParamField, WrapperBase
 
 class EchoRequest:
     prefix = StringParamField(key="prefix", maxLength=64, value="")
-    text = StringBodyField(key="text", value=b"hello aiges")
+    text = StringBodyField(key="text", value=b"hello aiges", required=False)
 
 
 class EchoResponse:
@@ -47,9 +47,6 @@ class Wrapper(WrapperBase):
         return 0
 
     def wrapperFini(self) -> int:
-        return 0
-
-    def wrapperTestFunc(self, data: list, respData: list) -> int:
         return 0
 
 

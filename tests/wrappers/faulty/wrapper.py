@@ -11,7 +11,7 @@ from aiges.sdk import StringBodyField, StringParamField, WrapperBase
 
 class Request:
     mode = StringParamField(key="mode", enums=["echo", "error", "raise", "undeclared", "exit", "segv", "hang",
-                                               "env", "sleep", "json", "none", "print"], value="echo")
+                                               "env", "sleep", "json", "none", "print", "flaky"], value="echo")
     text = StringBodyField(key="text", value=b"hi")
 
 
@@ -51,6 +51,10 @@ class Wrapper(WrapperBase):
             time.sleep(float(params.get("seconds", "0.1")))
         if mode == "none":
             return None
+        if mode == "flaky":
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls % 3 == 0:
+                return Response().response_err(7)
         if mode == "print":
             print("hello from the wrapper's stdout", flush=True)
             logging.getLogger("mymodel").warning("a warning from the wrapper's logger")

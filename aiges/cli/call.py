@@ -1,0 +1,197 @@
+"""``aiges call``: one request, or one streamed session, from the command line.
+
+    aiges call --addr 127.0.0.1:5090 --input image=@cat.png:image --param mode=fast
+    aiges call -c aiges.toml --stream --chunk 3200 --interval 40 --input audio=@speech.pcm:audio
+
+The outputs to ask for (the expect list) come from the server's schema unless given with
+``--expect``. Text results are printed; binary ones are saved under ``-o`` (default: here). On
+failure it prints the AIGes code and message and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from aiges.cli.common import load
+from aiges.client import AigesCallError, Client, Input
+from aiges.client.messages import TYPE_NAMES, Item
+from aiges.config import DEFAULT_SERVICE
+from aiges.protocol.xsf_pb2 import Request
+from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
+
+EXTENSION_TYPES = {
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".bmp": "image", ".gif": "image", ".webp": "image",
+    ".wav": "audio", ".pcm": "audio", ".mp3": "audio", ".opus": "audio", ".speex": "audio",
+    ".mp4": "video", ".h264": "video", ".avi": "video",
+}
+TYPE_EXTENSIONS = {1: ".audio", 2: ".image", 3: ".video", 4: ".bin"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("call", help="send one request (or one streamed session) and show the results")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--addr", help="HOST:PORT of the service")
+    target.add_argument("-c", "--config", help="aiges.toml of the service (its host and port)")
+    parser.add_argument("-s", "--service", default=DEFAULT_SERVICE, help="the config's service section")
+    parser.add_argument("--input", action="append", default=[], metavar="KEY=@FILE[:TYPE]",
+                        help="a payload from a file (or KEY=TEXT); TYPE: text, audio, image, video, other")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="a capability param")
+    parser.add_argument("--header", action="append", default=[], metavar="K=V", help="a platform header")
+    parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]",
+                        help="an output to ask for (default: the outputs the server's wrapper declares)")
+    parser.add_argument("--stream", action="store_true", help="send the inputs as a session, chunk by chunk")
+    parser.add_argument("--chunk", type=int, default=4096, help="bytes per chunk with --stream")
+    parser.add_argument("--interval", type=float, default=0, help="milliseconds between chunks with --stream")
+    parser.add_argument("--transport", choices=["stream", "xsf"], default="stream",
+                        help="with --stream: aiges' bidi stream, or the AIIn/AIOut ops")
+    parser.add_argument("-o", "--output", default=".", help="folder for binary results")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per call")
+
+
+class UsageError(Exception):
+    pass
+
+
+def pairs(values: list[str], what: str) -> dict[str, str]:
+    result = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} {value!r}: expected KEY=VALUE")
+        result[key] = rest
+    return result
+
+
+def parse_input(spec: str) -> tuple[str, Input]:
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--input {spec!r}: expected KEY=@FILE[:TYPE] or KEY=TEXT")
+    if not value.startswith("@"):
+        return key, Input(value.encode("utf-8"), 0)
+    path_text, type_name = value[1:], None
+    head, colon, tail = path_text.rpartition(":")
+    if colon and tail in TYPE_NAMES:
+        path_text, type_name = head, tail
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"--input {key}: no such file {path}")
+    type_name = type_name or EXTENSION_TYPES.get(path.suffix.lower(), "text")
+    return key, Input(path.read_bytes(), TYPE_NAMES[type_name])
+
+
+def parse_expect(specs: list[str]) -> dict[str, int]:
+    expect = {}
+    for spec in specs:
+        name, _, type_name = spec.partition(":")
+        if type_name and type_name not in TYPE_NAMES:
+            raise UsageError(f"--expect {spec!r}: type must be one of {', '.join(TYPE_NAMES)}")
+        expect[name] = TYPE_NAMES.get(type_name or "text")
+    return expect
+
+
+def declared_outputs(address: str, timeout: float) -> dict[str, int]:
+    """The accept list of the server's wrapper schema ({} when it declares none)."""
+    with grpc.insecure_channel(address) as channel:
+        reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "schema"})), timeout=timeout)
+    schema = json.loads(reply.body or "null") or {}
+    meta = schema.get("meta", {})
+    accepts = meta.get(meta.get("serviceId", ""), {}).get("accept", {})
+    return {name: TYPE_NAMES.get(spec.get("dataType", "text"), 0) for name, spec in accepts.items()}
+
+
+def address_of(args: argparse.Namespace) -> str | None:
+    if args.addr:
+        return args.addr
+    args.host = args.port = args.wrapper = None
+    config = load(args)
+    if config is None:
+        return None
+    host = config.service.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"{host}:{config.service.port}"
+
+
+def show(item: Item, output: Path, counter: dict[str, int]) -> None:
+    counter[item.name] = counter.get(item.name, 0) + 1
+    if item.type == 0:
+        try:
+            print(f"{item.name}: {item.data.decode('utf-8')}")
+            return
+        except UnicodeDecodeError:
+            pass
+    output.mkdir(parents=True, exist_ok=True)
+    encoding = item.attributes.get("encoding")
+    suffix = f".{encoding}" if encoding else TYPE_EXTENSIONS.get(item.type, ".bin")
+    name = item.name if counter[item.name] == 1 else f"{item.name}-{counter[item.name]}"
+    path = output / f"{name}{suffix}"
+    path.write_bytes(item.data)
+    print(f"{item.name}: {len(item.data)} bytes saved to {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        inputs = dict(parse_input(spec) for spec in args.input)
+        params, headers = pairs(args.param, "--param"), pairs(args.header, "--header")
+        expect = parse_expect(args.expect)
+        if not inputs:
+            raise UsageError("give at least one --input")
+        address = address_of(args)
+        if address is None:
+            return 2
+        if not expect:
+            expect = declared_outputs(address, args.timeout)
+            if not expect:
+                raise UsageError("the service declares no outputs: name them with --expect NAME[:TYPE]")
+    except UsageError as exc:
+        print(f"aiges call: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        target = args.addr or args.config
+        print(f"aiges call: cannot reach {target}: {exc.code().name} {exc.details()}", file=sys.stderr)
+        return 1
+    output = Path(args.output)
+    counter: dict[str, int] = {}
+    try:
+        with Client(address, timeout=args.timeout) as client:
+            if not args.stream:
+                result = client.once(inputs, params=params, headers=headers, expect=expect)
+                for item in result.items:
+                    show(item, output, counter)
+                return 0
+            with client.session(params=params, headers=headers, expect=expect, transport=args.transport) as session:
+                chunks = chunked(inputs, args.chunk)
+                for index, chunk in enumerate(chunks):
+                    session.write(chunk, last=index == len(chunks) - 1)
+                    if args.interval:
+                        time.sleep(args.interval / 1000)
+                for batch in session.results():
+                    for item in batch.items:
+                        show(item, output, counter)
+            return 0
+    except AigesCallError as exc:
+        print(f"aiges call: error {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"aiges call: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+def chunked(inputs: dict[str, Input], size: int) -> list[dict[str, Input]]:
+    """Frame i holds chunk i of every input that still has one."""
+    size = max(size, 1)
+    count = max((len(i.data) + size - 1) // size for i in inputs.values()) or 1
+    frames = []
+    for index in range(count):
+        frame = {}
+        for key, value in inputs.items():
+            piece = value.data[index * size : (index + 1) * size]
+            if piece or index == 0:
+                frame[key] = Input(piece, value.type, dict(value.attributes))
+        frames.append(frame)
+    return frames

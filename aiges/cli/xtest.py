@@ -1,0 +1,109 @@
+"""``aiges xtest -c xtest.toml``: load-test a service with one-shot calls or streamed sessions.
+
+Reads the original AIGes xtest.toml keys ([xtest] taddrs, [svcMode], [header], [parameter], [data]
+and its sections, [downstream]); flags override them. Prints a closing report (requests, errors by
+code, throughput, latency percentiles from an HDR histogram, first-result latency for sessions)
+and writes it as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from aiges.xtest.config import XtestConfigError, load_xtest, parse_addresses
+from aiges.xtest.runner import Targets, report, run_xtest, write_output
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("xtest", help="load-test a service (one-shot calls or sessions)")
+    parser.add_argument("-c", "--config", help="xtest.toml")
+    parser.add_argument("--addr", action="append", default=[], help="HOST:PORT to test (repeatable; over taddrs)")
+    parser.add_argument("--etcd", help="etcd endpoints: test the providers registered there instead")
+    parser.add_argument("--service", help="with --etcd: the service id")
+    parser.add_argument("--version", dest="service_version", default="v1", help="with --etcd: the version")
+    parser.add_argument("--concurrency", type=int, help="callers at once (multiThr)")
+    parser.add_argument("--requests", type=int, help="requests in all (loopCnt)")
+    parser.add_argument("--duration", type=float, help="seconds to run instead of a request count")
+    parser.add_argument("--rate", type=float, help="open loop: start this many requests per second")
+    parser.add_argument("--session", action="store_true", help="streamed sessions (sessMode=1)")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=@FILE[:TYPE]",
+                        help="a payload, when there is no xtest.toml [data]")
+    parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]")
+    parser.add_argument("--json", help="write the report to this file as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_xtest(Path(args.config) if args.config else None)
+    except XtestConfigError as exc:
+        print(f"aiges xtest: {exc}", file=sys.stderr)
+        return 2
+    apply_flags(config, args)
+    problem = validate(config, args)
+    if problem:
+        print(f"aiges xtest: {problem}", file=sys.stderr)
+        return 2
+    providers = None
+    if args.etcd:
+        from aiges.client.registry import EtcdProviders
+
+        providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
+    targets = Targets(config.addresses, providers)
+    recorder = asyncio.run(run_xtest(config, targets, write_output(config.output_mode, config.output_path)))
+    if providers is not None:
+        providers.close()
+    result = report(recorder, config)
+    print_report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["errors"] == 0 else 1
+
+
+def apply_flags(config, args: argparse.Namespace) -> None:
+    from aiges.cli.call import parse_expect, parse_input
+    from aiges.xtest.config import ExpectSpec, InputSpec
+
+    if args.addr:
+        config.addresses = [a for spec in args.addr for a in parse_addresses(spec)]
+    if args.concurrency:
+        config.concurrency = args.concurrency
+    if args.requests:
+        config.requests = args.requests
+    if args.duration:
+        config.duration_s = args.duration
+    if args.rate:
+        config.rate = args.rate
+    if args.session:
+        config.session = True
+    for spec in args.input:
+        name, value = parse_input(spec)
+        config.inputs.append(InputSpec(name, value.type, [], {}, inline=value.data))
+    for name, data_type in parse_expect(args.expect).items():
+        config.expect.append(ExpectSpec(name, data_type, {}))
+
+
+def validate(config, args: argparse.Namespace) -> str | None:
+    if not config.addresses and not args.etcd:
+        return "no target: give --addr HOST:PORT, --etcd, or [xtest] taddrs"
+    if args.etcd and not args.service:
+        return "--etcd needs --service"
+    if not config.inputs:
+        return "no input: give [data] payload sections or --input NAME=@FILE"
+    if config.rate is not None and config.rate <= 0:
+        return "--rate must be above 0"
+    return None
+
+
+def print_report(result: dict) -> None:
+    latency = result["latency_ms"]
+    print(f"requests    {result['requests']}  ({result['mode']})")
+    print(f"successes   {result['successes']}")
+    print(f"errors      {result['errors']}" + (f"  by code: {result['errors_by_code']}" if result["errors"] else ""))
+    print(f"throughput  {result['throughput_rps']:.1f} requests/s over {result['duration_s']:.1f} s")
+    print("latency ms  " + "  ".join(f"{k} {v:.2f}" for k, v in latency.items()))
+    if "first_result_ms" in result:
+        print("first ms    " + "  ".join(f"{k} {v:.2f}" for k, v in result["first_result_ms"].items()))

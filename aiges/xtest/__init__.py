@@ -1,0 +1,1 @@
+"""aiges xtest: a protocol-aware load tester reading the original AIGes xtest.toml."""
