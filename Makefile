@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install test serve proto lint bench gpu-check clean
+.PHONY: install test serve proto lint bench gpu-check c-example asan-check clean
 
 install: $(STAMP)
 
@@ -38,3 +38,9 @@ clean:
 
 gpu-check: install
 	scripts/gpu_check.sh
+
+c-example:
+	$(MAKE) -C wrappers/c/example
+
+asan-check: install
+	scripts/asan_check.sh

@@ -50,6 +50,7 @@ class AigesSection:
     sub: str = key("ase", "service type label")
     headerPass: str = key("sid", "';'-separated header keys copied into the wrapper's params ('sid' always)")
     realTimeRlt: bool = key(True, "streaming: read results after every write, not only after the last")
+    asyncMode: bool = key(False, "C wrappers: one-shot calls through wrapperExecAsync, results through the callback")
     drain_timeout_ms: int = key(10000, "on SIGTERM, how long in-flight calls and sessions may finish", minimum=0)
     sched_batch: bool = key(True, "run server and workers as SCHED_BATCH, so calls batch up on a busy CPU")
 
@@ -120,7 +121,7 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
         "vcpu", "vcpu-g", "vcpu-s", "vcpu-v", "vcpu-i", "http_listen",
     }),
     "aiges": frozenset({
-        "asyncMode", "sessDelGt", "httpRetry", "wrapperTrace", "gray", "wrapperDelayDetectPeriod",
+        "sessDelGt", "httpRetry", "wrapperTrace", "gray", "wrapperDelayDetectPeriod",
         "storageData", "asyncRelease", "usrCfg", "pythonPluginCmd", "sessMode", "gesMock", "numaNode",
     }),
     "fc": frozenset({

@@ -116,6 +116,7 @@ def render_config(
     min_ready: int = 0,
     drain_timeout_ms: int = 10000,
     log_level: str = "info",
+    async_mode: bool = False,
 ) -> str:
     wrapper_path = Path(wrapper)
     if not wrapper_path.is_absolute():
@@ -129,6 +130,7 @@ def render_config(
         "[aiges]",
         f'wrapper = "{wrapper_path}"',
         f"drain_timeout_ms = {drain_timeout_ms}",
+        f"asyncMode = {'true' if async_mode else 'false'}",
         "[worker]",
         f"count = {workers}",
         f'gpus = "{gpus}"',

@@ -57,6 +57,7 @@ class PoolSettings:
     batch_size: int = 1
     batch_delay_ms: int = 0
     threads: int = 0
+    async_mode: bool = False
     realtime: bool = True
     log_level: str = "info"
     ready_timeout_ms: int = 0
@@ -202,6 +203,7 @@ class WorkerPool:
                 "peer_addr": self.settings.peer_addr,
                 "batch_size": self.settings.batch_size,
                 "batch_delay_ms": self.settings.batch_delay_ms,
+                "async_mode": self.settings.async_mode,
                 "log_level": self.settings.log_level,
             },
         ))

@@ -27,11 +27,14 @@ def resolve_wrapper_path(path: str | Path) -> Path:
     return candidate
 
 
-def load_plugin(path: str | Path) -> Plugin:
-    """Import the wrapper as module ``wrapper`` (as the original shim did) and adapt it."""
+def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
+    """Load a C engine (``.so``; ``async_mode``: one-shot calls through wrapperExecAsync), or import
+    a Python wrapper as module ``wrapper`` (as the original shim did), and adapt it."""
     file = resolve_wrapper_path(path)
     if file.suffix == ".so":
-        raise PluginLoadError(f"wrapper {file}: C shared-library wrappers are not supported yet")
+        from aiges.plugins.cabi import CPlugin
+
+        return CPlugin(file.resolve(), async_mode)
     folder = str(file.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

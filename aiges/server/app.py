@@ -60,6 +60,7 @@ class App:
             batch_size=config.batch.max_size,
             batch_delay_ms=config.batch.max_delay_ms,
             threads=config.worker.threads,
+            async_mode=config.aiges.asyncMode,
             realtime=config.aiges.realTimeRlt,
             log_level=config.log.level,
         ))

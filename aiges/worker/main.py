@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = resolve_wrapper_path(settings["wrapper"])
         os.chdir(path.parent)
-        plugin = load_plugin(path)
+        plugin = load_plugin(path, settings.get("async_mode", False))
         plugin.init(settings["config"])
     except PluginLoadError as exc:
         channel.send(("init_failed", str(exc)))

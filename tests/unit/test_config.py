@@ -31,7 +31,7 @@ finder = 0
 wrapper = "w"
 headerPass = "appid;uid"
 realTimeRlt = "false"
-asyncMode = true
+sessDelGt = 4
 [fc]
 max = 20
 ttl = 10000
@@ -52,7 +52,7 @@ able = 0
     assert config.fc.max == 20
     assert config.wrapper == {"log.level": "debug", "threshold": "0.5", "flag": "true", "model.path": "/models/a"}
     assert config.wrapper_path == (tmp_path / "w").resolve()
-    assert "[trace]" in config.ignored and "[aiges] asyncMode" in config.ignored
+    assert "[trace]" in config.ignored and "[aiges] sessDelGt" in config.ignored
     assert config.warnings == ()
 
 

@@ -1,0 +1,283 @@
+/*
+ * An example engine for the AIGes C ABI.
+ *
+ *   one-shot  every input comes back under its own key, text upper-cased, with the [wrapper]
+ *             "prefix" in front; the input "fail" is refused with error 7, "crash" crashes.
+ *   async     the same result, computed on a thread of its own and delivered through the callback.
+ *   session   each chunk written is counted; every read returns "chunk N: M bytes" for the chunks
+ *             written since the last read, and the last chunk (status DataEnd) also brings
+ *             "total: T bytes in N chunks". With a callback, results are pushed instead.
+ *
+ * Build: gcc -shared -fPIC -O2 -pthread -I.. -o libwrapper.so engine.c
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wrapper.h"
+
+enum { ERR_REFUSED = 7, ERR_NO_SESSION = 9, ERR_NO_MEMORY = 12, ERR_INIT = 5 };
+
+static char g_prefix[64] = "";
+
+static const char* param(pParamList list, const char* key) {
+    for (; list != NULL; list = list->next) {
+        if (list->key != NULL && strcmp(list->key, key) == 0) {
+            return list->value;
+        }
+    }
+    return NULL;
+}
+
+static char* copy_string(const char* text) {
+    size_t n = strlen(text) + 1;
+    char* copy = malloc(n);
+    if (copy != NULL) {
+        memcpy(copy, text, n);
+    }
+    return copy;
+}
+
+static pDataList new_item(const char* key, const void* data, unsigned int len, DataType type, DataStatus status) {
+    pDataList item = calloc(1, sizeof(*item));
+    if (item == NULL) {
+        return NULL;
+    }
+    item->key = copy_string(key);
+    item->data = malloc(len > 0 ? len : 1);
+    if (item->key == NULL || item->data == NULL) {
+        free(item->key);
+        free(item->data);
+        free(item);
+        return NULL;
+    }
+    if (len > 0) {
+        memcpy(item->data, data, len);
+    }
+    item->len = len;
+    item->type = type;
+    item->status = status;
+    return item;
+}
+
+static void free_list(pDataList list) {
+    while (list != NULL) {
+        pDataList next = list->next;
+        free(list->key);
+        free(list->data);
+        free(list);
+        list = next;
+    }
+}
+
+static int is(const pDataList item, const char* word) {
+    size_t n = strlen(word);
+    return item->len == n && memcmp(item->data, word, n) == 0;
+}
+
+/* The one-shot computation: prefix + upper-cased text, binary data as it is. */
+static int compute(pDataList request, pDataList* result) {
+    pDataList head = NULL, *tail = &head;
+    for (pDataList item = request; item != NULL; item = item->next) {
+        if (is(item, "crash")) {
+            raise(SIGSEGV);
+        }
+        if (is(item, "fail")) {
+            free_list(head);
+            return ERR_REFUSED;
+        }
+        size_t prefix = item->type == DataText ? strlen(g_prefix) : 0;
+        unsigned int len = item->len + (unsigned int)prefix;
+        char* buffer = malloc(len > 0 ? len : 1);
+        if (buffer == NULL) {
+            free_list(head);
+            return ERR_NO_MEMORY;
+        }
+        memcpy(buffer, g_prefix, prefix);
+        memcpy(buffer + prefix, item->data, item->len);
+        if (item->type == DataText) {
+            for (unsigned int i = (unsigned int)prefix; i < len; i++) {
+                buffer[i] = (char)toupper((unsigned char)buffer[i]);
+            }
+        }
+        *tail = new_item(item->key, buffer, len, item->type, DataOnce);
+        free(buffer);
+        if (*tail == NULL) {
+            free_list(head);
+            return ERR_NO_MEMORY;
+        }
+        tail = &(*tail)->next;
+    }
+    *result = head;
+    return 0;
+}
+
+int wrapperInit(pConfig cfg) {
+    const char* prefix = param(cfg, "prefix");
+    if (param(cfg, "fail_init") != NULL) {
+        return ERR_INIT;
+    }
+    snprintf(g_prefix, sizeof(g_prefix), "%s", prefix != NULL ? prefix : "");
+    return 0;
+}
+
+int wrapperFini() { return 0; }
+
+const char* wrapperError(int errNum) {
+    switch (errNum) {
+        case ERR_REFUSED: return "the engine refused this input";
+        case ERR_NO_SESSION: return "no such session";
+        case ERR_NO_MEMORY: return "out of memory";
+        case ERR_INIT: return "the engine could not start";
+        default: return "unknown engine error";
+    }
+}
+
+const char* wrapperVersion() { return "example-1.0"; }
+
+int wrapperExec(const char* usrTag, pParamList params, pDataList reqData, pDataList* respData,
+                unsigned int psrIds[], int psrCnt) {
+    (void)usrTag; (void)params; (void)psrIds; (void)psrCnt;
+    return compute(reqData, respData);
+}
+
+int wrapperExecFree(const char* usrTag, pDataList* respData) {
+    (void)usrTag;
+    free_list(*respData);
+    *respData = NULL;
+    return 0;
+}
+
+struct async_call {
+    const char* usrTag;
+    pDataList request;
+    wrapperCallback callback;
+};
+
+static pDataList copy_list(pDataList list) {
+    pDataList head = NULL, *tail = &head;
+    for (; list != NULL; list = list->next) {
+        *tail = new_item(list->key, list->data, list->len, list->type, list->status);
+        if (*tail == NULL) {
+            free_list(head);
+            return NULL;
+        }
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
+static void* run_async(void* arg) {
+    struct async_call* call = arg;
+    pDataList result = NULL;
+    int ret = compute(call->request, &result);
+    call->callback(call->usrTag, result, ret);
+    free_list(result);
+    free_list(call->request);
+    free(call);
+    return NULL;
+}
+
+int wrapperExecAsync(const char* usrTag, pParamList params, pDataList reqData, wrapperCallback callback,
+                     int timeout, unsigned int psrIds[], int psrCnt) {
+    (void)params; (void)timeout; (void)psrIds; (void)psrCnt;
+    struct async_call* call = malloc(sizeof(*call));
+    if (call == NULL) {
+        return ERR_NO_MEMORY;
+    }
+    call->usrTag = usrTag;           /* the loader keeps usrTag alive until the callback */
+    call->request = copy_list(reqData); /* the request is valid only during this call */
+    call->callback = callback;
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, run_async, call) != 0) {
+        free_list(call->request);
+        free(call);
+        return ERR_NO_MEMORY;
+    }
+    pthread_detach(thread);
+    return 0;
+}
+
+struct session {
+    char* usrTag;
+    wrapperCallback callback;
+    unsigned long chunks;
+    unsigned long bytes;
+    pDataList pending;   /* results not read yet */
+    pDataList returned;  /* what the last read returned: ours until the next read or destroy */
+};
+
+const void* wrapperCreate(const char* usrTag, pParamList params, wrapperCallback cb, unsigned int psrIds[],
+                          int psrCnt, int* errNum) {
+    (void)params; (void)psrIds; (void)psrCnt;
+    struct session* s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->usrTag = copy_string(usrTag)) == NULL) {
+        free(s);
+        *errNum = ERR_NO_MEMORY;
+        return NULL;
+    }
+    s->callback = cb;
+    *errNum = 0;
+    return s;
+}
+
+static void append(pDataList* list, pDataList item) {
+    while (*list != NULL) {
+        list = &(*list)->next;
+    }
+    *list = item;
+}
+
+int wrapperWrite(const void* handle, pDataList reqData) {
+    struct session* s = (struct session*)handle;
+    if (s == NULL) {
+        return ERR_NO_SESSION;
+    }
+    for (pDataList item = reqData; item != NULL; item = item->next) {
+        if (is(item, "crash")) {
+            raise(SIGSEGV);
+        }
+        s->chunks++;
+        s->bytes += item->len;
+        char text[96];
+        int n = snprintf(text, sizeof(text), "chunk %lu: %u bytes", s->chunks, item->len);
+        append(&s->pending, new_item("count", text, (unsigned int)n, DataText, DataContinue));
+        if (item->status == DataEnd) {
+            n = snprintf(text, sizeof(text), "total: %lu bytes in %lu chunks", s->bytes, s->chunks);
+            append(&s->pending, new_item("count", text, (unsigned int)n, DataText, DataEnd));
+        }
+    }
+    if (s->callback != NULL && s->pending != NULL) {
+        s->callback(s->usrTag, s->pending, 0);
+        free_list(s->pending);
+        s->pending = NULL;
+    }
+    return 0;
+}
+
+int wrapperRead(const void* handle, pDataList* respData) {
+    struct session* s = (struct session*)handle;
+    if (s == NULL) {
+        return ERR_NO_SESSION;
+    }
+    free_list(s->returned);
+    s->returned = s->pending;
+    s->pending = NULL;
+    *respData = s->returned;
+    return 0;
+}
+
+int wrapperDestroy(const void* handle) {
+    struct session* s = (struct session*)handle;
+    if (s == NULL) {
+        return ERR_NO_SESSION;
+    }
+    free_list(s->pending);
+    free_list(s->returned);
+    free(s->usrTag);
+    free(s);
+    return 0;
+}
