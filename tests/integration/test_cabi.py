@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, free_port, render_config, require_tool
 
 from aiges.client import AigesCallError, Input
-
-from conftest import ROOT, free_port, render_config, require_tool
 
 SOURCE = ROOT / "wrappers" / "c"
 
