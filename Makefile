@@ -4,15 +4,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install test serve proto lint bench gpu-check c-example asan-check clean
+.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,demos,embedding]'
 	touch $(STAMP)
+
+helm: install
+	scripts/install_helm.sh
 
 test: install
 	$(PY) -m pytest -q

@@ -37,6 +37,17 @@ def health_status(address: str, service: str = "", timeout: float = 2.0) -> int 
         return reply.status
 
 
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
 class Server:
     """One ``aiges serve`` subprocess with its own config file and log."""
 
@@ -46,7 +57,8 @@ class Server:
         self.address = f"127.0.0.1:{self.port}"
         self.config_path = workdir / f"aiges-{self.port}.toml"
         self.log_path = workdir / f"aiges-{self.port}.log"
-        self.config_path.write_text(render_config(wrapper, self.port, **options))
+        config = options.pop("config", None)
+        self.config_path.write_text(config if config is not None else render_config(wrapper, self.port, **options))
         self.process: subprocess.Popen | None = None
         self._log = None
 
@@ -207,10 +219,10 @@ def serve(tmp_path):
     """Start servers: ``serve("faulty", workers=2)``; all are stopped after the test."""
     servers: list[Server] = []
 
-    def start(wrapper: str | Path, wait: bool = True, **options) -> Server:
+    def start(wrapper: str | Path, wait: bool = True, timeout: float = 60.0, **options) -> Server:
         server = Server(tmp_path, wrapper, **options)
         servers.append(server)
-        return server.start(wait=wait)
+        return server.start(wait=wait, timeout=timeout)
 
     yield start
     for server in servers:

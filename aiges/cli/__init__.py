@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from aiges import __version__
-from aiges.cli import call, check, new, schema, serve, xtest
+from aiges.cli import call, check, health, new, schema, serve, xtest
 
-COMMANDS = {"serve": serve, "call": call, "xtest": xtest, "check": check, "schema": schema, "new": new}
+COMMANDS = {
+    "serve": serve, "call": call, "xtest": xtest, "check": check, "schema": schema, "new": new, "health": health,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

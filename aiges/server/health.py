@@ -3,6 +3,10 @@
 SERVING only while the server is up and at least ``[worker] min_ready`` workers (default: all)
 have finished wrapperInit; NOT_SERVING while starting, while a worker is down beyond that, and
 from the moment a drain begins. ``Watch`` streams each change.
+
+The service ``aiges.liveness`` answers SERVING whenever the process can answer at all, through
+start-up and drain alike: it is what a liveness or startup probe asks, so that a model that takes
+minutes in wrapperInit, or a pod that is draining, is not restarted for being unready.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ log = structlog.get_logger("aiges.health")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+LIVENESS = "aiges.liveness"
 
 
 class Phase(enum.Enum):
@@ -50,6 +55,7 @@ class Health:
         await self.refresh()
 
     async def refresh(self) -> None:
+        await self.servicer.set(LIVENESS, SERVING)
         ready = self.phase is Phase.SERVING and self.pool.ready_count >= self.min_ready
         status = SERVING if ready else NOT_SERVING
         if status != self.status or self.status is None:

@@ -14,7 +14,7 @@ import urllib.request
 
 import aetcd
 import grpc
-from conftest import free_port, health_status, require_tool
+from conftest import free_port, health_status, require_tool, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiges.client import BalancedClient, EtcdProviders
@@ -23,16 +23,6 @@ from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def status(server) -> dict:
@@ -68,6 +58,7 @@ def test_health_is_not_serving_until_every_worker_has_initialised(serve):
     wait_for(lambda: health_status(server.address) is not None)
     assert health_status(server.address) == NOT_SERVING
     assert health_status(server.address, "svcName") == NOT_SERVING
+    assert health_status(server.address, "aiges.liveness") == SERVING
     watch = HealthWatch(server.address)
     server.wait_serving()
     assert health_status(server.address, "svcName") == SERVING
@@ -229,6 +220,7 @@ def test_drain_refuses_new_calls_and_lets_running_sessions_finish(serve):
         session.write({"in": b"before"})
         server.signal(signal.SIGTERM)
         wait_for(lambda: health_status(server.address) == NOT_SERVING)
+        assert health_status(server.address, "aiges.liveness") == SERVING
         code, error, _, output = client.call("AIIn", first_frame(), params={"SeqNo": "1"})
         assert code == 10110 and output.code == 10110 and "draining" in error
         session.write({"in": b"during"}, last=True)

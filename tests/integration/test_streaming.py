@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from aiges.client import AigesCallError
 from aiges.client.messages import loader_input
@@ -17,15 +18,6 @@ TRANSPORTS = ["xsf", "stream"]
 
 def collect(session) -> list:
     return [item for batch in session.results() for item in batch.items]
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -1,0 +1,176 @@
+"""Packaging: the Dockerfiles lint clean, the compose file and the Helm chart are valid, and the
+configs they ship are ones ``aiges serve`` accepts and serves with.
+
+No Docker engine or Kubernetes cluster exists here: images are linted (hadolint), not built; the
+chart is linted and rendered by a real helm and each manifest is checked against the Kubernetes
+schemas (kubernetes-validate --strict), not applied.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, free_port, health_status, require_tool, wait_for
+from grpc_health.v1 import health_pb2
+
+from aiges.config import load_config, tomllib
+
+CHART = ROOT / "deploy" / "helm" / "aiges"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def run(*command: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def aiges(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "aiges", *args, cwd=cwd)
+
+
+def hadolint(dockerfile: Path) -> subprocess.CompletedProcess:
+    return run(require_tool("hadolint"), "--failure-threshold", "warning", str(dockerfile))
+
+
+@pytest.mark.parametrize("flavour", ["cpu", "gpu"])
+def test_base_images_lint_clean(flavour):
+    result = hadolint(ROOT / "docker" / flavour / "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_business_dockerfile_from_aiges_new_lints_clean(tmp_path):
+    assert aiges("new", "shop", cwd=tmp_path).returncode == 0
+    result = hadolint(tmp_path / "shop" / "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_fail_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN cd /tmp && pip install aiges\n")
+    assert hadolint(bad).returncode != 0
+
+
+def test_compose_file_matches_the_compose_spec():
+    checker = require_tool("check-jsonschema")
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker" / "compose.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    assert compose["services"]["aiges"]["depends_on"]["etcd"]["condition"] == "service_healthy"
+
+
+def test_shipped_configs_load():
+    image = load_config(ROOT / "docker" / "aiges.toml")
+    assert image.service.port == 5090 and image.metrics.port == 9090 and image.worker.gpus == "auto"
+    composed = load_config(ROOT / "docker" / "compose" / "aiges.toml")
+    assert composed.registry.backend == "etcd" and "etcd:2379" in composed.registry.endpoints
+
+
+def helm_template(*values: str) -> list[dict]:
+    helm = require_tool("helm")
+    args = [a for value in values for a in ("--set", value)]
+    result = run(helm, "template", "shop", str(CHART), *args)
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def by_kind(documents: list[dict]) -> dict[str, list[dict]]:
+    kinds: dict[str, list[dict]] = {}
+    for document in documents:
+        kinds.setdefault(document["kind"], []).append(document)
+    return kinds
+
+
+def test_chart_lints():
+    result = run(require_tool("helm"), "lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd")])
+def test_chart_renders_manifests_valid_for_kubernetes(tmp_path, values):
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(yaml.safe_dump_all(helm_template(*values)))
+    validator = require_tool("kubernetes-validate")
+    result = run(validator, "--strict", "--kubernetes-version", "1.30.0", str(manifests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_probes_drain_and_gpu_wiring():
+    kinds = by_kind(helm_template())
+    assert {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} <= set(kinds)
+    assert "HorizontalPodAutoscaler" not in kinds
+    pod = kinds["Deployment"][0]["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["startupProbe"]["grpc"]["service"] == "aiges.liveness"
+    assert container["livenessProbe"]["grpc"]["service"] == "aiges.liveness"
+    assert "service" not in container["readinessProbe"]["grpc"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 5 + 30 + 15
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    services = {s["metadata"]["name"]: s["spec"] for s in kinds["Service"]}
+    assert services["shop-aiges-headless"]["clusterIP"] == "None"
+
+
+def test_chart_without_gpus_or_with_autoscaling():
+    cpu = by_kind(helm_template("gpu.count=0"))
+    limits = cpu["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert "nvidia.com/gpu" not in limits
+    scaled = by_kind(helm_template("autoscaling.enabled=true", "aiges.drainSeconds=60"))
+    assert scaled["HorizontalPodAutoscaler"][0]["spec"]["maxReplicas"] == 8
+    deployment = scaled["Deployment"][0]["spec"]
+    assert "replicas" not in deployment
+    assert deployment["template"]["spec"]["terminationGracePeriodSeconds"] == 5 + 60 + 15
+
+
+def chart_config(*values: str) -> str:
+    [config_map] = by_kind(helm_template(*values))["ConfigMap"]
+    return config_map["data"]["aiges.toml"]
+
+
+def test_chart_config_is_one_aiges_accepts(tmp_path):
+    text = chart_config("aiges.registry.backend=etcd", "aiges.registry.endpoints=etcd-0:2379",
+                        "aiges.licences=7", "aiges.drainSeconds=12")
+    assert tomllib.loads(text)["wrapper"] == {"model_dir": "/models"}
+    path = tmp_path / "aiges.toml"
+    path.write_text(text)
+    config = load_config(path)
+    assert config.fc.max == 7 and config.aiges.drain_timeout_ms == 12000
+    assert config.registry.backend == "etcd" and config.registry.endpoints == "etcd-0:2379"
+
+
+def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
+    """The chart's aiges.toml, pointed at the echo demo and free ports, serves; ``aiges health``
+    (the images' HEALTHCHECK) and the liveness service the probes ask both answer."""
+    port, metrics = free_port(), free_port()
+    text = (chart_config()
+            .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+            .replace("port = 5090", f"port = {port}")
+            .replace("port = 9090", f"port = {metrics}")
+            .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"'))
+    server = serve("", config=text, port=port)
+    assert aiges("health", "--addr", server.address).returncode == 0
+    assert health_status(server.address, "aiges.liveness") == SERVING
+    with server.client() as client:
+        assert client.once({"text": b"hi"}, expect=["text"])["text"] == b"hi"
+
+
+def test_aiges_health_fails_while_starting_and_when_nothing_listens(serve):
+    server = serve("faulty", wait=False, wrapper_config={"init_delay": "3"})
+    wait_for(lambda: health_status(server.address) == NOT_SERVING)
+    starting = aiges("health", "--addr", server.address)
+    assert starting.returncode == 1 and "NOT_SERVING" in starting.stdout
+    live = aiges("health", "--addr", server.address, "--service", "aiges.liveness")
+    assert live.returncode == 0
+    nobody = aiges("health", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "1")
+    assert nobody.returncode == 1 and "UNAVAILABLE" in nobody.stderr
+
+
+def test_kubernetes_validate_does_fail_an_unknown_field(tmp_path):
+    bad = tmp_path / "service.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  portz: []\n")
+    result = run(require_tool("kubernetes-validate"), "--strict", "--kubernetes-version", "1.30.0", str(bad))
+    assert result.returncode != 0 and "portz" in result.stdout + result.stderr
