@@ -113,6 +113,16 @@ class RegistrySection:
     address: str = key("", "host:port to advertise; empty: this host's address and the service port")
 
 
+@dataclass(frozen=True)
+class HttpSection:
+    """``[http]``: the HTTP front: the ASE JSON API (POST, and WebSocket sessions) on the schema's
+    route, the Open Inference Protocol REST API under ``/v2``, ``/openapi.json`` and ``/docs``."""
+
+    listen: str = key("", "HOST:PORT to serve HTTP on; empty: no HTTP front, unless [wrapper] http_listen "
+                          "(the original loader's key) names one")
+    cors: str = key("*", "Access-Control-Allow-Origin on every reply; empty: none")
+
+
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
@@ -131,6 +141,7 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     "batch": frozenset(),
     "registry": frozenset(),
     "worker": frozenset(),
+    "http": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
 }
 IGNORED_SECTIONS = frozenset({
@@ -151,6 +162,7 @@ class Config:
     batch: BatchSection
     metrics: MetricsSection
     registry: RegistrySection
+    http: HttpSection
     wrapper: dict[str, str]
     warnings: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
@@ -162,6 +174,11 @@ class Config:
         if not path.is_absolute() and self.path is not None:
             path = self.path.parent / path
         return path.resolve()
+
+    @property
+    def http_listen(self) -> str:
+        """Where the HTTP front listens: ``[http] listen``, else the original ``[wrapper] http_listen``."""
+        return self.http.listen or self.wrapper.get("http_listen", "")
 
     @property
     def header_pass(self) -> tuple[str, ...]:
@@ -181,6 +198,7 @@ class Config:
             "batch": dataclasses.asdict(self.batch),
             "metrics": dataclasses.asdict(self.metrics),
             "registry": dataclasses.asdict(self.registry),
+            "http": dataclasses.asdict(self.http),
             "wrapper": dict(self.wrapper),
         }
 
@@ -193,6 +211,7 @@ SECTIONS: dict[str, type] = {
     "batch": BatchSection,
     "metrics": MetricsSection,
     "registry": RegistrySection,
+    "http": HttpSection,
 }
 
 
@@ -248,6 +267,7 @@ def load_config(
         batch=sections["batch"],
         metrics=sections["metrics"],
         registry=sections["registry"],
+        http=sections["http"],
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),
         ignored=tuple(ignored),

@@ -75,3 +75,24 @@ class AigesError(Exception):
 def wrapper_error_text(text: str, code: int) -> str:
     """The original's form of a wrapper-reported error: ``"<wrapperError(n)>;code=<n>"``."""
     return f"{text};code={code}"
+
+
+HTTP_STATUS: dict[int, int] = {
+    ErrorCode.OK: 200,
+    ErrorCode.INVALID_OP: 400,
+    ErrorCode.INVALID_DATA: 400,
+    ErrorCode.INVALID_PARAM_VALUE: 400,
+    ErrorCode.SESSION_REPEAT: 400,
+    ErrorCode.PB_UNMARSHAL: 400,
+    ErrorCode.INVALID_HANDLE: 404,
+    ErrorCode.ENGINE_INACTIVE: 404,
+    ErrorCode.LICENSE_NOT_ENOUGH: 503,
+    ErrorCode.ONCE_TIMEOUT: 504,
+}
+
+
+def http_status(code: int) -> int:
+    """The HTTP status the HTTP and OIP fronts answer an AIGes code with: the caller's fault 400,
+    an unknown or ended session 404, no licence or draining 503 (retry elsewhere), a timeout 504,
+    and anything the wrapper or a worker did 500."""
+    return HTTP_STATUS.get(code, 500)

@@ -65,10 +65,16 @@ def param_schema(field: ParamField) -> dict[str, Any]:
     return schema
 
 
-def payload_schema(field: PayloadField) -> dict[str, Any]:
+def payload_schema(field: PayloadField, output: bool = False) -> dict[str, Any]:
     type_name = TYPE_NAMES.get(field.data_type, "text")
+    if not output:
+        data = {"type": "string", "format": "byte", "description": "the data, base64 encoded"}
+    elif type_name == "text":
+        data = {"type": "string", "description": "the text (base64 when it is not UTF-8, with base64 = true)"}
+    else:
+        data = {"type": "string", "format": "byte", "description": "the data, base64 encoded"}
     properties: dict[str, Any] = {
-        type_name: {"type": "string", "description": "data, base64 encoded (text: plain)"},
+        type_name: data,
         "status": {"type": "integer", "enum": [0, 1, 2, 3]},
         "encoding": {"type": "string"},
     }
@@ -133,7 +139,8 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
         "properties": {
             "header": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"},
                                                         "sid": {"type": "string"}, "status": {"type": "integer"}}},
-            "payload": {"type": "object", "properties": {key: payload_schema(f) for key, f in accepts.items()}},
+            "payload": {"type": "object",
+                        "properties": {key: payload_schema(f, output=True) for key, f in accepts.items()}},
         },
     }
     return {"meta": meta, "schemainput": schema_input, "schemaoutput": schema_output}
@@ -148,35 +155,103 @@ def _openapi_schema(schema: Any) -> Any:
     return schema
 
 
+OIP_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                 "FP16", "FP32", "FP64", "BF16", "BYTES"]
+OIP_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+OIP_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": OIP_DATATYPES},
+        "parameters": {"type": "object"},
+        "data": {"description": "the elements, flat or nested (BYTES as strings)"},
+    },
+}
+OIP_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "description": "the wrapper's params"},
+        "inputs": {"type": "array", "items": OIP_TENSOR},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": {"type": "object"}}}},
+    },
+}
+OIP_INFER_RESPONSE = {
+    "type": "object",
+    "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+                   "outputs": {"type": "array", "items": OIP_TENSOR}},
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _oip_paths(model: str) -> dict[str, Any]:
+    """The Open Inference Protocol REST routes, for the one model served."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": [model]}}
+    not_found = _json("no such model", OIP_ERROR)
+    status = {"type": "object", "properties": {"live": {"type": "boolean"}, "ready": {"type": "boolean"}}}
+    return {
+        "/v2/health/live": {"get": {"operationId": "serverLive", "tags": ["Open Inference Protocol"],
+                                    "responses": {"200": _json("the server is up", status)}}},
+        "/v2/health/ready": {"get": {"operationId": "serverReady", "tags": ["Open Inference Protocol"],
+                                     "responses": {"200": _json("ready for calls", status),
+                                                   "503": _json("starting or draining", status)}}},
+        "/v2": {"get": {"operationId": "serverMetadata", "tags": ["Open Inference Protocol"],
+                        "responses": {"200": _json("name, version, extensions", {"type": "object"})}}},
+        "/v2/models/{name}": {"get": {
+            "operationId": "modelMetadata", "tags": ["Open Inference Protocol"], "parameters": [name],
+            "responses": {"200": _json("the model's inputs and outputs", {"type": "object"}), "404": not_found}}},
+        "/v2/models/{name}/ready": {"get": {
+            "operationId": "modelReady", "tags": ["Open Inference Protocol"], "parameters": [name],
+            "responses": {"200": _json("ready", status), "404": not_found, "503": _json("not ready", status)}}},
+        "/v2/models/{name}/infer": {"post": {
+            "operationId": "modelInfer", "tags": ["Open Inference Protocol"], "parameters": [name],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": OIP_INFER_REQUEST}}},
+            "responses": {"200": _json("the outputs", OIP_INFER_RESPONSE), "400": _json("invalid", OIP_ERROR),
+                          "404": not_found, "500": _json("the wrapper failed", OIP_ERROR),
+                          "503": _json("no licence free, or draining", OIP_ERROR)}}},
+    }
+
+
 def build_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAPI 3 document of the service's ASE JSON API (one POST route)."""
+    """An OpenAPI 3 document of everything the HTTP front serves: the ASE JSON API on the
+    schema's route, and the Open Inference Protocol REST routes."""
     meta = schema["meta"]
     error = {
         "type": "object",
         "properties": {"header": {"type": "object", "properties": {
             "code": {"type": "integer"}, "message": {"type": "string"}, "sid": {"type": "string"}}}},
     }
+    ase = {
+        "post": {
+            "operationId": "callAIAbility",
+            "tags": ["ASE JSON API"],
+            "description": "One call. The same route opened as a WebSocket (GET with Upgrade) is a "
+                           "streaming session: each text frame one request of this shape, status 0 first, "
+                           "1 continuing, 2 last; each output batch pushed as a response of this shape.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _openapi_schema(schema["schemainput"])}}},
+            "responses": {
+                "200": _json("the outputs", _openapi_schema(schema["schemaoutput"])),
+                "400": _json("the request is invalid (10009, 10107, ...)", error),
+                "500": _json("the wrapper failed (109xx)", error),
+                "503": _json("no licence free, or draining (10110)", error),
+                "504": _json("the call timed out (10102)", error),
+            },
+        }
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": f"{meta['serviceId']} (aiges)", "version": meta["version"],
-                 "description": "ASE JSON API: header, parameter and payload; binary data base64 encoded."},
-        "paths": {
-            meta["route"]: {
-                "post": {
-                    "operationId": "callAIAbility",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": _openapi_schema(schema["schemainput"])}}},
-                    "responses": {
-                        "200": {"description": "the outputs", "content": {"application/json": {
-                            "schema": _openapi_schema(schema["schemaoutput"])}}},
-                        "400": {"description": "the request is invalid", "content": {"application/json": {
-                            "schema": error}}},
-                        "500": {"description": "the wrapper failed", "content": {"application/json": {
-                            "schema": error}}},
-                    },
-                }
-            }
-        },
+                 "description": "The ASE JSON API (header, parameter and payload; binary data base64 "
+                                "encoded) and the Open Inference Protocol (KServe v2) REST API."},
+        "paths": {meta["route"]: ase, **_oip_paths(meta["serviceId"])},
     }
 
 

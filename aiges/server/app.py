@@ -30,8 +30,11 @@ from aiges.gpu import GpuStats, plan_workers
 from aiges.metrics import REGISTRY, StateCollector
 from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the descriptors reflection serves
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
+from aiges.protocol.oip import Model
 from aiges.registry import make_registry, provider_key
 from aiges.server.health import Health, Phase
+from aiges.server.http import HttpFront
+from aiges.server.oip import OipService
 from aiges.server.stream import SERVICE as STREAM_SERVICE
 from aiges.server.stream import StreamService
 from aiges.server.toolbox import ToolBoxService
@@ -100,6 +103,15 @@ class App:
         info = next((w.info for w in self.pool.workers if w.info is not None), None)
         return info.schema if info else None
 
+    def model(self) -> Model | None:
+        """The model the OIP and HTTP fronts serve: the wrapper's serviceId (else the service
+        section's name) and version; None until a worker has initialised."""
+        info = next((w.info for w in self.pool.workers if w.info is not None), None)
+        if info is None:
+            return None
+        return Model(name=info.service_id or self.config.service_name, version=info.version or "1",
+                     schema=info.schema, sessions="stream" in info.capabilities)
+
     async def run(self) -> int:
         megabyte = 1 << 20
         server = grpc.aio.server(options=[
@@ -122,6 +134,7 @@ class App:
             XsfService(self.engine, handles, f"{ip}:{self.port}", debug=debug).rpc_handlers(),
             StreamService(self.engine, handles).rpc_handlers(),
             ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
+            OipService(self.engine, handles, self.model, lambda: self.health.serving).rpc_handlers(),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection((
@@ -133,6 +146,10 @@ class App:
         ), server)
         await self.health.refresh()
         await server.start()
+        http = await self._start_http(handles)
+        if http is False:
+            await server.stop(0)
+            return 2
         collector = StateCollector(self.snapshot, self.gpu_stats.read)
         REGISTRY.register(collector)
         self._serve_metrics()
@@ -147,6 +164,8 @@ class App:
             return await self._serve_until_stopped(server)
         finally:
             REGISTRY.unregister(collector)
+            if http:
+                await http.stop()
 
     async def _start_workers(self) -> int | None:
         """Start the pool, or give up when a signal comes first. None: serving may begin."""
@@ -196,6 +215,22 @@ class App:
         await self.pool.stop()
         log.info("stopped")
         return 0
+
+    async def _start_http(self, handles: HandleGenerator) -> HttpFront | None | bool:
+        """The HTTP front, when configured; False when its address cannot be bound."""
+        listen = self.config.http_listen
+        if not listen:
+            return None
+        front = HttpFront(self.engine, handles, self.model,
+                          lambda: self.health.serving, cors=self.config.http.cors,
+                          max_body_mb=self.config.service.maxreceive)
+        try:
+            await front.start(listen)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve http", address=listen, error=str(exc))
+            await front.stop()
+            return False
+        return front
 
     def _serve_metrics(self) -> None:
         section = self.config.metrics

@@ -101,3 +101,11 @@ def test_parse_gpus():
     assert parse_gpus("auto") is None
     assert parse_gpus("") == []
     assert parse_gpus("0, 2") == [0, 2]
+
+
+def test_http_listen_from_http_section_or_the_original_wrapper_key(tmp_path):
+    assert load_config(None).http_listen == ""
+    original = load_config(write(tmp_path, '[wrapper]\nhttp_listen = "0.0.0.0:8080"\n'))
+    assert original.http_listen == "0.0.0.0:8080"
+    both = load_config(write(tmp_path, '[http]\nlisten = "127.0.0.1:9000"\n[wrapper]\nhttp_listen = "0.0.0.0:8080"\n'))
+    assert both.http_listen == "127.0.0.1:9000" and both.http.cors == "*"

@@ -50,3 +50,23 @@ def test_services():
     assert v2_pb2.LoaderInput.ONCE == 1 and v2_pb2.LoaderInput.STREAM == 0
     assert v2_pb2.LoaderOutput.END == 2 and v2_pb2.LoaderOutput.ONCE == 3
     assert Path(v2_pb2.__file__).name == "v2_pb2.py"
+
+
+def field_shapes(descriptor) -> dict:
+    """Every field's number, type and cardinality, nested messages and map entries included."""
+    shapes = {}
+    for field in descriptor.fields:
+        nested = field_shapes(field.message_type) if field.message_type is not None else None
+        shapes[field.name] = (field.number, field.type, field.is_repeated, nested)
+    return shapes
+
+
+def test_oip_messages_match_tritonclients_wire_format():
+    service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2", reason="tritonclient is not installed")
+    from aiges.protocol import oip_pb2
+
+    theirs = service_pb2.DESCRIPTOR.message_types_by_name
+    ours = oip_pb2.DESCRIPTOR.message_types_by_name
+    assert len(ours) == 15
+    for name, descriptor in ours.items():
+        assert field_shapes(descriptor) == field_shapes(theirs[name]), name

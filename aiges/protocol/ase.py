@@ -1,0 +1,165 @@
+"""The ASE JSON API: ``{header, parameter, payload}`` <-> LoaderInput / LoaderOutput.
+
+Request (as the original loader's HTTP mode read it):
+
+- ``header``: flat platform fields (app_id, uid, ...), passed on as headers; ``sid`` is replaced by
+  the server's handle.
+- ``parameter.<serviceId>``: scalars are the wrapper's params; objects name the outputs wanted
+  (``{"data_type": "text", "encoding": ...}``), the expect list. With none named, every output
+  the wrapper declares is wanted.
+- ``payload.<name>``: one input; its ``text|audio|image|video|other`` key holds the data, base64
+  encoded (a JSON object or array there is sent as its JSON text), ``status`` its stream status,
+  and the other keys become the item's attributes.
+
+Response: ``{"header": {code, message, sid, status}, "payload": {<name>: {<type>: data, status,
+seq, <attributes>}}}``, where text outputs are the text itself and other types base64. An error is
+``{"header": {code, message, sid}, "payload": null}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiges.errors import AigesError, ErrorCode
+from aiges.protocol.oip import declared_inputs, declared_outputs
+from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
+
+TYPE_KEYS = {"text": MetaDesc.TEXT, "audio": MetaDesc.AUDIO, "image": MetaDesc.IMAGE,
+             "video": MetaDesc.VIDEO, "other": MetaDesc.OTHER}
+TYPE_NAMES = {code: name for name, code in TYPE_KEYS.items()}
+EXPECT_ATTRIBUTES = ("encoding", "format", "compress")
+
+
+def invalid(message: str) -> AigesError:
+    return AigesError(ErrorCode.INVALID_DATA, message)
+
+
+def scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def parse_body(body: bytes) -> dict:
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(f"the body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise invalid("the body must be a JSON object with header, parameter and payload")
+    for part in ("header", "parameter", "payload"):
+        if request.get(part) is not None and not isinstance(request[part], dict):
+            raise invalid(f"{part} must be a JSON object")
+    return request
+
+
+def frame_status(request: Mapping) -> int | None:
+    """The stream status a frame carries: ``header.status``, else its payloads' (2 if any ends)."""
+    header = request.get("header") or {}
+    if "status" in header:
+        return _status("header.status", header["status"])
+    statuses = [_status(f"payload.{name}.status", item["status"]) for name, item in
+                (request.get("payload") or {}).items() if isinstance(item, dict) and "status" in item]
+    if not statuses:
+        return None
+    return 2 if 2 in statuses else max(statuses)
+
+
+def _status(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3:
+        raise invalid(f"{where} must be 0, 1, 2 or 3; got {value!r}")
+    return value
+
+
+def loader_input(request: Mapping, service_id: str, schema: Mapping | None, tag: str, *,
+                 state: int = LoaderInput.ONCE, default_status: int = 3, first: bool = True) -> LoaderInput:
+    """The LoaderInput an ASE JSON request makes; ``first``: it carries headers, params and expect."""
+    message = LoaderInput(serviceId=service_id, state=state)
+    inputs = declared_inputs(schema)
+    for name, item in (request.get("payload") or {}).items():
+        if inputs and name not in inputs:
+            raise invalid(f"unknown input {name!r}; {service_id} takes {', '.join(inputs)}")
+        if not isinstance(item, dict):
+            raise invalid(f"payload.{name} must be a JSON object")
+        add_payload(message, name, item, default_status)
+    if not first:
+        return message
+    for key, value in (request.get("header") or {}).items():
+        message.headers[str(key)] = scalar_text(value)
+    message.headers["sid"] = tag
+    outputs = declared_outputs(schema)
+    for section in (request.get("parameter") or {}).values():
+        if not isinstance(section, dict):
+            raise invalid("parameter.<service> must be a JSON object")
+        for key, value in section.items():
+            if isinstance(value, dict):
+                add_expect(message, key, value)
+            else:
+                message.params[key] = scalar_text(value)
+    if not message.expect:
+        for name, type_name in outputs.items():
+            message.expect.add(name=name, dataType=TYPE_KEYS.get(type_name, MetaDesc.TEXT))
+    return message
+
+
+def add_expect(message: LoaderInput, name: str, spec: Mapping) -> None:
+    entry = message.expect.add(name=name, dataType=TYPE_KEYS.get(str(spec.get("data_type", "text")), MetaDesc.OTHER))
+    for key in EXPECT_ATTRIBUTES:
+        if key in spec:
+            entry.attribute[key] = scalar_text(spec[key])
+
+
+def add_payload(message: LoaderInput, name: str, item: Mapping, default_status: int) -> None:
+    keys = [key for key in item if key in TYPE_KEYS]
+    if len(keys) != 1:
+        raise invalid(f"payload.{name} needs exactly one of text, audio, image, video or other; got "
+                      f"{', '.join(keys) or 'none'}")
+    type_key = keys[0]
+    value = item[type_key]
+    if isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(f"payload.{name}.{type_key} is not base64") from None
+    elif isinstance(value, (dict, list)):
+        data = json.dumps(value, ensure_ascii=False).encode()
+    else:
+        raise invalid(f"payload.{name}.{type_key} must be a base64 string, an object or an array")
+    payload = message.pl.add(data=data)
+    payload.meta.name = name
+    payload.meta.dataType = TYPE_KEYS[type_key]
+    for key, value in item.items():
+        if key != type_key:
+            payload.meta.attribute[key] = scalar_text(value)
+    status = _status(f"payload.{name}.status", item["status"]) if "status" in item else default_status
+    payload.meta.attribute["status"] = str(status)
+
+
+def response(output: LoaderOutput, tag: str) -> dict:
+    payload = {}
+    for item in output.pl:
+        type_name = TYPE_NAMES.get(item.meta.dataType, "other")
+        entry: dict[str, Any] = {}
+        for key, value in item.meta.attribute.items():
+            entry[key] = int(value) if key in ("status", "seq") and value.lstrip("-").isdigit() else value
+        if type_name == "text":
+            try:
+                entry["text"] = item.data.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["text"] = base64.b64encode(item.data).decode()
+                entry["base64"] = True
+        else:
+            entry[type_name] = base64.b64encode(item.data).decode()
+        payload[item.meta.name] = entry
+    return {"header": {"code": 0, "message": "success", "sid": tag, "status": int(output.status)},
+            "payload": payload}
+
+
+def error_response(error: AigesError, tag: str) -> dict:
+    return {"header": {"code": error.code, "message": error.message, "sid": tag}, "payload": None}

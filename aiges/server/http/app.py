@@ -1,0 +1,86 @@
+"""The HTTP front on ``[http] listen``: one aiohttp application in the server's event loop, calling
+the same engine as the gRPC fronts.
+
+    POST <meta.route>          ASE JSON API, one-shot            (aiges.server.http.ase)
+    GET  <meta.route>          ASE JSON API, a WebSocket session (aiges.server.http.ase)
+    /v2/...                    Open Inference Protocol REST      (aiges.server.http.oip)
+    GET  /openapi.json, /docs  the API, described                (aiges.server.http.docs)
+
+aiohttp, because one well-kept library gives both an asyncio HTTP/1.1 server and WebSockets that
+run in the loop the gRPC server and the engine already use, with no ASGI layer between a request
+and the engine (uvicorn + Starlette would add both a second library and that layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from aiges.engine.engine import Engine
+from aiges.errors import AigesError, ErrorCode, http_status
+from aiges.metrics import RequestCounter
+from aiges.protocol.handle import HandleGenerator
+from aiges.protocol.oip import Model, ModelNotFound
+from aiges.server.http import ase, docs, oip
+
+log = structlog.get_logger("aiges.http")
+
+
+class HttpFront:
+    """What the HTTP handlers share: the engine, handles, the model and readiness."""
+
+    def __init__(self, engine: Engine, handles: HandleGenerator, model: Callable[[], Model | None],
+                 ready: Callable[[], bool], *, cors: str = "*", max_body_mb: int = 4) -> None:
+        self.engine = engine
+        self.handles = handles
+        self.model = model
+        self.ready = ready
+        self.cors = cors
+        self.counts = RequestCounter("http")
+        self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
+        oip.add_routes(self.app.router, self)
+        docs.add_routes(self.app.router, self)
+        ase.add_routes(self.app.router, self)
+        self._runner: web.AppRunner | None = None
+
+    def current_model(self) -> Model:
+        """The model, or 503 while the workers are still starting."""
+        model = self.model()
+        if model is None:
+            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "the model is still loading; retry shortly")
+        return model
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler) -> web.StreamResponse:
+        response = await handler(request)
+        if self.cors and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = self.cors
+        return response
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        """An unknown model is 404; an AigesError a handler lets through, its code's status."""
+        try:
+            return await handler(request)
+        except ModelNotFound as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except AigesError as exc:
+            return web.json_response({"error": f"{exc.code}: {exc.message}"}, status=http_status(exc.code))
+
+    async def start(self, listen: str) -> str:
+        """Listen on HOST:PORT (port 0 picks one); returns the address bound."""
+        host, _, port = listen.rpartition(":")
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port))
+        await site.start()
+        bound = self._runner.addresses[0]
+        address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
+        log.info("http listening", address=address)
+        return address
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

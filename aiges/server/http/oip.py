@@ -1,0 +1,176 @@
+"""The Open Inference Protocol over REST (``/v2``), with Triton's binary tensor extension: a body
+may be JSON followed by raw tensor bytes, the JSON's length in ``Inference-Header-Content-Length``
+(what tritonclient.http sends by default). Errors are ``{"error": "<code>: <message>"}`` with the
+HTTP status of the AIGes code."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from aiges import __version__
+from aiges.errors import AigesError, http_status
+from aiges.protocol import oip
+from aiges.protocol.ase import scalar_text
+from aiges.server.calls import call_once
+
+if TYPE_CHECKING:
+    from aiges.server.http.app import HttpFront
+
+log = structlog.get_logger("aiges.http")
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def flatten(name: str, data: Any) -> list:
+    if not isinstance(data, list):
+        return [data]
+    flat: list = []
+    for value in data:
+        if isinstance(value, list):
+            flat.extend(flatten(name, value))
+        elif isinstance(value, (bool, int, float, str)):
+            flat.append(value)
+        else:
+            raise oip.invalid(f"input {name!r}: data holds {type(value).__name__}, not numbers or strings")
+    return flat
+
+
+def json_object(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise oip.invalid(f"{where} must be a JSON object")
+    return value
+
+
+def parse_request(raw: bytes, header_length: str | None) -> tuple[oip.Request, dict[str, bool], bool]:
+    """The request, which outputs were asked for binary, and whether binary is the default."""
+    try:
+        split = int(header_length) if header_length is not None else len(raw)
+    except ValueError:
+        raise oip.invalid(f"{HEADER_LENGTH} is not a number") from None
+    if not 0 <= split <= len(raw):
+        raise oip.invalid(f"{HEADER_LENGTH} {split} is outside the body's {len(raw)} bytes")
+    try:
+        body = json.loads(raw[:split])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise oip.invalid(f"the body is not JSON: {exc}") from None
+    body = json_object(body, "the body")
+    binary = memoryview(raw)[split:]
+    inputs = body.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise oip.invalid("inputs must be a list of tensors")
+    tensors, offset = [], 0
+    for entry in inputs:
+        name, datatype, shape = entry.get("name"), entry.get("datatype"), entry.get("shape")
+        if not isinstance(name, str) or not isinstance(datatype, str):
+            raise oip.invalid("every input needs a name and a datatype")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise oip.invalid(f"input {name!r}: shape must be a list of integers")
+        oip.check_datatype(name, datatype)
+        shape = oip.check_shape(name, shape)
+        parameters = json_object(entry.get("parameters"), f"input {name!r}: parameters")
+        size = parameters.pop("binary_data_size", None)
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+                raise oip.invalid(f"input {name!r}: binary_data_size {size!r} runs past the body")
+            data = bytes(binary[offset : offset + size])
+            offset += size
+        elif "data" in entry:
+            data = oip.from_values(name, datatype, shape, flatten(name, entry["data"]))
+        else:
+            raise oip.invalid(f"input {name!r} has neither data nor binary_data_size")
+        tensors.append(oip.Tensor(name, datatype, shape, data, {k: scalar_text(v) for k, v in parameters.items()}))
+    outputs = body.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                for o in outputs):
+        raise oip.invalid("outputs must be a list of {name, parameters}")
+    parameters = json_object(body.get("parameters"), "parameters")
+    binary_outputs = {o["name"]: oip.parse_flag(json_object(o.get("parameters"), "output parameters")
+                                                .get("binary_data", False)) for o in outputs}
+    request = oip.Request(tensors, [o["name"] for o in outputs], {k: scalar_text(v) for k, v in parameters.items()})
+    if isinstance(body.get("id"), str):
+        request.parameters["id"] = body["id"]
+    return request, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False))
+
+
+def infer_response(model: oip.Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool],
+                   binary_default: bool) -> web.Response:
+    outputs, parts = [], []
+    for tensor in tensors:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        parameters: dict[str, Any] = dict(tensor.parameters)
+        if binary.get(tensor.name, binary_default):
+            parameters["binary_data_size"] = len(tensor.data)
+            parts.append(tensor.data)
+        else:
+            entry["data"] = oip.to_values(tensor)
+        entry["parameters"] = parameters
+        outputs.append(entry)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
+    if request_id:
+        body["id"] = request_id
+    if not parts:
+        return web.json_response(body)
+    header = json.dumps(body).encode()
+    return web.Response(body=header + b"".join(parts), content_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(len(header))})
+
+
+def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
+    def model_of(request: web.Request) -> oip.Model:
+        model = front.current_model()
+        model.check(request.match_info["name"], request.match_info.get("version", ""))
+        return model
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(request: web.Request) -> web.Response:
+        is_ready = front.ready()
+        return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
+
+    async def server_metadata(request: web.Request) -> web.Response:
+        return web.json_response({"name": "aiges", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(request: web.Request) -> web.Response:
+        return web.json_response(model_of(request).metadata())
+
+    async def model_ready(request: web.Request) -> web.Response:
+        model_of(request)
+        is_ready = front.ready()
+        return web.json_response({"name": request.match_info["name"], "ready": is_ready},
+                                 status=200 if is_ready else 503)
+
+    async def infer(request: web.Request) -> web.Response:
+        model = model_of(request)
+        tag = front.handles.next()
+        code = 0
+        try:
+            call, binary, binary_default = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
+            request_id = call.parameters.pop("id", "")
+            model.check_outputs(call.outputs)
+            output = await call_once(front.engine, tag, oip.loader_input(call, model.name, model.schema, tag))
+            return infer_response(model, request_id, oip.output_tensors(output, call.outputs), binary, binary_default)
+        except AigesError as exc:
+            code = exc.code
+            log.warning("call failed", op="infer", sid=tag, code=exc.code, error=exc.message)
+            return error(http_status(exc.code), f"{exc.code}: {exc.message}")
+        finally:
+            front.counts.count("infer", code)
+
+    router.add_get("/v2/health/live", live)
+    router.add_get("/v2/health/ready", ready)
+    router.add_get("/v2", server_metadata)
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        router.add_get(base, model_metadata)
+        router.add_get(base + "/ready", model_ready)
+        router.add_post(base + "/infer", infer)
