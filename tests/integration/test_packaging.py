@@ -113,6 +113,8 @@ def test_chart_probes_drain_and_gpu_wiring():
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
     services = {s["metadata"]["name"]: s["spec"] for s in kinds["Service"]}
     assert services["shop-aiges-headless"]["clusterIP"] == "None"
+    assert {p["name"]: p["port"] for p in services["shop-aiges"]["ports"]} == {"grpc": 5090, "metrics": 9090,
+                                                                            "http": 8080}
 
 
 def test_chart_without_gpus_or_with_autoscaling():
@@ -140,6 +142,9 @@ def test_chart_config_is_one_aiges_accepts(tmp_path):
     config = load_config(path)
     assert config.fc.max == 7 and config.aiges.drain_timeout_ms == 12000
     assert config.registry.backend == "etcd" and config.registry.endpoints == "etcd-0:2379"
+    assert config.http_listen == "0.0.0.0:8080"
+    path.write_text(chart_config("service.httpPort=0"))
+    assert load_config(path).http_listen == ""
 
 
 def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
@@ -150,6 +155,7 @@ def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
             .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
             .replace("port = 5090", f"port = {port}")
             .replace("port = 9090", f"port = {metrics}")
+            .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
             .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"'))
     server = serve("", config=text, port=port)
     assert aiges("health", "--addr", server.address).returncode == 0
