@@ -33,8 +33,8 @@ bench: install
 	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || (apt-get update -q && apt-get install -y -q nghttp2-client))
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/run.py
-	{ echo; echo '## Batching, worker scaling, sessions'; echo; echo '```'; \
-	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py; echo '```'; } >> bench/RESULTS.md
+	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
+	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py; echo '```'; } >> bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
