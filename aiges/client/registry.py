@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import aetcd
 import grpc
@@ -146,15 +146,18 @@ class BalancedClient:
             self._clients[address] = Client(address, **self.client_options)
         return self._clients[address]
 
+    def _candidates(self) -> Iterator[str]:
+        """Providers, best first, each once; NoProviderError when none is left."""
+        tried: list[str] = []
+        while (address := self.providers.best(exclude=tried)) is not None:
+            tried.append(address)
+            yield address
+        raise NoProviderError(f"no provider left for {self.providers.prefix} (tried {tried or 'none'})")
+
     def once(self, inputs: Mapping[str, InputValue], *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, expect: Expect = None, check: bool = True) -> Result:
         """A one-shot call on the best provider, failing over to the next one."""
-        tried: list[str] = []
-        while True:
-            address = self.providers.best(exclude=tried)
-            if address is None:
-                raise NoProviderError(f"no provider left for {self.providers.prefix} (tried {tried or 'none'})")
-            tried.append(address)
+        for address in self._candidates():
             try:
                 result = self.client(address).once(inputs, params=params, headers=headers, expect=expect, check=False)
             except grpc.RpcError as exc:
@@ -169,12 +172,7 @@ class BalancedClient:
 
     def session(self, inputs: Mapping[str, InputValue] | None = None, **options):
         """A session on the best provider; it stays there (sessions live on one server)."""
-        tried: list[str] = []
-        while True:
-            address = self.providers.best(exclude=tried)
-            if address is None:
-                raise NoProviderError(f"no provider left for {self.providers.prefix} (tried {tried or 'none'})")
-            tried.append(address)
+        for address in self._candidates():
             try:
                 return self.client(address).session(inputs, **options)
             except grpc.RpcError as exc:

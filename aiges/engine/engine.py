@@ -141,12 +141,7 @@ class Engine:
                 if ended:
                     self.close(session)
                 return output
-            if session.failure is not None:
-                failure = session.failure
-                self.close(session, reason=f"error {failure.code}")
-                raise failure
-            if session.closed:
-                raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} already ended")
+            self._check_alive(session)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None

@@ -132,21 +132,20 @@ def to_values(tensor: Tensor) -> list:
     return np.frombuffer(tensor.data, dtype=dtype).tolist()
 
 
-def declared_inputs(schema: Mapping | None) -> dict[str, str]:
-    """Input name -> data type name ('text', 'image', ...) from a wrapper's schema."""
+def declared(schema: Mapping | None, kind: str) -> dict[str, str]:
+    """The wrapper's declared ``input`` or ``accept`` (output) names -> data type names ('text', ...)."""
     if not schema:
         return {}
     meta = schema["meta"]
-    return {name: spec.get("dataType", "text") for name, spec in meta.get(meta["serviceId"], {})
-            .get("input", {}).items()}
+    return {name: spec.get("dataType", "text") for name, spec in meta.get(meta["serviceId"], {}).get(kind, {}).items()}
+
+
+def declared_inputs(schema: Mapping | None) -> dict[str, str]:
+    return declared(schema, "input")
 
 
 def declared_outputs(schema: Mapping | None) -> dict[str, str]:
-    if not schema:
-        return {}
-    meta = schema["meta"]
-    return {name: spec.get("dataType", "text") for name, spec in meta.get(meta["serviceId"], {})
-            .get("accept", {}).items()}
+    return declared(schema, "accept")
 
 
 @dataclass

@@ -80,6 +80,7 @@ def test_health_drops_while_a_killed_worker_restarts(serve):
 
 def test_min_ready_keeps_serving_with_one_worker_down(serve):
     server = serve("faulty", workers=2, min_ready=1)
+    wait_for(lambda: status(server)["workers_ready"] == 2)  # SERVING came with the first one
     watch = HealthWatch(server.address)
     os.kill(status(server)["worker_pids"][0], signal.SIGKILL)
     wait_for(lambda: status(server)["worker_restarts"] == 1 and status(server)["workers_ready"] == 2)

@@ -108,7 +108,8 @@ async def session(front: HttpFront, model: Model, request: web.Request, tag: str
         code = exc.code
         log.warning("session failed", op="ase-ws", sid=tag, code=exc.code, error=exc.message)
         if not socket.closed:
-            await socket.send_json(ase.error_response(exc, tag))
+            with contextlib.suppress(ConnectionError):
+                await socket.send_json(ase.error_response(exc, tag))
     finally:
         if pump is not None and not pump.done():
             pump.cancel()
@@ -129,5 +130,8 @@ async def forward(call: SessionCall, socket: web.WebSocketResponse) -> None:
     except AigesError as exc:
         log.warning("session failed", op="ase-ws", sid=call.tag, code=exc.code, error=exc.message)
         if not socket.closed:
-            await socket.send_json(ase.error_response(exc, call.tag))
+            with contextlib.suppress(ConnectionError):
+                await socket.send_json(ase.error_response(exc, call.tag))
+    except ConnectionError:
+        log.info("websocket client gone", sid=call.tag)
     await socket.close()
