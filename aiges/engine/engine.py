@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import structlog
@@ -72,17 +73,19 @@ class Engine:
         self.licences.acquire()
         self._early[tag] = []
         self.inflight += 1
+        call = asyncio.ensure_future(self.pool.call(
+            "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
+            retryable=True, with_worker=True,
+        ))
         try:
-            worker, reply = await self.pool.call(
-                "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
-                retryable=True, with_worker=True,
-            )
-        except BaseException:
-            self.licences.release()
-            self._early.pop(tag, None)
+            worker, reply = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(functools.partial(self._abandoned, tag))
             raise
-        finally:
-            self.inflight -= 1
+        except BaseException:
+            self._first_done(tag)
+            raise
+        self.inflight -= 1
         early = self._early.pop(tag)
         if reply[0] == "once":
             self.licences.release()
@@ -96,6 +99,29 @@ class Engine:
         worker.sessions += 1
         log.info("session opened", sid=tag, worker=worker.index)
         return FirstReply(session=session, worker=worker.index)
+
+    def _first_done(self, tag: str) -> None:
+        self.inflight -= 1
+        self.licences.release()
+        self._early.pop(tag, None)
+
+    def _abandoned(self, tag: str, call: asyncio.Future) -> None:
+        """A first frame whose caller went away (cancelled, deadline): the worker still runs it,
+        so its licence is held until the worker is done, and a session it opened is destroyed."""
+        self._first_done(tag)
+        if call.cancelled() or call.exception() is not None:
+            return
+        worker, reply = call.result()
+        if reply[0] != "once":
+            log.info("session abandoned", sid=tag, worker=worker.index)
+            self._spawn(self._call_quietly("destroy", tag, worker))
+
+    async def _call_quietly(self, kind: str, tag: str, worker: WorkerHandle) -> None:
+        """A session call nobody waits for: a failure is logged, not raised."""
+        try:
+            await self.pool.call(kind, tag, worker=worker)
+        except AigesError as exc:
+            log.warning("session call failed", call=kind, sid=tag, code=exc.code, error=exc.message)
 
     def get(self, tag: str) -> Session:
         """The open session with this handle: 10008 if unknown, 10101 if it has ended."""
@@ -160,7 +186,7 @@ class Engine:
         self._release(session)
         worker: WorkerHandle = session.worker
         if destroy and worker.generation == session.generation and worker.ready:
-            self._spawn(self._destroy(session))
+            self._spawn(self._call_quietly("destroy", session.tag, session.worker))
         session.notify()
         log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
 
@@ -176,11 +202,6 @@ class Engine:
             self.licences.release()
             session.worker.sessions -= 1
 
-    async def _destroy(self, session: Session) -> None:
-        try:
-            await self.pool.call("destroy", session.tag, worker=session.worker)
-        except AigesError as exc:
-            log.warning("session destroy failed", sid=session.tag, code=exc.code, error=exc.message)
 
     def _check_alive(self, session: Session) -> None:
         if session.failure is not None:

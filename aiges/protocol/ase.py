@@ -51,6 +51,8 @@ def parse_body(body: bytes) -> dict:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("the body is nested too deeply") from None
     if not isinstance(request, dict):
         raise invalid("the body must be a JSON object with header, parameter and payload")
     for part in ("header", "parameter", "payload"):

@@ -35,6 +35,7 @@ DTYPES: dict[str, str | None] = {
 ITEM_SIZES = {"BF16": 2}
 TYPE_CODES = {"text": MetaDesc.TEXT, "audio": MetaDesc.AUDIO, "image": MetaDesc.IMAGE,
               "video": MetaDesc.VIDEO, "other": MetaDesc.OTHER}
+STREAM_ATTRIBUTES = frozenset({"status", "seq"})  # aiges' own bookkeeping, not tensor parameters
 RESERVED_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
                                  "binary_data_output", "binary_data", "binary_data_size", "headers"})
 
@@ -196,7 +197,7 @@ def output_tensors(output: LoaderOutput, requested: Iterable[str] = ()) -> list[
     for payload in output.pl:
         if wanted and payload.meta.name not in wanted:
             continue
-        attributes = dict(payload.meta.attribute)
+        attributes = {k: v for k, v in payload.meta.attribute.items() if k not in STREAM_ATTRIBUTES}
         datatype = attributes.pop("datatype", "BYTES")
         shape_text = attributes.pop("shape", "")
         if datatype in DTYPES and datatype != "BYTES":

@@ -75,6 +75,7 @@ class App:
         self.started = time.monotonic()
         self.port = 0
         self.address = ""
+        self.http: HttpFront | None = None
 
     def snapshot(self) -> dict:
         """The server's state: the registry entry's value, ``cmdserver`` status and gauges."""
@@ -150,6 +151,7 @@ class App:
         if http is False:
             await server.stop(0)
             return 2
+        self.http = http
         collector = StateCollector(self.snapshot, self.gpu_stats.read)
         REGISTRY.register(collector)
         self._serve_metrics()
@@ -210,6 +212,8 @@ class App:
         if not self.engine.idle():
             log.warning("drain timeout", inflight=self.engine.inflight, sessions=len(self.engine.sessions))
         await server.stop(1.0)
+        if self.http is not None:
+            await self.http.stop()
         self.health.stop()
         await self.engine.stop()
         await self.pool.stop()

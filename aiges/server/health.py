@@ -5,8 +5,9 @@ have finished wrapperInit; NOT_SERVING while starting, while a worker is down be
 from the moment a drain begins. ``Watch`` streams each change.
 
 The service ``aiges.liveness`` answers SERVING whenever the process can answer at all, through
-start-up and drain alike: it is what a liveness or startup probe asks, so that a model that takes
-minutes in wrapperInit, or a pod that is draining, is not restarted for being unready.
+start-up, worker restarts and drain alike: it is what a liveness probe asks, so that a pod whose
+worker is being replaced, or that is draining, is not killed for being unready. (A startup probe
+asks ``""``: it should pass once wrapperInit has finished.)
 """
 
 from __future__ import annotations

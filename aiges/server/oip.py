@@ -2,7 +2,8 @@
 
 The model is the wrapper (its serviceId and version). ModelInfer is a one-shot call. On
 ModelStreamInfer, requests that carry a ``sequence_id`` parameter belong to that sequence's
-session (``sequence_start`` opens a new one, ``sequence_end`` ends its input), so several
+session (``sequence_start`` opens a new one, ``sequence_end`` ends its input; a request for a
+sequence that is not open gets 10101), so several
 sequences can share one stream; a request without one is a session of its own whose outputs
 stream back until the wrapper ends them (a wrapper without sessions answers it once). Errors are
 gRPC statuses on the unary methods and ``error_message`` responses on the stream, each carrying the
@@ -166,10 +167,10 @@ class OipService:
             while (response := await stream.responses.get()) is not None:
                 yield response
         finally:
+            stream.close()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            stream.close()
 
 
 @dataclass
@@ -200,6 +201,11 @@ class InferStream:
                     await self.handle(request)
                 except AigesError as exc:
                     self.fail(request.id, exc)
+        except Exception as exc:  # noqa: BLE001 - grpc raises whatever decoding a message raised
+            self.fail("", AigesError(ErrorCode.PB_UNMARSHAL, f"a message is not a ModelInferRequest: {exc}"))
+            self.responses.put_nowait(None)
+            return
+        try:
             for sequence in list(self.sequences.values()):
                 sequence.call.finish()
             if self.pumps:
@@ -230,8 +236,11 @@ class InferStream:
             output = await call_once(self.service.engine, tag, oip.loader_input(call, model.name, model.schema, tag))
             self.push(to_response(model, request.id, output, call.outputs))
             return
-        start = oip.parse_flag(parameters.get("sequence_start")) or sequence_id not in self.sequences
+        start = oip.parse_flag(parameters.get("sequence_start")) or not sequence_id
         end = oip.parse_flag(parameters.get("sequence_end")) or not sequence_id
+        if not start and sequence_id not in self.sequences:
+            raise AigesError(ErrorCode.ENGINE_INACTIVE, f"sequence {sequence_id} is not open on this stream; "
+                                                        "start it with sequence_start")
         if start and sequence_id in self.sequences:
             self.sequences.pop(sequence_id).call.finish()
         status = END if end else BEGIN if start else CONTINUE

@@ -206,3 +206,46 @@ def test_schemathesis_finds_no_server_errors(serve, tmp_path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("route", ["/v1/private/echo", "/v2/models/echo/infer"])
+def test_absurdly_nested_json_is_a_400(serve, route):
+    server = http_server(serve, ECHO)
+    status, reply = post(server.http + route, b"[" * 50000)
+    assert status == 400
+    assert "nested too deeply" in json.dumps(reply)
+    rest = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [[[[["deep"]]]]]}]}
+    assert post(server.http + "/v2/models/echo/infer", rest)[0] == 200
+
+
+def test_cors_preflight(serve):
+    server = http_server(serve, ECHO)
+    request = urllib.request.Request(server.http + "/v2/models/echo/infer", method="OPTIONS",
+                                     headers={"Origin": "https://example.com",
+                                              "Access-Control-Request-Method": "POST"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 204
+        assert reply.headers["Access-Control-Allow-Origin"] == "*"
+        assert "POST" in reply.headers["Access-Control-Allow-Methods"]
+        assert "content-type" in reply.headers["Access-Control-Allow-Headers"]
+
+
+def test_open_websockets_are_closed_going_away_when_the_server_stops(serve):
+    """An idle WebSocket does not hold the process past its drain."""
+    import signal
+    import time
+
+    server = http_server(serve, ECHO, drain_timeout_ms=500)
+    url = server.http.replace("http", "ws") + "/v1/private/echo"
+
+    async def idle_until_closed() -> int | None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as socket:
+            server.signal(signal.SIGTERM)
+            message = await socket.receive(timeout=20)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            return socket.close_code
+
+    started = time.monotonic()
+    assert asyncio.run(idle_until_closed()) == 1001
+    assert server.wait(20) == 0
+    assert time.monotonic() - started < 15

@@ -200,3 +200,46 @@ def test_stream_infer_on_a_wrapper_without_sessions_answers_each_request_once(te
         answers[result.get_response().id] = result.as_numpy("y").tolist()
     client.stop_stream()
     assert answers == {"1": [2.0], "2": [4.0]}
+
+
+def test_stream_infer_rejects_a_sequence_that_is_not_open(echo):
+    client = grpcclient.InferenceServerClient(echo.address)
+    results: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    client.async_stream_infer("echo", [text_input(grpcclient, "text", b"x")], request_id="late", sequence_id=5)
+    _, error = results.get(timeout=10)
+    assert error is not None and "10101: sequence 5 is not open" in str(error)
+    client.stop_stream()
+
+
+def test_a_broken_message_on_the_stream_ends_it_and_frees_its_sessions(serve):
+    """A message that does not decode: an in-band 10401, the stream ends, and the open sequence's
+    session and licence are freed at once (not at the idle expiry, an hour away here)."""
+    import grpc
+
+    from aiges.protocol import oip_pb2
+
+    server = serve(ECHO, licences=1, ttl=3_600_000)
+    start = oip_pb2.ModelInferRequest(model_name="echo", id="s")
+    start.parameters["sequence_id"].int64_param = 7
+    start.parameters["sequence_start"].bool_param = True
+    tensor = start.inputs.add(name="text", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(b"x")
+    sent: queue.Queue = queue.Queue()
+
+    def messages():
+        while (message := sent.get()) is not None:
+            yield message
+
+    with grpc.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")(messages())
+        sent.put(start.SerializeToString())
+        first = oip_pb2.ModelStreamInferResponse.FromString(next(stream))
+        assert first.error_message == "" and first.infer_response.id == "s"
+        sent.put(b"\xff\xff\xff")
+        replies = [oip_pb2.ModelStreamInferResponse.FromString(raw) for raw in stream]
+        sent.put(None)
+        assert replies and replies[-1].error_message.startswith("10401: a message is not a ModelInferRequest")
+    client = grpcclient.InferenceServerClient(server.address)
+    result = client.infer("echo", [text_input(grpcclient, "text", b"free")])
+    assert result.as_numpy("text").tolist() == [b"free"]

@@ -219,3 +219,17 @@ def test_sigint_stops_too(serve):
     server = serve("faulty")
     os.kill(server.process.pid, signal.SIGINT)
     assert server.wait() == 0
+
+
+def test_a_call_whose_client_gave_up_keeps_its_licence_until_the_worker_is_done(serve):
+    """The worker still runs a call after the client's deadline: its licence stays taken until
+    then, so [fc] max bounds the work really running."""
+    server = serve("faulty", licences=1)
+    with server.client(timeout=0.3) as impatient, server.client() as client:
+        with pytest.raises(grpc.RpcError) as gave_up:
+            impatient.once({"text": b"x"}, params={"mode": "sleep", "seconds": "1.5"}, expect=["text"])
+        assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        code, error, _, _ = client.call("AIIn", client_input(), params={"SeqNo": "1"})
+        assert code == 10110 and "license" in error
+        time.sleep(1.5)
+        assert client.once({"text": b"y"}, expect=["text"])["text"] == b"y"

@@ -104,7 +104,8 @@ def test_chart_probes_drain_and_gpu_wiring():
     assert "HorizontalPodAutoscaler" not in kinds
     pod = kinds["Deployment"][0]["spec"]["template"]
     container = pod["spec"]["containers"][0]
-    assert container["startupProbe"]["grpc"]["service"] == "aiges.liveness"
+    assert "service" not in container["startupProbe"]["grpc"]  # ready once: wrapperInit finished
+    assert len(pod["metadata"]["annotations"]["checksum/config"]) == 64
     assert container["livenessProbe"]["grpc"]["service"] == "aiges.liveness"
     assert "service" not in container["readinessProbe"]["grpc"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1

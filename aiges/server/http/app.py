@@ -13,10 +13,11 @@ and the engine (uvicorn + Starlette would add both a second library and that lay
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import structlog
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from aiges.engine.engine import Engine
 from aiges.errors import AigesError, ErrorCode, http_status
@@ -26,6 +27,8 @@ from aiges.protocol.oip import Model, ModelNotFound
 from aiges.server.http import ase, docs, oip
 
 log = structlog.get_logger("aiges.http")
+
+SHUTDOWN_S = 2.0  # for requests still running when the listener closes; the drain came before
 
 
 class HttpFront:
@@ -38,7 +41,9 @@ class HttpFront:
         self.model = model
         self.ready = ready
         self.cors = cors
+        self.max_message = max_body_mb << 20
         self.counts = RequestCounter("http")
+        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
         oip.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
@@ -54,6 +59,14 @@ class HttpFront:
 
     @web.middleware
     async def _headers(self, request: web.Request, handler) -> web.StreamResponse:
+        """CORS: ``Access-Control-Allow-Origin`` on every reply, and answers to preflights."""
+        if self.cors and request.method == "OPTIONS":
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Origin": self.cors,
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
+                "Access-Control-Max-Age": "600",
+            })
         response = await handler(request)
         if self.cors and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = self.cors
@@ -74,7 +87,7 @@ class HttpFront:
         host, _, port = listen.rpartition(":")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port))
+        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), shutdown_timeout=SHUTDOWN_S)
         await site.start()
         bound = self._runner.addresses[0]
         address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
@@ -82,5 +95,9 @@ class HttpFront:
         return address
 
     async def stop(self) -> None:
+        """Close the WebSockets still open (1001, going away), then the listener."""
+        for socket in list(self.sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

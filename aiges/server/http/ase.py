@@ -79,8 +79,9 @@ async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -
 
 
 async def session(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.WebSocketResponse:
-    socket = web.WebSocketResponse(heartbeat=30)
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
     await socket.prepare(request)
+    front.sockets.add(socket)
     call: SessionCall | None = None
     pump: asyncio.Task | None = None
     code = 0

@@ -6,6 +6,7 @@ HTTP status of the AIGes code."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,16 +31,21 @@ def error(status: int, message: str) -> web.Response:
 
 
 def flatten(name: str, data: Any) -> list:
+    """Nested JSON lists -> their elements in order (iteratively: nesting depth is the client's)."""
     if not isinstance(data, list):
         return [data]
     flat: list = []
-    for value in data:
-        if isinstance(value, list):
-            flat.extend(flatten(name, value))
-        elif isinstance(value, (bool, int, float, str)):
+    pending = [iter(data)]
+    while pending:
+        for value in pending[-1]:
+            if isinstance(value, list):
+                pending.append(iter(value))
+                break
+            if not isinstance(value, (bool, int, float, str)):
+                raise oip.invalid(f"input {name!r}: data holds {type(value).__name__}, not numbers or strings")
             flat.append(value)
         else:
-            raise oip.invalid(f"input {name!r}: data holds {type(value).__name__}, not numbers or strings")
+            pending.pop()
     return flat
 
 
@@ -51,8 +57,16 @@ def json_object(value: Any, where: str) -> dict:
     return value
 
 
-def parse_request(raw: bytes, header_length: str | None) -> tuple[oip.Request, dict[str, bool], bool]:
-    """The request, which outputs were asked for binary, and whether binary is the default."""
+@dataclass
+class RestRequest:
+    call: oip.Request
+    id: str
+    binary: dict[str, bool]
+    binary_default: bool
+
+
+def parse_request(raw: bytes, header_length: str | None) -> RestRequest:
+    """The request, its id, which outputs were asked for binary, and whether binary is the default."""
     try:
         split = int(header_length) if header_length is not None else len(raw)
     except ValueError:
@@ -63,6 +77,8 @@ def parse_request(raw: bytes, header_length: str | None) -> tuple[oip.Request, d
         body = json.loads(raw[:split])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise oip.invalid(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise oip.invalid("the body is nested too deeply") from None
     body = json_object(body, "the body")
     binary = memoryview(raw)[split:]
     inputs = body.get("inputs", [])
@@ -96,10 +112,9 @@ def parse_request(raw: bytes, header_length: str | None) -> tuple[oip.Request, d
     parameters = json_object(body.get("parameters"), "parameters")
     binary_outputs = {o["name"]: oip.parse_flag(json_object(o.get("parameters"), "output parameters")
                                                 .get("binary_data", False)) for o in outputs}
-    request = oip.Request(tensors, [o["name"] for o in outputs], {k: scalar_text(v) for k, v in parameters.items()})
-    if isinstance(body.get("id"), str):
-        request.parameters["id"] = body["id"]
-    return request, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False))
+    call = oip.Request(tensors, [o["name"] for o in outputs], {k: scalar_text(v) for k, v in parameters.items()})
+    request_id = body.get("id") if isinstance(body.get("id"), str) else ""
+    return RestRequest(call, request_id, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False)))
 
 
 def infer_response(model: oip.Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool],
@@ -155,11 +170,12 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
         tag = front.handles.next()
         code = 0
         try:
-            call, binary, binary_default = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
-            request_id = call.parameters.pop("id", "")
+            parsed = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
+            call = parsed.call
             model.check_outputs(call.outputs)
             output = await call_once(front.engine, tag, oip.loader_input(call, model.name, model.schema, tag))
-            return infer_response(model, request_id, oip.output_tensors(output, call.outputs), binary, binary_default)
+            return infer_response(model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary,
+                                  parsed.binary_default)
         except AigesError as exc:
             code = exc.code
             log.warning("call failed", op="infer", sid=tag, code=exc.code, error=exc.message)
