@@ -150,7 +150,7 @@ def free_port() -> int:
 
 def start(front: Front) -> None:
     front.port = free_port()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in main() when the server stops
     front.process = subprocess.Popen(
         ["taskset", "-c", SERVER_CPU, sys.executable, str(Path(__file__).resolve()), "serve", front.name,
          str(front.port)],
@@ -213,8 +213,8 @@ def h2load(front: Front, shape: list[str], body: Path, seconds: float, reply_byt
     """One h2load run; returns (req/s, server CPU %, h2load CPU %)."""
     headers = (["-H", "content-type: application/grpc", "-H", "te: trailers"] if front.kind == "grpc"
                else ["-H", "content-type: application/octet-stream"])
-    command = ["taskset", "-c", CLIENT_CPU, "h2load", *shape, "-D", f"{round(seconds * 1000)}ms", *headers, "-d", str(body),
-               front.url]
+    command = ["taskset", "-c", CLIENT_CPU, "h2load", *shape, "-D", f"{round(seconds * 1000)}ms", *headers,
+               "-d", str(body), front.url]
     server_before = cpu_seconds(front.process.pid)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -247,7 +247,8 @@ def main() -> None:
     parser.add_argument("--fronts", nargs="*", default=list(FRONTS), choices=FRONTS)
     args = parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="front-ceilings-"))
+    scratch = tempfile.TemporaryDirectory(prefix="front-ceilings-")
+    folder = Path(scratch.name)
     payload = b"x" * args.size
     framed = b"\x00" + struct.pack(">I", len(payload)) + payload
     bodies = {"grpc": folder / "grpc.body", "http": folder / "http.body"}
@@ -290,6 +291,7 @@ def main() -> None:
             spread = f"{min(rates):.0f}-{max(rates):.0f}"
             print(f"{front.name:<17} {shape_name:<13} {rate:>8.0f} {ratio:>10} {spread:>15} "
                   f"{server_cpu:>7.0f}% {client_cpu:>6.0f}%")
+    scratch.cleanup()
 
 
 def terminate(signum, frame) -> None:

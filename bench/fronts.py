@@ -57,15 +57,16 @@ def bodies(folder: Path) -> dict[str, tuple[str, Path, list[str], bool]]:
     return fronts
 
 
-def h2load(url: str, body: Path, headers: list[str], http1: bool, seconds: int) -> tuple[float, int, int]:
+def h2load(url: str, body: Path, headers: list[str], http1: bool, seconds: int) -> tuple[float, int, int, int]:
     connections = ["--h1", "-c", "64", "-m", "1"] if http1 else ["-c", "1", "-m", "64"]
     command = ["taskset", "-c", "1", "h2load", *connections, "-D", str(seconds), *headers, "-d", str(body), url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
-    if not (rate and done):
+    data = re.search(r"traffic: .*?, [\d.]+\w* \((\d+)\) data", out)
+    if not (rate and done and data):
         raise SystemExit(f"cannot read h2load output:\n{out}")
-    return float(rate.group(1)), int(done.group(1)), int(done.group(2))
+    return float(rate.group(1)), int(done.group(1)), int(done.group(2)), int(data.group(1))
 
 
 def check(http: str) -> None:
@@ -84,8 +85,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="aiges-fronts-"))
-    fronts = bodies(folder)
+    scratch = tempfile.TemporaryDirectory(prefix="aiges-fronts-")
+    fronts = bodies(Path(scratch.name))
     http_port = free_port()
     extra = f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
     results: dict[str, list[float]] = {name: [] for name in fronts}
@@ -95,9 +96,12 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, (path, body, headers, http1) in fronts.items():
                 base = http if http1 else f"http://{address}"
-                rate, done, succeeded = h2load(base + path, body, headers, http1, args.seconds)
-                if succeeded != done:
-                    raise SystemExit(f"{name}: {done - succeeded} of {done} calls failed")
+                rate, done, succeeded, data = h2load(base + path, body, headers, http1, args.seconds)
+                # h2load counts a gRPC error (HTTP 200, grpc-status in trailers) as a success:
+                # every reply must also be big enough to hold the echoed 1 KiB
+                if succeeded != done or data < done * SIZE:
+                    raise SystemExit(f"{name}: {done - succeeded} of {done} calls failed, "
+                                     f"{data / max(done, 1):.0f} bytes a reply")
                 results[name].append(rate)
     base = statistics.median(results["xsf"])
     print(f"1 KiB echo, aiges 1 worker on core 0, h2load on core 1, median of {args.repeats} x {args.seconds} s")
@@ -105,6 +109,7 @@ def main() -> None:
     for name, rates in results.items():
         rate = statistics.median(rates)
         print(f"{name:<10} {rate:>8.0f} {rate / base:>7.2f}")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":
