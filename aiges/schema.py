@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aiges.engine.types import DataItem
+from aiges.engine.types import TYPE_NAMES, DataItem
 from aiges.errors import AigesError, ErrorCode
 from aiges.sdk import (
     BooleanParamField,
@@ -26,7 +26,6 @@ from aiges.sdk import (
     StringParamField,
 )
 
-TYPE_NAMES = {0: "text", 1: "audio", 2: "image", 3: "video", 4: "other"}
 HEADER_SCHEMA = {
     "type": "object",
     "properties": {

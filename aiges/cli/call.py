@@ -20,7 +20,7 @@ import grpc
 
 from aiges.cli.common import load
 from aiges.client import AigesCallError, Client, Input
-from aiges.client.messages import TYPE_NAMES, Item
+from aiges.client.messages import TYPE_CODES, Item
 from aiges.config import DEFAULT_SERVICE
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
@@ -76,22 +76,22 @@ def parse_input(spec: str) -> tuple[str, Input]:
         return key, Input(value.encode("utf-8"), 0)
     path_text, type_name = value[1:], None
     head, colon, tail = path_text.rpartition(":")
-    if colon and tail in TYPE_NAMES:
+    if colon and tail in TYPE_CODES:
         path_text, type_name = head, tail
     path = Path(path_text)
     if not path.is_file():
         raise UsageError(f"--input {key}: no such file {path}")
     type_name = type_name or EXTENSION_TYPES.get(path.suffix.lower(), "text")
-    return key, Input(path.read_bytes(), TYPE_NAMES[type_name])
+    return key, Input(path.read_bytes(), TYPE_CODES[type_name])
 
 
 def parse_expect(specs: list[str]) -> dict[str, int]:
     expect = {}
     for spec in specs:
         name, _, type_name = spec.partition(":")
-        if type_name and type_name not in TYPE_NAMES:
-            raise UsageError(f"--expect {spec!r}: type must be one of {', '.join(TYPE_NAMES)}")
-        expect[name] = TYPE_NAMES.get(type_name or "text")
+        if type_name and type_name not in TYPE_CODES:
+            raise UsageError(f"--expect {spec!r}: type must be one of {', '.join(TYPE_CODES)}")
+        expect[name] = TYPE_CODES.get(type_name or "text")
     return expect
 
 
@@ -102,7 +102,7 @@ def declared_outputs(address: str, timeout: float) -> dict[str, int]:
     schema = json.loads(reply.body or "null") or {}
     meta = schema.get("meta", {})
     accepts = meta.get(meta.get("serviceId", ""), {}).get("accept", {})
-    return {name: TYPE_NAMES.get(spec.get("dataType", "text"), 0) for name, spec in accepts.items()}
+    return {name: TYPE_CODES.get(spec.get("dataType", "text"), 0) for name, spec in accepts.items()}
 
 
 def address_of(args: argparse.Namespace) -> str | None:

@@ -6,9 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
+from aiges.engine.types import TYPE_CODES
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
-
-TYPE_NAMES = {"text": 0, "audio": 1, "image": 2, "video": 3, "other": 4}
 
 
 class AigesCallError(Exception):
@@ -69,7 +68,7 @@ class Result:
 
 
 def as_type(value: int | str) -> int:
-    return TYPE_NAMES[value] if isinstance(value, str) else int(value)
+    return TYPE_CODES[value] if isinstance(value, str) else int(value)
 
 
 def payloads(inputs: Mapping[str, InputValue], status: int | None = None, seq: int | None = None) -> list[Payload]:

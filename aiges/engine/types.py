@@ -14,6 +14,11 @@ class DataType(IntEnum):
     OTHER = 4
 
 
+TYPE_CODES: dict[str, int] = {t.name.lower(): int(t) for t in DataType}
+"""Data type names as the ASE JSON API, schemas and config files write them -> codes."""
+TYPE_NAMES: dict[int, str] = {code: name for name, code in TYPE_CODES.items()}
+
+
 class DataStatus(IntEnum):
     BEGIN = 0
     CONTINUE = 1

@@ -24,13 +24,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from aiges.engine.types import TYPE_CODES, TYPE_NAMES
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.oip import declared_inputs, declared_outputs
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
 
-TYPE_KEYS = {"text": MetaDesc.TEXT, "audio": MetaDesc.AUDIO, "image": MetaDesc.IMAGE,
-             "video": MetaDesc.VIDEO, "other": MetaDesc.OTHER}
-TYPE_NAMES = {code: name for name, code in TYPE_KEYS.items()}
 EXPECT_ATTRIBUTES = ("encoding", "format", "compress")
 
 
@@ -106,19 +104,19 @@ def loader_input(request: Mapping, service_id: str, schema: Mapping | None, tag:
                 message.params[key] = scalar_text(value)
     if not message.expect:
         for name, type_name in outputs.items():
-            message.expect.add(name=name, dataType=TYPE_KEYS.get(type_name, MetaDesc.TEXT))
+            message.expect.add(name=name, dataType=TYPE_CODES.get(type_name, MetaDesc.TEXT))
     return message
 
 
 def add_expect(message: LoaderInput, name: str, spec: Mapping) -> None:
-    entry = message.expect.add(name=name, dataType=TYPE_KEYS.get(str(spec.get("data_type", "text")), MetaDesc.OTHER))
+    entry = message.expect.add(name=name, dataType=TYPE_CODES.get(str(spec.get("data_type", "text")), MetaDesc.OTHER))
     for key in EXPECT_ATTRIBUTES:
         if key in spec:
             entry.attribute[key] = scalar_text(spec[key])
 
 
 def add_payload(message: LoaderInput, name: str, item: Mapping, default_status: int) -> None:
-    keys = [key for key in item if key in TYPE_KEYS]
+    keys = [key for key in item if key in TYPE_CODES]
     if len(keys) != 1:
         raise invalid(f"payload.{name} needs exactly one of text, audio, image, video or other; got "
                       f"{', '.join(keys) or 'none'}")
@@ -135,7 +133,7 @@ def add_payload(message: LoaderInput, name: str, item: Mapping, default_status: 
         raise invalid(f"payload.{name}.{type_key} must be a base64 string, an object or an array")
     payload = message.pl.add(data=data)
     payload.meta.name = name
-    payload.meta.dataType = TYPE_KEYS[type_key]
+    payload.meta.dataType = TYPE_CODES[type_key]
     for key, value in item.items():
         if key != type_key:
             payload.meta.attribute[key] = scalar_text(value)

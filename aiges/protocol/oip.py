@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aiges.engine.types import TYPE_CODES
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
 
@@ -33,8 +34,6 @@ DTYPES: dict[str, str | None] = {
     "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BF16": None, "BYTES": None,
 }
 ITEM_SIZES = {"BF16": 2}
-TYPE_CODES = {"text": MetaDesc.TEXT, "audio": MetaDesc.AUDIO, "image": MetaDesc.IMAGE,
-              "video": MetaDesc.VIDEO, "other": MetaDesc.OTHER}
 STREAM_ATTRIBUTES = frozenset({"status", "seq"})  # aiges' own bookkeeping, not tensor parameters
 RESERVED_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
                                  "binary_data_output", "binary_data", "binary_data_size", "headers"})

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiges.client.messages import TYPE_NAMES
+from aiges.client.messages import TYPE_CODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,9 +147,9 @@ def load_xtest(path: Path | None) -> XtestConfig:
 
 def data_type(path: Path, name: str, section: dict) -> int:
     type_name = str(section.get("type", "text")).lower()
-    if type_name not in TYPE_NAMES:
-        raise XtestConfigError(f"{path}: [{name}] type: expected one of {', '.join(TYPE_NAMES)}, got {type_name!r}")
-    return TYPE_NAMES[type_name]
+    if type_name not in TYPE_CODES:
+        raise XtestConfigError(f"{path}: [{name}] type: expected one of {', '.join(TYPE_CODES)}, got {type_name!r}")
+    return TYPE_CODES[type_name]
 
 
 def input_spec(path: Path, base: Path, name: str, section: dict) -> InputSpec:
