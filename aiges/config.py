@@ -50,7 +50,8 @@ class AigesSection:
     sub: str = key("ase", "service type label")
     headerPass: str = key("sid", "';'-separated header keys copied into the wrapper's params ('sid' always)")
     realTimeRlt: bool = key(True, "streaming: read results after every write, not only after the last")
-    asyncMode: bool = key(False, "C wrappers: one-shot calls through wrapperExecAsync, results through the callback")
+    asyncMode: bool = key(False, "C: one-shot calls through wrapperExecAsync; class style: session results only "
+                               "through the callback (wrapperRead is not called)")
     drain_timeout_ms: int = key(10000, "on SIGTERM, how long in-flight calls and sessions may finish", minimum=0)
     sched_batch: bool = key(True, "run server and workers as SCHED_BATCH, so calls batch up on a busy CPU")
 

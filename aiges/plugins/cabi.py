@@ -162,7 +162,7 @@ class CPlugin:
         self.version = (version() or b"").decode("utf-8", "replace") if version is not None else ""
         capabilities = {"once"}
         if all(getattr(lib, name, None) is not None for name in SESSION_SYMBOLS):
-            capabilities.add("stream")
+            capabilities.update(("stream", "read"))
         self.capabilities = frozenset(capabilities)
         self.mappings = {"params": {}, "inputs": {}, "accepts": {}}
         self._tags: dict[str, ctypes.Array] = {}

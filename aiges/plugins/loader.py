@@ -28,8 +28,10 @@ def resolve_wrapper_path(path: str | Path) -> Path:
 
 
 def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
-    """Load a C engine (``.so``; ``async_mode``: one-shot calls through wrapperExecAsync), or import
-    a Python wrapper as module ``wrapper`` (as the original shim did), and adapt it."""
+    """Load a C engine (``.so``), or import a Python wrapper as module ``wrapper`` (as the original
+    shim did), and adapt it. ``async_mode``: a C engine's one-shot calls go through
+    wrapperExecAsync; a class-style wrapper's session results come only through its callback
+    (wrapperRead is never called), as in the original's python mode."""
     file = resolve_wrapper_path(path)
     if file.suffix == ".so":
         from aiges.plugins.cabi import CPlugin
@@ -61,7 +63,7 @@ def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
             raise PluginLoadError(
                 f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
             ) from None
-        return ClassPlugin(instance)
+        return ClassPlugin(instance, async_mode)
     if callable(getattr(module, "wrapperOnceExec", None)) or callable(getattr(module, "wrapperCreate", None)):
         from aiges.plugins.pyfunc import FunctionPlugin
 

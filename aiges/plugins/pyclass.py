@@ -52,7 +52,7 @@ def result_items(response: Any, what: str, force_status: int | None = None) -> l
 class ClassPlugin:
     style = "class"
 
-    def __init__(self, wrapper: Any) -> None:
+    def __init__(self, wrapper: Any, async_mode: bool = False) -> None:
         self.wrapper = wrapper
         cls = type(wrapper)
         self.service_id = str(getattr(cls, "serviceId", "") or "")
@@ -67,6 +67,8 @@ class ClassPlugin:
         capabilities = {"once"}
         if _overrides(cls, "wrapperCreate"):
             capabilities.add("stream")
+            if not async_mode:  # asyncMode: session results come only through aiges_embed.callback
+                capabilities.add("read")
         if callable(getattr(wrapper, "wrapperBatchExec", None)):
             capabilities.add("batch")
         self.capabilities = frozenset(capabilities)

@@ -67,7 +67,7 @@ class FunctionPlugin:
         if hasattr(module, "wrapperOnceExec"):
             capabilities.add("once")
         if all(hasattr(module, n) for n in ("wrapperCreate", "wrapperWrite", "wrapperRead")):
-            capabilities.add("stream")
+            capabilities.update(("stream", "read"))
         self.capabilities = frozenset(capabilities)
         self._create_arity = _arity(getattr(module, "wrapperCreate", None))
 

@@ -62,9 +62,11 @@ class Worker:
         self.validator = Validator(getattr(plugin, "mappings", {}))
         self.channel = channel
         self.realtime = realtime
+        self.reads = "read" in plugin.capabilities
         self.codec = codec
         self.sessions: dict[str, WorkerSession] = {}
         self.by_handle: dict[str, str] = {}
+        self.by_sid: dict[str, str] = {}
         self.handlers = {"first": self.first, "write": self.write, "finish": self.finish, "destroy": self.destroy}
 
     def serve(self) -> None:
@@ -173,7 +175,7 @@ class Worker:
         timeout = None
         now = time.monotonic()
         for session in self.sessions.values():
-            if session.input_done and not session.output_done:
+            if self.reads and session.input_done and not session.output_done:
                 timeout = POLL_INTERVAL_S if timeout is None else min(timeout, POLL_INTERVAL_S)
             if session.gap_deadline is not None:
                 left = max(session.gap_deadline - now, 0.0)
@@ -190,7 +192,7 @@ class Worker:
                 except AigesError as exc:
                     self._fail(session, exc.code, exc.message)
                 self._arm_gap(session)
-            elif session.input_done and not session.output_done:
+            elif self.reads and session.input_done and not session.output_done:
                 self.collect(session)
 
     def first(self, tag: str, raw: bytes, envelope: str, ordered: bool, session_only: bool, trace: str = "") -> tuple:
@@ -207,6 +209,8 @@ class Worker:
         session = WorkerSession(tag, handle, frame.context, Sequencer(frame.sync_id) if ordered else None)
         self.sessions[tag] = session
         self.by_handle[handle] = tag
+        session.sid = frame.params.get("sid", tag)
+        self.by_sid[session.sid] = tag
         session.outbox = []
         try:
             self._accept(session, frame.items, frame.sync_id)
@@ -253,8 +257,9 @@ class Worker:
         self.collect(session)
 
     def collect(self, session: WorkerSession) -> None:
-        """Read whatever the plugin has ready for the session and push it to the server."""
-        if session.output_done:
+        """Read whatever the plugin has ready for the session and push it to the server (a plugin
+        whose results come only through its callback is never read)."""
+        if session.output_done or not self.reads:
             return
         try:
             items = wrapper_call(ErrorCode.WRAPPER_READ, self.plugin.read, session.handle)
@@ -287,7 +292,13 @@ class Worker:
         if session is None:
             return
         self.by_handle.pop(session.handle, None)
+        self.by_sid.pop(session.sid, None)
         self.plugin.destroy(session.handle)
+
+    def _session_for(self, name: str) -> WorkerSession | None:
+        """The session a callback names: by our handle, the wrapper's handle, or the request's sid."""
+        tag = name if name in self.sessions else self.by_handle.get(name) or self.by_sid.get(name, "")
+        return self.sessions.get(tag)
 
     def _session(self, tag: str) -> WorkerSession:
         session = self.sessions.get(tag)
@@ -299,7 +310,7 @@ class Worker:
         """Results a wrapper pushes from its own threads (``aiges_embed.callback``)."""
         from aiges.plugins.pyclass import result_items
 
-        session = self.sessions.get(usr_tag) or self.sessions.get(self.by_handle.get(usr_tag, ""))
+        session = self._session_for(usr_tag)
         if session is None:
             return -1
         code = getattr(response, "error_code", 0)

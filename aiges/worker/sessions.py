@@ -50,4 +50,5 @@ class WorkerSession:
     input_done: bool = False
     output_done: bool = False
     gap_deadline: float | None = None
+    sid: str = ""
     outbox: list | None = None
