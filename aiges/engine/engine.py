@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -36,6 +36,15 @@ class FirstReply:
     worker: int = -1
 
 
+@dataclass(slots=True)
+class EarlyOutputs:
+    """What a session's wrapper threads produced before its first frame's reply reached the
+    engine: kept, and handed to the session when it is registered."""
+
+    outputs: list[tuple[bytes, bool]] = field(default_factory=list)
+    failure: AigesError | None = None
+
+
 class Engine:
     def __init__(self, pool: WorkerPool, licences: Licences, session_ttl_ms: int = 15000,
                  expiry_scan_ms: int = 1000) -> None:
@@ -44,7 +53,7 @@ class Engine:
         self.sessions = SessionTable()
         self.session_ttl_s = session_ttl_ms / 1000
         self.expiry_scan_s = expiry_scan_ms / 1000
-        self._early: dict[str, list[tuple[bytes, bool]]] = {}
+        self._early: dict[str, EarlyOutputs] = {}
         self.inflight = 0
         self.draining = False
         self._tasks: set[asyncio.Task] = set()
@@ -71,7 +80,7 @@ class Engine:
         if tag in self.sessions.open:
             raise AigesError(ErrorCode.SESSION_REPEAT, f"session {tag} is already open")
         self.licences.acquire()
-        self._early[tag] = []
+        self._early[tag] = EarlyOutputs()
         self.inflight += 1
         call = asyncio.ensure_future(self.pool.call(
             "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
@@ -94,7 +103,8 @@ class Engine:
         session = Session(tag=tag, worker=worker, generation=worker.generation, service_id=service_id,
                           envelope=envelope)
         session.outputs.extend(outputs)
-        session.outputs.extend(early)
+        session.outputs.extend(early.outputs)
+        session.failure = early.failure
         self.sessions.add(session)
         worker.sessions += 1
         log.info("session opened", sid=tag, worker=worker.index)
@@ -216,7 +226,7 @@ class Engine:
         if session is None:
             early = self._early.get(tag)
             if early is not None:
-                early.append((output, ended))
+                early.outputs.append((output, ended))
             return
         if not session.closed:
             session.outputs.append((output, ended))
@@ -226,6 +236,10 @@ class Engine:
         session = self.sessions.open.get(tag)
         if session is not None:
             self.fail(session, AigesError(code, message))
+            return
+        early = self._early.get(tag)
+        if early is not None and early.failure is None:
+            early.failure = AigesError(code, message)
 
     def _on_worker_lost(self, worker: WorkerHandle, reason: str) -> None:
         for session in self.sessions.on_worker(worker, worker.generation):

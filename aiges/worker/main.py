@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import types
@@ -67,6 +68,7 @@ class Worker:
         self.sessions: dict[str, WorkerSession] = {}
         self.by_handle: dict[str, str] = {}
         self.by_sid: dict[str, str] = {}
+        self._outbox_lock = threading.Lock()
         self.handlers = {"first": self.first, "write": self.write, "finish": self.finish, "destroy": self.destroy}
 
     def serve(self) -> None:
@@ -214,10 +216,13 @@ class Worker:
         session.outbox = []
         try:
             self._accept(session, frame.items, frame.sync_id)
+            with self._outbox_lock:  # wrapper threads may push meanwhile (callbacks)
+                outputs, session.outbox = session.outbox, None
+            if session.failure is not None:
+                raise session.failure
         except BaseException:
             self.destroy(tag)
             raise
-        outputs, session.outbox = session.outbox, None
         return ("session", frame.context.service_id, outputs)
 
     def write(self, tag: str, raw: bytes) -> None:
@@ -278,13 +283,20 @@ class Worker:
             return
         session.output_done = ended
         output = ipc.out_of_band(output)
-        if session.outbox is not None:
-            session.outbox.append((output, ended))
-        else:
-            self.channel.send(("output", session.tag, output, ended))
+        with self._outbox_lock:
+            if session.outbox is not None:
+                session.outbox.append((output, ended))
+                return
+        self.channel.send(("output", session.tag, output, ended))
 
     def _fail(self, session: WorkerSession, code: int, message: str) -> None:
+        """The session's output failed: while its first frame is handled, the first call itself
+        fails with the error; later, the server is told."""
         session.output_done = True
+        with self._outbox_lock:
+            if session.outbox is not None:
+                session.failure = session.failure or AigesError(code, message)
+                return
         self.channel.send(("output_error", session.tag, code, message))
 
     def destroy(self, tag: str) -> None:

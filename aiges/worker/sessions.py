@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiges.engine.types import DataItem
+from aiges.errors import AigesError
 from aiges.protocol.codec import OutputContext
 
 GAP_WAIT_S = 5.0
@@ -51,4 +52,5 @@ class WorkerSession:
     output_done: bool = False
     gap_deadline: float | None = None
     sid: str = ""
+    failure: AigesError | None = None
     outbox: list | None = None

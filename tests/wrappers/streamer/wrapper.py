@@ -5,8 +5,8 @@
     mode=async           results are pushed from a thread through aiges_embed.callback
     fail_create=1        wrapperCreate reports error 21
 
-A chunk b"crash" kills the worker; b"bad" makes wrapperWrite return 22. Every destroy is
-appended to the file named by [wrapper] destroy_log.
+A chunk b"crash" kills the worker; b"bad" makes wrapperWrite return 22. Every create (destroy) is
+appended to the file named by [wrapper] create_log (destroy_log).
 """
 
 import os
@@ -35,6 +35,7 @@ class Wrapper(WrapperBase):
         if params.get("fail_create"):
             return SessionCreateResponse(error_code=21)
         handle = f"h-{usrTag}"
+        self._note("create_log", usrTag)
         self.sessions[handle] = {"mode": params.get("mode", "echo"), "ready": [], "all": [], "tag": usrTag,
                                  "worker": os.environ.get("AIGES_WORKER_ID")}
         return SessionCreateResponse(handle=handle)
@@ -69,11 +70,14 @@ class Wrapper(WrapperBase):
 
     def wrapperDestroy(self, handle: str) -> int:
         session = self.sessions.pop(handle)
-        log = self.config.get("destroy_log")
-        if log:
-            with open(log, "a") as f:
-                f.write(f"{session['tag']}\n")
+        self._note("destroy_log", session["tag"])
         return 0
+
+    def _note(self, log: str, tag: str) -> None:
+        path = self.config.get(log)
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{tag}\n")
 
     def wrapperFini(self) -> int:
         return 0
