@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = tuple(round(10e-6 * 2**i, 7) for i in range(22))  # 10 us .. ~21 s
@@ -51,6 +51,41 @@ BATCH_SIZE = Histogram(
     registry=REGISTRY,
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+
+
+USAGE = Counter(
+    "aiges_usage",
+    "Units the wrapper metered (meter_custom, meter_custom_ex, callback_metric), by the request's app id",
+    ["app_id", "channel", "key"],
+    registry=REGISTRY,
+)
+
+WRAPPER_METRIC = Summary(
+    "aiges_wrapper_metric",
+    "Values the wrapper reported with metrics_log, by metric name and the labels it gave (k=v,...)",
+    ["name", "labels"],
+    registry=REGISTRY,
+)
+
+OTHER = "_other"
+
+
+class BoundedLabels:
+    """Label values that come from outside the server (app ids from requests, names from the
+    wrapper): at most ``limit`` distinct sets get a series of their own, the rest share one
+    labelled "_other", so no client can grow the metrics without bound."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._seen: set[tuple[str, ...]] = set()
+
+    def __call__(self, *values: str) -> tuple[str, ...]:
+        if values in self._seen:
+            return values
+        if len(self._seen) < self.limit:
+            self._seen.add(values)
+            return values
+        return tuple(OTHER for _ in values)
 
 
 class LegRecorder:

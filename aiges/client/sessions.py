@@ -22,13 +22,13 @@ CONTINUE, END = 1, 2
 class XsfSession:
     """AIIn (SeqNo=1) to open, AIIn per chunk with sync_id 1, 2, ..., AIOut to poll, AIExcp to abort."""
 
-    def __init__(self, client, *, params=None, headers=None, expect=None, wait_ms: int = 500) -> None:
+    def __init__(self, client, *, params=None, headers=None, expect=None, wait_ms: int = 500, handle: str = "") -> None:
         self.client = client
         self.params = params
         self.headers = headers
         self.expect = expect
         self.wait_ms = wait_ms
-        self.handle = ""
+        self.handle = handle
         self.sync_id = 0
         self.ended = False
         self._ready: deque[Result] = deque()
@@ -38,7 +38,7 @@ class XsfSession:
             state=LoaderInput.STREAM, inputs=inputs, params=self.params, headers=self.headers, expect=self.expect,
             service_id=self.client.service_id, sync_id=0, status=0 if inputs else None,
         )
-        code, error, handle, output = self.client.call("AIIn", message, params={"SeqNo": "1"})
+        code, error, handle, output = self.client.call("AIIn", message, handle=self.handle, params={"SeqNo": "1"})
         self.handle = handle
         self._take(code, error, output)
         return self

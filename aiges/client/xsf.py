@@ -83,11 +83,14 @@ class Client:
         expect: Expect = None,
         transport: str = "xsf",
         wait_ms: int = 500,
+        handle: str = "",
     ) -> XsfSession | StreamSession:
         """Open a streaming session (``transport`` "xsf": the AIIn/AIOut ops; "stream": the native
-        bidi stream). Use it as a context manager; ``inputs`` are written with the first frame."""
+        bidi stream). Use it as a context manager; ``inputs`` are written with the first frame.
+        ``handle``: the xsf handle to use (as a gateway that reuses the request's sid does);
+        empty, the server makes one."""
         if transport == "xsf":
-            session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms)
+            session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms, handle=handle)
         elif transport == "stream":
             session = StreamSession(self.channel, params=params, headers=headers, expect=expect,
                                     service_id=self.service_id)

@@ -33,6 +33,9 @@ from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 from aiges.metrics import BATCH_SIZE, LEGS
 
+REPORT_KINDS = frozenset({"usage", "metric", "lb_labels", "trace"})
+"""What a wrapper reports through its callbacks (see ``aiges.server.reports``)."""
+
 log = structlog.get_logger("aiges.pool")
 
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -122,6 +125,7 @@ class WorkerPool:
         self.on_output: Callable[[str, bytes, bool], None] = lambda tag, output, ended: None
         self.on_output_error: Callable[[str, int, str], None] = lambda tag, code, message: None
         self.on_worker_lost: Callable[[WorkerHandle, str], None] = lambda worker, reason: None
+        self.on_report: Callable[[tuple], None] = lambda message: None
         self._ids = itertools.count(1)
         self._any_ready = asyncio.Event()
         self._stopping = False
@@ -285,6 +289,8 @@ class WorkerPool:
                      style=worker.info.style, restarts=worker.restarts)
             if not worker.started.done():
                 worker.started.set_result(worker.info)
+        elif kind in REPORT_KINDS:
+            self.on_report(message)
         elif kind == "init_failed" and not worker.started.done():
             worker.started.set_exception(WorkerInitError(message[1]))
 

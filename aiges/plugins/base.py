@@ -41,6 +41,61 @@ class Plugin(Protocol):
 
     def error_text(self, code: int) -> str: ...
 
+    def schema(self) -> dict | None:
+        """``{meta, schemainput, schemaoutput}`` from the declared fields; None without any."""
+
+
+class PluginHost(Protocol):
+    """What a plugin may call back into while it runs: the worker. ``name`` is whatever the
+    wrapper calls a call or session by (our handle, its own handle, or the request's sid)."""
+
+    def output(self, name: str, items: list[DataItem]) -> int:
+        """Results a wrapper pushes for a session (0 if the session exists, else -1)."""
+
+    def output_failed(self, name: str, code: int, message: str) -> int:
+        """The session's output failed with ``code``."""
+
+    def app_id(self, name: str) -> str:
+        """The app id of the call or session (its ``app_id``/``appid`` header), or ""."""
+
+    def usage(self, name: str, app_id: str, channel: str, key: str, count: int) -> None:
+        """Metering: ``count`` units of ``key`` used by ``app_id``."""
+
+    def trace(self, name: str, kind: str, key: str, value: str) -> None:
+        """A trace or event entry for the call's log."""
+
+    def metric(self, name: str, labels: dict[str, str], value: int) -> None:
+        """One observation of a wrapper-defined metric."""
+
+    def lb_labels(self, labels: dict[str, str]) -> None:
+        """Extra labels for this server's registry entry (what load balancers read)."""
+
+
+class DetachedHost:
+    """The host of a plugin loaded outside a worker (``aiges check``): no session to deliver
+    to, nothing to report to."""
+
+    def output(self, name: str, items: list[DataItem]) -> int:
+        return -1
+
+    def output_failed(self, name: str, code: int, message: str) -> int:
+        return -1
+
+    def app_id(self, name: str) -> str:
+        return ""
+
+    def usage(self, name: str, app_id: str, channel: str, key: str, count: int) -> None:
+        return None
+
+    def trace(self, name: str, kind: str, key: str, value: str) -> None:
+        return None
+
+    def metric(self, name: str, labels: dict[str, str], value: int) -> None:
+        return None
+
+    def lb_labels(self, labels: dict[str, str]) -> None:
+        return None
+
 
 def to_bytes(value: Any) -> bytes:
     """Result data as bytes: bytes as they are, str as UTF-8, anything else as JSON text."""

@@ -170,6 +170,9 @@ class CPlugin:
         self._waiting: dict[str, tuple[threading.Event, list]] = {}
         self._callback = CALLBACK(self._on_callback)
 
+    def schema(self) -> dict | None:
+        return None
+
     def error_text(self, code: int) -> str:
         text = self._error(code)
         return text.decode("utf-8", "replace") if text else f"wrapper error {code}"

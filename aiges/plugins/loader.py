@@ -7,7 +7,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from aiges.plugins.base import Plugin, PluginLoadError
+from aiges.plugins.base import DetachedHost, Plugin, PluginHost, PluginLoadError
 
 MODULE_NAME = "wrapper"
 
@@ -27,11 +27,12 @@ def resolve_wrapper_path(path: str | Path) -> Path:
     return candidate
 
 
-def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
+def load_plugin(path: str | Path, async_mode: bool = False, host: PluginHost | None = None) -> Plugin:
     """Load a C engine (``.so``), or import a Python wrapper as module ``wrapper`` (as the original
     shim did), and adapt it. ``async_mode``: a C engine's one-shot calls go through
     wrapperExecAsync; a class-style wrapper's session results come only through its callback
-    (wrapperRead is never called), as in the original's python mode."""
+    (wrapperRead is never called), as in the original's python mode. ``host`` answers the
+    wrapper's callbacks (the worker; without one, as in ``aiges check``, they go nowhere)."""
     file = resolve_wrapper_path(path)
     if file.suffix == ".so":
         from aiges.plugins.cabi import CPlugin
@@ -53,6 +54,11 @@ def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
             raise
         raise PluginLoadError(f"wrapper {file} failed to import:\n{traceback.format_exc().rstrip()}") from None
 
+    from aiges.plugins.pywrapper import PyWrapperPlugin, find_wrapper_class
+
+    python_wrapper_class = find_wrapper_class(module)
+    if python_wrapper_class is not None:
+        return PyWrapperPlugin(python_wrapper_class, host or DetachedHost())
     wrapper_class = getattr(module, "Wrapper", None)
     if isinstance(wrapper_class, type):
         from aiges.plugins.pyclass import ClassPlugin
@@ -69,5 +75,6 @@ def load_plugin(path: str | Path, async_mode: bool = False) -> Plugin:
 
         return FunctionPlugin(module)
     raise PluginLoadError(
-        f"wrapper {file} defines neither a Wrapper class nor the functions wrapperInit/wrapperOnceExec"
+        f"wrapper {file} defines neither a Wrapper class, a python_wrapper.WrapperBase subclass, nor the "
+        "functions wrapperInit/wrapperOnceExec"
     )

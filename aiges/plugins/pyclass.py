@@ -84,6 +84,11 @@ class ClassPlugin:
     def error_text(self, code: int) -> str:
         return call_text(getattr(self.wrapper, "wrapperError", None), code)
 
+    def schema(self) -> dict | None:
+        from aiges.schema import build_schema
+
+        return build_schema(type(self.wrapper))
+
     def init(self, config: dict[str, str]) -> None:
         try:
             ret = self.wrapper.wrapperInit(dict(config))

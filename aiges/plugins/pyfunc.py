@@ -71,6 +71,9 @@ class FunctionPlugin:
         self.capabilities = frozenset(capabilities)
         self._create_arity = _arity(getattr(module, "wrapperCreate", None))
 
+    def schema(self) -> dict | None:
+        return None
+
     def error_text(self, code: int) -> str:
         return call_text(getattr(self.module, "wrapperError", None), code)
 

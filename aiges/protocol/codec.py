@@ -168,6 +168,7 @@ class Frame:
     items: list[DataItem]
     sync_id: int
     context: OutputContext
+    app_id: str = ""
 
 
 class V2Codec:
@@ -185,6 +186,7 @@ class V2Codec:
             items=input_items(message, DataStatus.ONCE if once else DataStatus.CONTINUE),
             sync_id=message.sync_id,
             context=context,
+            app_id=message.headers.get("app_id") or message.headers.get("appid", ""),
         )
 
     def next(self, raw: bytes) -> tuple[list[DataItem], int]:

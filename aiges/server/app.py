@@ -32,9 +32,11 @@ from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the des
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
 from aiges.protocol.oip import Model
 from aiges.registry import make_registry, provider_key
+from aiges.registry.base import NullRegistry, Registry
 from aiges.server.health import Health, Phase
 from aiges.server.http import HttpFront
 from aiges.server.oip import OipService
+from aiges.server.reports import WrapperReports
 from aiges.server.stream import SERVICE as STREAM_SERVICE
 from aiges.server.stream import StreamService
 from aiges.server.toolbox import ToolBoxService
@@ -76,6 +78,9 @@ class App:
         self.port = 0
         self.address = ""
         self.http: HttpFront | None = None
+        self.registry: Registry = NullRegistry()
+        self.reports = WrapperReports(labels_changed=lambda: self.registry.changed())
+        self.pool.on_report = self.reports.handle
 
     def snapshot(self) -> dict:
         """The server's state: the registry entry's value, ``cmdserver`` status and gauges."""
@@ -98,6 +103,7 @@ class App:
             "licences_free": self.licences.free,
             "sessions": len(self.engine.sessions),
             "inflight": self.engine.inflight,
+            "labels": dict(self.reports.lb_labels),
         }
 
     def schema(self) -> dict | None:
@@ -192,7 +198,7 @@ class App:
         self.health.start()
         await self.health.set_phase(Phase.SERVING)
         snapshot = self.snapshot()
-        registry = make_registry(
+        self.registry = registry = make_registry(
             self.config.registry,
             provider_key(self.config.registry.prefix, snapshot["service"], snapshot["version"], self.address),
             self.snapshot,

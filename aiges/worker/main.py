@@ -37,7 +37,8 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.base import Plugin, PluginLoadError
 from aiges.plugins.loader import load_plugin, resolve_wrapper_path
 from aiges.protocol.codec import V2Codec
-from aiges.schema import Validator, build_schema
+from aiges.schema import Validator
+from aiges.worker.host import WorkerHost
 from aiges.worker.sessions import GAP_WAIT_S, Sequencer, WorkerSession
 
 log = logging.getLogger("aiges.worker")
@@ -69,6 +70,8 @@ class Worker:
         self.by_handle: dict[str, str] = {}
         self.by_sid: dict[str, str] = {}
         self._outbox_lock = threading.Lock()
+        self._calls: dict[str, tuple[str, str]] = {}
+        """One-shot calls running now: tag -> (app id, sid), for the wrapper's callbacks."""
         self.handlers = {"first": self.first, "write": self.write, "finish": self.finish, "destroy": self.destroy}
 
     def serve(self) -> None:
@@ -138,16 +141,18 @@ class Worker:
         server is told which calls run together, so a hang fails them all and retries none."""
         self.channel.send(("started", [message[1] for message, _ in group]))
         started_at = time.monotonic()
+        tags = [message[2] for message, _ in group]
+        self._calls.update((tag, (f.app_id, f.params.get("sid", tag))) for tag, (_, f) in zip(tags, group, strict=True))
         try:
-            results = self.plugin.batch(
-                [message[2] for message, _ in group], [f.params for _, f in group], [f.items for _, f in group]
-            )
+            results = self.plugin.batch(tags, [f.params for _, f in group], [f.items for _, f in group])
         except AigesError as exc:
             results = [exc] * len(group)
         except Exception as exc:  # noqa: BLE001 - user code
             log.error("wrapperBatchExec failed:\n%s", traceback.format_exc().rstrip())
             results = [AigesError(ErrorCode.WRAPPER_EXEC, f"{type(exc).__name__}: {exc}")] * len(group)
         finished_at = time.monotonic()
+        for tag in tags:
+            self._calls.pop(tag, None)
         for (message, frame), result in zip(group, results, strict=False):
             call_id = message[1]
             try:
@@ -206,12 +211,17 @@ class Worker:
             raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
         self.validator.check(frame.params, frame.items, inputs=once)
         if once:
-            return ("once", ipc.out_of_band(frame.context.once(self.plugin.once(tag, frame.params, frame.items))))
+            self._calls[tag] = (frame.app_id, frame.params.get("sid", tag))
+            try:
+                return ("once", ipc.out_of_band(frame.context.once(self.plugin.once(tag, frame.params, frame.items))))
+            finally:
+                self._calls.pop(tag, None)
         handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, frame.params)
         session = WorkerSession(tag, handle, frame.context, Sequencer(frame.sync_id) if ordered else None)
         self.sessions[tag] = session
         self.by_handle[handle] = tag
         session.sid = frame.params.get("sid", tag)
+        session.app_id = frame.app_id
         self.by_sid[session.sid] = tag
         session.outbox = []
         try:
@@ -322,24 +332,43 @@ class Worker:
         """Results a wrapper pushes from its own threads (``aiges_embed.callback``)."""
         from aiges.plugins.pyclass import result_items
 
-        session = self._session_for(usr_tag)
-        if session is None:
-            return -1
         code = getattr(response, "error_code", 0)
         if code:
-            self._fail(session, ErrorCode.WRAPPER_ASYNC, self.plugin.error_text(code))
-            return 0
-        self.push(session, result_items(response, "callback"))
+            return self.deliver_error(usr_tag, ErrorCode.WRAPPER_ASYNC, self.plugin.error_text(code))
+        return self.deliver(usr_tag, result_items(response, "callback"))
+
+    def deliver(self, name: str, items: list[DataItem]) -> int:
+        """Output a wrapper pushes for the session ``name`` names: 0, or -1 if there is none."""
+        session = self._session_for(name)
+        if session is None:
+            return -1
+        self.push(session, items)
         return 0
+
+    def deliver_error(self, name: str, code: int, message: str) -> int:
+        session = self._session_for(name)
+        if session is None:
+            return -1
+        self._fail(session, code, message)
+        return 0
+
+    def app_id_of(self, name: str) -> str:
+        session = self._session_for(name)
+        if session is not None:
+            return session.app_id
+        return self._calls.get(name, ("", ""))[0]
+
+    def sid_of(self, name: str) -> str:
+        session = self._session_for(name)
+        if session is not None:
+            return session.sid
+        return self._calls.get(name, ("", name))[1]
 
 
 def wrapper_schema(plugin: Plugin) -> dict | None:
-    """The declared fields' schema, for class-style wrappers that declare any."""
-    wrapper = getattr(plugin, "wrapper", None)
-    if wrapper is None:
-        return None
+    """The declared fields' schema, for wrappers that declare fields."""
     try:
-        return build_schema(type(wrapper))
+        return plugin.schema()
     except Exception:  # noqa: BLE001 - odd declarations must not stop the worker
         log.warning("cannot build the wrapper's schema:\n%s", traceback.format_exc().rstrip())
         return None
@@ -356,9 +385,10 @@ def wrapper_call(code: ErrorCode, function, *args):
         raise AigesError(code, f"{type(exc).__name__}: {exc}") from None
 
 
-def install_embed_module(worker_ref: list[Worker]) -> None:
+def install_embed_module(host: WorkerHost) -> None:
     """Provide ``aiges_embed``, which wrappers written for the original C++ shim import
-    (``from aiges_embed import ResponseData, Response, ..., callback``)."""
+    (``from aiges_embed import ResponseData, Response, ..., callback``). ``callback_metric`` is
+    metering (usage counters), ``callback_trace`` a trace entry in the call's log."""
     from aiges import dto
 
     module = types.ModuleType("aiges_embed")
@@ -366,11 +396,19 @@ def install_embed_module(worker_ref: list[Worker]) -> None:
         setattr(module, name, getattr(dto, name))
 
     def callback(response: Any, usr_tag: str, *rest: Any) -> int:
-        return worker_ref[0].callback(response, usr_tag, *rest) if worker_ref else -1
+        return host.worker.callback(response, usr_tag, *rest) if host.worker is not None else -1
+
+    def callback_metric(usr_tag: str, key: str, count: int) -> int:
+        host.usage(usr_tag, host.app_id(usr_tag), "", key, count)
+        return 0
+
+    def callback_trace(usr_tag: str, key: str, value: str) -> int:
+        host.trace(usr_tag, "trace", key, value)
+        return 0
 
     module.callback = callback
-    module.callback_metric = lambda *args: 0
-    module.callback_trace = lambda *args: 0
+    module.callback_metric = callback_metric
+    module.callback_trace = callback_trace
     sys.modules["aiges_embed"] = module
 
 
@@ -406,13 +444,13 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.get("log_level", "INFO").upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    worker_ref: list[Worker] = []
-    install_embed_module(worker_ref)
+    host = WorkerHost(channel)
+    install_embed_module(host)
     started = time.monotonic()
     try:
         path = resolve_wrapper_path(settings["wrapper"])
         os.chdir(path.parent)
-        plugin = load_plugin(path, settings.get("async_mode", False))
+        plugin = load_plugin(path, settings.get("async_mode", False), host)
         plugin.init(settings["config"])
     except PluginLoadError as exc:
         channel.send(("init_failed", str(exc)))
@@ -424,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         plugin, channel, settings.get("realtime", True), V2Codec(settings.get("header_pass", ("sid",))),
         settings.get("peer_addr", ""), settings.get("batch_size", 1), settings.get("batch_delay_ms", 0),
     )
-    worker_ref.append(worker)
+    host.worker = worker
     channel.send((
         "ready",
         WorkerInfo(

@@ -52,5 +52,6 @@ class WorkerSession:
     output_done: bool = False
     gap_deadline: float | None = None
     sid: str = ""
+    app_id: str = ""
     failure: AigesError | None = None
     outbox: list | None = None

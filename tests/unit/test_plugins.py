@@ -40,13 +40,40 @@ def test_function_style_stream_uses_the_historical_destroy_name():
     plugin = load_plugin(WRAPPERS / "functional")
     plugin.init({"a": "1"})
     assert plugin.style == "function"
-    assert plugin.capabilities == {"once", "stream"}
+    assert plugin.capabilities == {"once", "stream", "read"}
     handle = plugin.create("tag-1", {})
     plugin.write(handle, [DataItem("a", b"abc", 0, 1)])
     [item] = plugin.read(handle)
     assert item.data == b"cba"
     plugin.destroy(handle)
     assert sys.modules["wrapper"].sessions == {}
+
+
+class RecordingHost:
+    """A PluginHost that keeps what the plugin reports."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name: str):
+        return lambda *args: self.calls.append((name, *args)) or 0
+
+
+def test_python_wrapper_style_is_detected_and_adapted():
+    pytest.importorskip("python_wrapper")
+    host = RecordingHost()
+    plugin = load_plugin(WRAPPERS / "reporter", host=host)
+    plugin.init({"model": "m2"})
+    assert (plugin.style, plugin.version) == ("python_wrapper", "2.5.0")
+    assert plugin.capabilities == {"once", "stream", "read"}
+    [item] = plugin.once("tag-9", {}, [DataItem("text", b"ab", 0, 3)])
+    assert (item.key, item.data, item.status) == ("out", b"AB", 3)
+    with pytest.raises(AigesError) as failure:
+        plugin.once("tag-9", {"fail": "1"}, [DataItem("text", b"ab", 0, 3)])
+    assert (failure.value.code, failure.value.message) == (10909, "asked to fail;code=7")
+    assert ("lb_labels", {"model": "m2"}) in host.calls
+    assert ("usage", "tag-9", "billing-app", "web", "calls", 1) in host.calls
+    assert ("metric", "input_bytes", {"model": "m1"}, 2) in host.calls
 
 
 def test_init_failure_carries_the_wrapper_error_text():
