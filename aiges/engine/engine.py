@@ -54,6 +54,8 @@ class Engine:
         self.session_ttl_s = session_ttl_ms / 1000
         self.expiry_scan_s = expiry_scan_ms / 1000
         self._early: dict[str, EarlyOutputs] = {}
+        """First frames in flight, by handle (until their reply is handled)."""
+        self._destroying: dict[str, asyncio.Task] = {}
         self.inflight = 0
         self.draining = False
         self._tasks: set[asyncio.Task] = set()
@@ -77,8 +79,11 @@ class Engine:
         returns its encoded reply; a stream frame opens a session that keeps the licence."""
         if self.draining:
             raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
-        if tag in self.sessions.open:
-            raise AigesError(ErrorCode.SESSION_REPEAT, f"session {tag} is already open")
+        destroying = self._destroying.get(tag)
+        if destroying is not None:  # the handle's last session is still being destroyed: let it finish
+            await asyncio.shield(destroying)
+        if tag in self.sessions.open or tag in self._early:
+            raise AigesError(ErrorCode.SESSION_REPEAT, f"handle {tag} is already in use by a running call or session")
         self.licences.acquire()
         self._early[tag] = EarlyOutputs()
         self.inflight += 1
@@ -124,7 +129,7 @@ class Engine:
         worker, reply = call.result()
         if reply[0] != "once":
             log.info("session abandoned", sid=tag, worker=worker.index)
-            self._spawn(self._call_quietly("destroy", tag, worker))
+            self._destroy(tag, worker)
 
     async def _call_quietly(self, kind: str, tag: str, worker: WorkerHandle) -> None:
         """A session call nobody waits for: a failure is logged, not raised."""
@@ -196,7 +201,7 @@ class Engine:
         self._release(session)
         worker: WorkerHandle = session.worker
         if destroy and worker.generation == session.generation and worker.ready:
-            self._spawn(self._call_quietly("destroy", session.tag, session.worker))
+            self._destroy(session.tag, worker)
         session.notify()
         log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
 
@@ -255,7 +260,16 @@ class Engine:
                 log.info("session expired", sid=session.tag, idle_ms=int(self.session_ttl_s * 1000))
                 self.close(session, reason="idle")
 
-    def _spawn(self, coro) -> None:
+    def _destroy(self, tag: str, worker: WorkerHandle) -> None:
+        """wrapperDestroy in the worker; until it is done the handle is not given to a new call,
+        so the worker never holds two sessions under one handle."""
+        task = self._spawn(self._call_quietly("destroy", tag, worker))
+        self._destroying[tag] = task
+        task.add_done_callback(lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done
+                               else None)
+
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
