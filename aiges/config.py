@@ -75,6 +75,10 @@ class FcSection:
     max: int = key(100, "licences: one-shot calls and open sessions served at once", minimum=1)
     ttl: int = key(15000, "a session idle this many ms is closed", minimum=1)
     roll: int = key(1000, "how often idle sessions are looked for, ms", minimum=1)
+    session_output_kb: int = key(4096, "unread output a session may hold in the server, KiB: past it the worker "
+                                       "stops reading the wrapper's output for that session; past 4x (a wrapper "
+                                       "pushing through callbacks cannot be paused) the session ends with 10111",
+                                 minimum=1)
 
 
 @dataclass(frozen=True)

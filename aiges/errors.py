@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     INVALID_PARAM_VALUE = 10107
     WORKER_CRASH = 10109
     LICENSE_NOT_ENOUGH = 10110
+    OUTPUT_BACKLOG = 10111
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
     WRAPPER_INIT = 10901
@@ -45,6 +46,7 @@ MESSAGES: dict[int, str] = {
     ErrorCode.INVALID_PARAM_VALUE: "service para value invalid",
     ErrorCode.WORKER_CRASH: "worker process crashed, session lost",
     ErrorCode.LICENSE_NOT_ENOUGH: "service license not enough",
+    ErrorCode.OUTPUT_BACKLOG: "session output not read: more is waiting than the server holds for a session",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
@@ -84,6 +86,7 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.INVALID_PARAM_VALUE: 400,
     ErrorCode.SESSION_REPEAT: 400,
     ErrorCode.PB_UNMARSHAL: 400,
+    ErrorCode.OUTPUT_BACKLOG: 400,
     ErrorCode.INVALID_HANDLE: 404,
     ErrorCode.ENGINE_INACTIVE: 404,
     ErrorCode.LICENSE_NOT_ENOUGH: 503,

@@ -129,6 +129,7 @@ def render_config(
     drain_timeout_ms: int = 10000,
     log_level: str = "info",
     async_mode: bool = False,
+    fc_extra: str = "",
 ) -> str:
     wrapper_path = Path(wrapper)
     if not wrapper_path.is_absolute():
@@ -153,6 +154,7 @@ def render_config(
         f"max = {licences}",
         f"ttl = {ttl}",
         "roll = 100",
+        fc_extra,
         "[log]",
         f'level = "{log_level}"',
         'format = "json"',

@@ -26,6 +26,10 @@ from aiges.errors import AigesError, ErrorCode
 
 log = structlog.get_logger("aiges.engine")
 
+OUTPUT_LIMIT_FACTOR = 4
+"""A session's unread output may pass its budget while the worker learns to pause, or when the
+wrapper pushes through callbacks; past this many budgets the session ends."""
+
 
 @dataclass(slots=True)
 class FirstReply:
@@ -47,8 +51,10 @@ class EarlyOutputs:
 
 class Engine:
     def __init__(self, pool: WorkerPool, licences: Licences, session_ttl_ms: int = 15000,
-                 expiry_scan_ms: int = 1000) -> None:
+                 expiry_scan_ms: int = 1000, session_output_bytes: int = 4 << 20) -> None:
         self.pool = pool
+        self.output_budget = session_output_bytes
+        self.output_limit = OUTPUT_LIMIT_FACTOR * session_output_bytes
         self.licences = licences
         self.sessions = SessionTable()
         self.session_ttl_s = session_ttl_ms / 1000
@@ -107,10 +113,10 @@ class Engine:
         _, service_id, outputs = reply
         session = Session(tag=tag, worker=worker, generation=worker.generation, service_id=service_id,
                           envelope=envelope)
-        session.outputs.extend(outputs)
-        session.outputs.extend(early.outputs)
-        session.failure = early.failure
         self.sessions.add(session)
+        for output, ended in (*outputs, *early.outputs):
+            self._queue_output(session, output, ended)
+        session.failure = session.failure or early.failure
         worker.sessions += 1
         log.info("session opened", sid=tag, worker=worker.index)
         return FirstReply(session=session, worker=worker.index)
@@ -179,8 +185,12 @@ class Engine:
             if session.outputs:
                 output, ended = session.outputs.popleft()
                 session.touch()
+                session.pending_bytes -= len(output)
                 if ended:
                     self.close(session)
+                elif session.paused and session.pending_bytes <= self.output_budget // 2:
+                    session.paused = False
+                    self.pool.notify(session.worker, "resume", session.tag)
                 return output
             self._check_alive(session)
             remaining = None if deadline is None else deadline - loop.time()
@@ -199,6 +209,8 @@ class Engine:
         session.closed = True
         self.sessions.remove(session)
         self._release(session)
+        session.outputs.clear()  # whoever still holds the session object holds no output
+        session.pending_bytes = 0
         worker: WorkerHandle = session.worker
         if destroy and worker.generation == session.generation and worker.ready:
             self._destroy(session.tag, worker)
@@ -234,8 +246,28 @@ class Engine:
                 early.outputs.append((output, ended))
             return
         if not session.closed:
-            session.outputs.append((output, ended))
-            session.notify()
+            self._queue_output(session, output, ended)
+
+    def _queue_output(self, session: Session, output: bytes, ended: bool) -> None:
+        """Queue an output batch for the session's reader, within the session's byte budget: past
+        it the worker stops reading the wrapper's output for the session until the reader has
+        caught up; past ``output_limit`` (output pushed by wrapper threads cannot be paused) the
+        session ends with 10111."""
+        session.outputs.append((output, ended))
+        session.pending_bytes += len(output)
+        session.notify()
+        if session.pending_bytes <= self.output_budget:
+            return
+        if not session.paused:
+            session.paused = True
+            self.pool.notify(session.worker, "pause", session.tag)
+        if session.pending_bytes > self.output_limit:
+            error = AigesError(ErrorCode.OUTPUT_BACKLOG, (
+                f"session {session.tag} ended: {session.pending_bytes} bytes of output were not read "
+                f"(the server holds {self.output_budget} per session, [fc] session_output_kb)"))
+            log.warning("session output not read", sid=session.tag, pending=session.pending_bytes)
+            self.fail(session, error)
+            self.close(session, reason=f"error {error.code}")
 
     def _on_output_error(self, tag: str, code: int, message: str) -> None:
         session = self.sessions.open.get(tag)

@@ -415,6 +415,14 @@ class WorkerPool:
             worker.in_flight += 1 + worker.held
             worker.held = 0
 
+    def notify(self, worker: WorkerHandle, kind: str, *args: Any) -> None:
+        """A one-way message to a worker (no reply): it joins calls being held for the worker,
+        or leaves now. Lost, without error, if the worker is gone."""
+        if worker.channel is None or worker.channel.closed or not worker.ready:
+            return
+        with contextlib.suppress(ConnectionResetError):
+            worker.channel.send((kind, *args), hold=worker.held > 0)
+
     async def pick(self) -> WorkerHandle:
         """The least-loaded ready worker (waits for one while all are restarting)."""
         return await self._pick()

@@ -32,6 +32,10 @@ class Session:
     failure: AigesError | None = None
     closed: bool = False
     holds_licence: bool = True
+    pending_bytes: int = 0
+    """Bytes of output queued for the client (``outputs``)."""
+    paused: bool = False
+    """The worker was asked to stop reading the wrapper's output for this session."""
     last_active: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 

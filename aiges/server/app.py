@@ -70,7 +70,8 @@ class App:
             log_level=config.log.level,
         ))
         self.licences = Licences(config.fc.max)
-        self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll)
+        self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll,
+                             session_output_bytes=config.fc.session_output_kb << 10)
         self.health = Health(self.pool, config.service_name, config.worker.min_ready)
         self.gpu_stats = GpuStats()
         self.stopping = asyncio.Event()

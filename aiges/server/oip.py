@@ -33,6 +33,8 @@ from aiges.server.calls import SessionCall, call_once
 log = structlog.get_logger("aiges.oip")
 
 SERVICE = "inference.GRPCInferenceService"
+RESPONSES_QUEUED = 8
+"""Responses of one ModelStreamInfer call waiting for the client; more wait in their sessions."""
 GRPC_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
                503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED}
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
@@ -192,7 +194,7 @@ class InferStream:
         self.model = model
         self.sequences: dict[str, Sequence] = {}
         self.pumps: set[asyncio.Task] = set()
-        self.responses: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        self.responses: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue(RESPONSES_QUEUED)
 
     async def read(self, requests: AsyncIterator[pb.ModelInferRequest]) -> None:
         try:
@@ -200,10 +202,10 @@ class InferStream:
                 try:
                     await self.handle(request)
                 except AigesError as exc:
-                    self.fail(request.id, exc)
+                    await self.fail(request.id, exc)
         except Exception as exc:  # noqa: BLE001 - grpc raises whatever decoding a message raised
-            self.fail("", AigesError(ErrorCode.PB_UNMARSHAL, f"a message is not a ModelInferRequest: {exc}"))
-            self.responses.put_nowait(None)
+            await self.fail("", AigesError(ErrorCode.PB_UNMARSHAL, f"a message is not a ModelInferRequest: {exc}"))
+            await self.responses.put(None)
             return
         try:
             for sequence in list(self.sequences.values()):
@@ -211,7 +213,7 @@ class InferStream:
             if self.pumps:
                 await asyncio.wait(set(self.pumps))
         finally:
-            self.responses.put_nowait(None)
+            await self.responses.put(None)
 
     def current_model(self, request: pb.ModelInferRequest) -> oip.Model:
         if self.model is None:
@@ -234,7 +236,7 @@ class InferStream:
         tag = self.service.handles.next()
         if not sequence_id and not model.sessions:
             output = await call_once(self.service.engine, tag, oip.loader_input(call, model.name, model.schema, tag))
-            self.push(to_response(model, request.id, output, call.outputs))
+            await self.push(to_response(model, request.id, output, call.outputs))
             return
         start = oip.parse_flag(parameters.get("sequence_start")) or not sequence_id
         end = oip.parse_flag(parameters.get("sequence_end")) or not sequence_id
@@ -273,22 +275,24 @@ class InferStream:
                 response = to_response(self.model, sequence.request_id, output, sequence.outputs)
                 if sequence.sequence_id:
                     response.parameters["sequence_id"].string_param = sequence.sequence_id
-                self.push(response)
+                await self.push(response)
         except AigesError as exc:
-            self.fail(sequence.request_id, exc)
+            await self.fail(sequence.request_id, exc)
         finally:
             sequence.call.close("stream ended")
             if self.sequences.get(sequence.sequence_id) is sequence:
                 del self.sequences[sequence.sequence_id]
 
-    def push(self, response: pb.ModelInferResponse) -> None:
+    async def push(self, response: pb.ModelInferResponse) -> None:
+        """Queue a response for the client; waits while the queue is full, so a client that does
+        not read stops the sessions' reading (and, through their budgets, their wrappers)."""
         self.service.counts.count("ModelStreamInfer", 0)
-        self.responses.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
+        await self.responses.put(pb.ModelStreamInferResponse(infer_response=response))
 
-    def fail(self, request_id: str, error: AigesError) -> None:
+    async def fail(self, request_id: str, error: AigesError) -> None:
         log.warning("call failed", op="ModelStreamInfer", id=request_id, code=error.code, error=error.message)
         self.service.counts.count("ModelStreamInfer", error.code)
-        self.responses.put_nowait(pb.ModelStreamInferResponse(
+        await self.responses.put(pb.ModelStreamInferResponse(
             error_message=f"{error.code}: {error.message}", infer_response=pb.ModelInferResponse(id=request_id)))
 
     def close(self) -> None:

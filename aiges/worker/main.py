@@ -93,6 +93,11 @@ class Worker:
                 message = messages[index]
                 if message[0] == "fini":
                     return
+                if message[0] in ("pause", "resume"):
+                    self._flow(message[0], message[1])
+                    self.channel.done()
+                    index += 1
+                    continue
                 group = self._once_group(messages, index) if self.batch_size > 1 else []
                 if group:
                     self._run_batch(group, free_at, received_at)
@@ -178,11 +183,21 @@ class Worker:
             reply = ("ok", call_id, value)
         self.channel.send((*reply, (free_at, received_at, started_at, time.monotonic())))
 
+    def _flow(self, kind: str, tag: str) -> None:
+        """The server's back-pressure: "pause" while the session's client has too much unread
+        output (its wrapper's output is not read meanwhile), "resume" once it has caught up."""
+        session = self.sessions.get(tag)
+        if session is None:
+            return
+        session.paused = kind == "pause"
+        if not session.paused and (self.realtime or session.input_done):
+            self.collect(session)
+
     def _next_timeout(self) -> float | None:
         timeout = None
         now = time.monotonic()
         for session in self.sessions.values():
-            if self.reads and session.input_done and not session.output_done:
+            if self.reads and session.input_done and not session.output_done and not session.paused:
                 timeout = POLL_INTERVAL_S if timeout is None else min(timeout, POLL_INTERVAL_S)
             if session.gap_deadline is not None:
                 left = max(session.gap_deadline - now, 0.0)
@@ -199,7 +214,7 @@ class Worker:
                 except AigesError as exc:
                     self._fail(session, exc.code, exc.message)
                 self._arm_gap(session)
-            elif self.reads and session.input_done and not session.output_done:
+            elif self.reads and session.input_done and not session.output_done and not session.paused:
                 self.collect(session)
 
     def first(self, tag: str, raw: bytes, envelope: str, ordered: bool, session_only: bool, trace: str = "") -> tuple:
@@ -274,7 +289,7 @@ class Worker:
     def collect(self, session: WorkerSession) -> None:
         """Read whatever the plugin has ready for the session and push it to the server (a plugin
         whose results come only through its callback is never read)."""
-        if session.output_done or not self.reads:
+        if session.output_done or not self.reads or session.paused:
             return
         try:
             items = wrapper_call(ErrorCode.WRAPPER_READ, self.plugin.read, session.handle)

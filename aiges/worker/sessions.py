@@ -53,5 +53,7 @@ class WorkerSession:
     gap_deadline: float | None = None
     sid: str = ""
     app_id: str = ""
+    paused: bool = False
+    """The client has too much unread output: the wrapper's output is not read meanwhile."""
     failure: AigesError | None = None
     outbox: list | None = None
