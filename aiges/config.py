@@ -64,6 +64,11 @@ class WorkerSection:
     gpus: str = key("auto", "'auto' (NVML), '' for none, or a list like '0,1' assigned round-robin")
     exec_timeout_ms: int = key(30000, "a call running longer gets 10102 and its worker is replaced", minimum=1)
     min_ready: int = key(0, "health is SERVING while at least this many workers are up; 0 = all", minimum=0)
+    ready_timeout_ms: int = key(600000, "a worker whose wrapperInit takes longer is killed and started again "
+                                        "(at start-up: the server exits); 0 = wait for ever", minimum=0)
+    start_failures: int = key(3, "a worker that fails this many starts in a row (init error, crash, timeout) "
+                                 "makes liveness (aiges.liveness) NOT_SERVING, so the orchestrator restarts "
+                                 "the process; it is still retried with back-off", minimum=1)
     threads: int = key(0, "threads per worker for OpenMP/BLAS (OMP_NUM_THREADS...); 0 = cores / workers", minimum=0)
     shm_mb: int = key(64, "shared-memory ring per direction per worker for payloads >= 64 KiB; 0 = off", minimum=0)
 

@@ -130,6 +130,7 @@ def render_config(
     log_level: str = "info",
     async_mode: bool = False,
     fc_extra: str = "",
+    worker_extra: str = "",
 ) -> str:
     wrapper_path = Path(wrapper)
     if not wrapper_path.is_absolute():
@@ -150,6 +151,7 @@ def render_config(
         f"exec_timeout_ms = {exec_timeout_ms}",
         f"shm_mb = {shm_mb}",
         f"min_ready = {min_ready}",
+        worker_extra,
         "[fc]",
         f"max = {licences}",
         f"ttl = {ttl}",

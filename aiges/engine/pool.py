@@ -64,6 +64,7 @@ class PoolSettings:
     realtime: bool = True
     log_level: str = "info"
     ready_timeout_ms: int = 0
+    start_failures: int = 3
 
 
 @dataclass(slots=True)
@@ -96,6 +97,8 @@ class WorkerHandle:
     in_flight: int = 0
     held: int = 0
     restarts: int = 0
+    failed_starts: int = 0
+    """Starts that failed in a row (init error, death or ready timeout); 0 once one succeeds."""
     generation: int = 0
     kill_reason: str = ""
     head_resolved: bool = False
@@ -141,15 +144,34 @@ class WorkerPool:
     def restart_count(self) -> int:
         return sum(w.restarts for w in self.workers)
 
+    @property
+    def live(self) -> bool:
+        """False once a worker has failed ``start_failures`` starts in a row: the process should
+        be restarted by whoever supervises it."""
+        return all(w.failed_starts < self.settings.start_failures for w in self.workers)
+
     async def start(self) -> None:
         """Start every worker and wait until each has run wrapperInit; raises WorkerInitError."""
         await asyncio.gather(*(self._spawn(w) for w in self.workers))
-        results = await asyncio.gather(*(w.started for w in self.workers), return_exceptions=True)
+        results = await asyncio.gather(*(self._started(w) for w in self.workers), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             await self.stop(timeout_s=2.0)
             raise WorkerInitError(str(failures[0]))
         self._watchdog = asyncio.create_task(self._watch())
+
+    async def _started(self, worker: WorkerHandle) -> None:
+        """Wait for a spawned worker's wrapperInit; past ``ready_timeout_ms`` it is killed and
+        this raises WorkerInitError, as a failed init does."""
+        timeout = self.settings.ready_timeout_ms / 1000 or None
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.started), timeout)
+        except asyncio.TimeoutError:
+            reason = f"wrapperInit did not finish within ready_timeout_ms={self.settings.ready_timeout_ms}"
+            self.kill(worker, reason)
+            with contextlib.suppress(WorkerInitError):
+                await worker.started  # settles once the process is gone
+            raise WorkerInitError(f"worker {worker.index}: {reason}") from None
 
     async def _spawn(self, worker: WorkerHandle) -> None:
         self._close_rings(worker)
@@ -353,10 +375,15 @@ class WorkerPool:
             worker.restarts += 1
             try:
                 await self._spawn(worker)
-                await worker.started
+                await self._started(worker)
+                worker.failed_starts = 0
+                self.state_changed.set()
                 return
             except (WorkerInitError, OSError) as exc:
-                log.error("worker restart failed", worker=worker.index, error=str(exc))
+                worker.failed_starts += 1
+                self.state_changed.set()
+                log.error("worker restart failed", worker=worker.index, error=str(exc),
+                          failed_starts=worker.failed_starts)
                 generation = worker.generation
                 if worker.process is not None and worker.process.returncode is None:
                     worker.process.kill()

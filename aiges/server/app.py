@@ -68,6 +68,8 @@ class App:
             async_mode=config.aiges.asyncMode,
             realtime=config.aiges.realTimeRlt,
             log_level=config.log.level,
+            ready_timeout_ms=config.worker.ready_timeout_ms,
+            start_failures=config.worker.start_failures,
         ))
         self.licences = Licences(config.fc.max)
         self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll,
@@ -98,6 +100,7 @@ class App:
             "workers_ready": self.pool.ready_count,
             "worker_pids": [w.info.pid if w.info and w.ready else None for w in self.pool.workers],
             "worker_restarts": self.pool.restart_count,
+            "live": self.pool.live,
             "gpus": [w.gpu for w in self.pool.workers if w.gpu],
             "licences_total": self.licences.total,
             "licences_used": self.licences.used,

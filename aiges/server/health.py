@@ -6,7 +6,9 @@ from the moment a drain begins. ``Watch`` streams each change.
 
 The service ``aiges.liveness`` answers SERVING whenever the process can answer at all, through
 start-up, worker restarts and drain alike: it is what a liveness probe asks, so that a pod whose
-worker is being replaced, or that is draining, is not killed for being unready. (A startup probe
+worker is being replaced, or that is draining, is not killed for being unready. Only a worker that
+has failed ``[worker] start_failures`` starts in a row (an init that errs, crashes or hangs past
+``ready_timeout_ms``) turns it NOT_SERVING, so that such a pod is restarted. (A startup probe
 asks ``""``: it should pass once wrapperInit has finished.)
 """
 
@@ -56,7 +58,7 @@ class Health:
         await self.refresh()
 
     async def refresh(self) -> None:
-        await self.servicer.set(LIVENESS, SERVING)
+        await self.servicer.set(LIVENESS, SERVING if self.pool.live else NOT_SERVING)
         ready = self.phase is Phase.SERVING and self.pool.ready_count >= self.min_ready
         status = SERVING if ready else NOT_SERVING
         if status != self.status or self.status is None:

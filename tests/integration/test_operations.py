@@ -70,12 +70,41 @@ def test_health_is_not_serving_until_every_worker_has_initialised(serve):
 def test_health_drops_while_a_killed_worker_restarts(serve):
     server = serve("faulty", workers=2)
     watch = HealthWatch(server.address)
+    wait_for(lambda: watch.seen == [SERVING])  # the watch is established before the worker dies
     pid = status(server)["worker_pids"][1]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: NOT_SERVING in watch.seen)
     wait_for(lambda: watch.seen[-1] == SERVING and status(server)["worker_restarts"] == 1)
     assert status(server)["worker_pids"][1] not in (pid, None)
     watch.close()
+
+
+def test_a_hung_init_on_restart_is_killed_retried_and_fails_liveness(serve, tmp_path):
+    """A worker whose wrapperInit hangs when it restarts: killed after ready_timeout_ms and tried
+    again with back-off; after start_failures in a row liveness is NOT_SERVING (the orchestrator
+    restarts the pod); once init works again, both come back."""
+    hang = tmp_path / "hang"
+    server = serve("faulty", wrapper_config={"hang_while": str(hang)},
+                   worker_extra="ready_timeout_ms = 1000\nstart_failures = 2")
+    hang.touch()
+    with server.client() as client:
+        client.once({"text": b"x"}, params={"mode": "exit"}, expect=["text"], check=False)
+    wait_for(lambda: health_status(server.address, "aiges.liveness") == NOT_SERVING, timeout=60)
+    assert health_status(server.address) == NOT_SERVING and not status(server)["live"]
+    assert server.log().count("wrapperInit did not finish within ready_timeout_ms=1000") >= 2
+    hang.unlink()
+    released = time.monotonic()
+    wait_for(lambda: health_status(server.address) == SERVING, timeout=60)
+    print(f"SERVING again {time.monotonic() - released:.1f} s after init stopped hanging")
+    assert health_status(server.address, "aiges.liveness") == SERVING and status(server)["live"]
+    with server.client() as client:
+        assert client.once({"text": b"back"}, expect=["text"])["text"] == b"back"
+
+
+def test_a_hung_init_at_start_up_stops_the_server(serve):
+    server = serve("faulty", wait=False, wrapper_config={"init_delay": "3600"}, worker_extra="ready_timeout_ms = 1000")
+    assert server.wait(timeout=60) == 2
+    assert "wrapperInit did not finish within ready_timeout_ms=1000" in server.log()
 
 
 def test_min_ready_keeps_serving_with_one_worker_down(serve):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from test_operations import status
 
 from aiges.client import AigesCallError
 from aiges.client.messages import loader_input
@@ -250,6 +251,9 @@ def test_a_worker_crash_ends_only_its_own_sessions(serve, transport):
     server = serve("streamer", workers=2, licences=4)
     with server.client() as client:
         doomed = client.session(expect=["out"], transport=transport)
+        # a stream opens asynchronously: wait until its session holds a worker, so the least-loaded
+        # choice sends the survivor to the other one
+        wait_for(lambda: status(server)["sessions"] == 1)
         survivor = client.session(expect=["out"], transport="xsf")
         doomed.write({"in": b"before"})
         survivor.write({"in": b"before"})

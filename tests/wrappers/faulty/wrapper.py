@@ -28,6 +28,8 @@ class Wrapper(WrapperBase):
     def wrapperInit(self, config: dict) -> int:
         self.config = config
         time.sleep(float(config.get("init_delay", "0")))
+        while os.path.exists(config.get("hang_while", "/nonexistent")):  # a hung init, while the file exists
+            time.sleep(0.05)
         return 0
 
     def wrapperError(self, ret: int) -> str:
