@@ -1,8 +1,9 @@
 """Registration in etcd (client: aetcd).
 
 The entry is a key bound to a lease of ``ttl`` seconds, so it disappears on its own if the server
-dies; its JSON value (address, version, workers, GPUs, licences, sessions, health) is rewritten
-whenever it changes, and the lease is kept alive at a third of its ttl. Losing etcd never
+dies; its JSON value (address, version, workers, GPUs, licences, health, labels: what clients
+balance on) is rewritten only when it changes, and the lease is kept alive at a third of its
+ttl with keep-alives, which write no revision. Losing etcd never
 disturbs serving: the loop retries with backoff, and registers again with a new lease.
 """
 

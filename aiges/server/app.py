@@ -45,6 +45,7 @@ from aiges.server.xsf import XsfService
 log = structlog.get_logger("aiges.server")
 
 DRAIN_POLL_S = 0.05
+LOAD_STEPS = 20
 
 
 def listen_address(host: str, port: int) -> str:
@@ -86,7 +87,8 @@ class App:
         self.pool.on_report = self.reports.handle
 
     def snapshot(self) -> dict:
-        """The server's state: the registry entry's value, ``cmdserver`` status and gauges."""
+        """The server's state: ``cmdserver`` status and the gauges (the registry value is a
+        stable part of it, ``registry_value``)."""
         info = next((w.info for w in self.pool.workers if w.info is not None), None)
         return {
             "address": self.address,
@@ -109,6 +111,16 @@ class App:
             "inflight": self.engine.inflight,
             "labels": dict(self.reports.lb_labels),
         }
+
+    def registry_value(self) -> dict:
+        """The registry entry's value: only what clients balance on, so that an idle server
+        writes nothing (the lease is kept alive on its own). Free licences are rounded down to
+        a twentieth of the total, so a busy server rewrites it when its load moves a step."""
+        state = self.snapshot()
+        step = max(1, state["licences_total"] // LOAD_STEPS)
+        stable = ("address", "service", "version", "pid", "phase", "health", "workers", "workers_ready", "gpus",
+                  "licences_total", "labels")
+        return {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
 
     def schema(self) -> dict | None:
         info = next((w.info for w in self.pool.workers if w.info is not None), None)
@@ -205,7 +217,7 @@ class App:
         self.registry = registry = make_registry(
             self.config.registry,
             provider_key(self.config.registry.prefix, snapshot["service"], snapshot["version"], self.address),
-            self.snapshot,
+            self.registry_value,
         )
         await registry.start()
         log.info("serving", address=self.address, workers=len(self.pool.workers), licences=self.licences.total)

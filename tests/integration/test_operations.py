@@ -14,6 +14,7 @@ import urllib.request
 
 import aetcd
 import grpc
+import pytest
 from conftest import free_port, health_status, require_tool, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -186,22 +187,58 @@ PREFIX = "/aiges/services/streamer/v1/providers/"
 
 
 def test_etcd_registration_refresh_and_deregistration(serve, etcd):
-    server = serve("streamer", extra=registered(etcd))
+    server = serve("streamer", extra=registered(etcd), licences=10)
     key = PREFIX + server.address
     entry = wait_for(lambda: etcd_get(etcd, PREFIX).get(key))
     assert entry["address"] == server.address and entry["health"] == "SERVING"
     assert entry["service"] == "streamer" and entry["version"] == "v1"
-    assert entry["licences_total"] == 100 and entry["licences_free"] == 100 and entry["sessions"] == 0
+    assert entry["licences_total"] == 10 and entry["licences_free"] == 10 and entry["labels"] == {}
     assert entry["workers"] == 1 and entry["gpus"] == []
     with server.client() as client:
         session = client.session(expect=["out"])
-        wait_for(lambda: etcd_get(etcd, PREFIX)[key]["sessions"] == 1, timeout=5)
-        assert etcd_get(etcd, PREFIX)[key]["licences_free"] == 99
+        wait_for(lambda: etcd_get(etcd, PREFIX)[key]["licences_free"] == 9, timeout=5)
         session.close()
-    wait_for(lambda: etcd_get(etcd, PREFIX)[key]["sessions"] == 0, timeout=5)
+    wait_for(lambda: etcd_get(etcd, PREFIX)[key]["licences_free"] == 10, timeout=5)
     server.signal(signal.SIGTERM)
     wait_for(lambda: key not in etcd_get(etcd, PREFIX), timeout=5)
     assert server.wait() == 0
+
+
+def etcd_revision(endpoint: str) -> int:
+    async def read():
+        host, port = endpoint.split(":")
+        async with aetcd.Client(host=host, port=int(port)) as client:
+            return (await client.get_prefix(b"/")).header.revision
+
+    return asyncio.run(read())
+
+
+def test_an_idle_server_writes_nothing_to_etcd(serve, etcd):
+    """The value holds only what clients balance on; the lease lives on keep-alives. Free licences
+    move in steps of a twentieth of the total (5 of 100)."""
+    server = serve("streamer", extra=registered(etcd, ttl=2))
+    key = PREFIX + server.address
+    wait_for(lambda: key in etcd_get(etcd, PREFIX))
+    first = etcd_revision(etcd)
+    time.sleep(5)  # two and a half lease TTLs of idling: what is measured is that nothing happens
+    idle = etcd_revision(etcd) - first
+    print(f"etcd revisions in 5 s of an idle server: {idle}")
+    assert idle == 0
+    with server.client() as client:
+        sessions = [client.session(expect=["out"]) for _ in range(4)]
+        assert etcd_get(etcd, PREFIX)[key]["licences_free"] == 100  # 96 free: still the 100 step
+        sessions.append(client.session(expect=["out"]))
+        wait_for(lambda: etcd_get(etcd, PREFIX)[key]["licences_free"] == 95, timeout=5)
+        for session in sessions:
+            session.close()
+    wait_for(lambda: etcd_get(etcd, PREFIX)[key]["licences_free"] == 100, timeout=5)
+
+
+def test_wrapper_labels_reach_the_registry_value(serve, etcd):
+    pytest.importorskip("python_wrapper")
+    serve("reporter", extra=registered(etcd), wrapper_config={"model": "m9"})
+    entry = wait_for(lambda: next(iter(etcd_get(etcd, "/aiges/services/reporter/").values()), None))
+    assert entry["labels"] == {"model": "m9"}
 
 
 def test_the_lease_expires_after_a_killed_server(serve, etcd):
