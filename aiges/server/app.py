@@ -46,6 +46,7 @@ log = structlog.get_logger("aiges.server")
 
 DRAIN_POLL_S = 0.05
 LOAD_STEPS = 20
+MAX_PENDING_CALLS = 1 << 16  # calls queued before the server takes them: metadata only, the message is read later
 
 
 def listen_address(host: str, port: int) -> str:
@@ -141,6 +142,10 @@ class App:
             ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
             ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
             ("grpc.so_reuseport", 0),
+            # Calls that arrive faster than the server takes them wait in gRPC's queue, which by
+            # default cancels beyond 1000: the licences, not the transport, must limit a burst.
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ])
         host = self.config.service.host
         try:
