@@ -26,6 +26,7 @@ from typing import Any
 
 from aiges.engine.types import TYPE_CODES, TYPE_NAMES
 from aiges.errors import AigesError, ErrorCode
+from aiges.protocol.json_body import parse_json
 from aiges.protocol.oip import declared_inputs, declared_outputs
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
 
@@ -45,12 +46,7 @@ def scalar_text(value: Any) -> str:
 
 
 def parse_body(body: bytes) -> dict:
-    try:
-        request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid(f"the body is not JSON: {exc}") from None
-    except RecursionError:
-        raise invalid("the body is nested too deeply") from None
+    request = parse_json(body)
     if not isinstance(request, dict):
         raise invalid("the body must be a JSON object with header, parameter and payload")
     for part in ("header", "parameter", "payload"):

@@ -26,6 +26,7 @@ from aiges.protocol import ase
 from aiges.protocol.v2_pb2 import LoaderInput
 from aiges.schema import route_of
 from aiges.server.calls import SessionCall, call_once
+from aiges.server.http.rfc6455 import StrictWebSocketResponse
 
 if TYPE_CHECKING:
     from aiges.protocol.oip import Model
@@ -79,7 +80,7 @@ async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -
 
 
 async def session(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.WebSocketResponse:
-    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
+    socket = StrictWebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
     await socket.prepare(request)
     front.sockets.add(socket)
     call: SessionCall | None = None

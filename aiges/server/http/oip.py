@@ -13,9 +13,10 @@ import structlog
 from aiohttp import web
 
 from aiges import __version__
-from aiges.errors import AigesError, http_status
+from aiges.errors import AigesError, ErrorCode, http_status
 from aiges.protocol import oip
 from aiges.protocol.ase import scalar_text
+from aiges.protocol.json_body import parse_json
 from aiges.server.calls import call_once
 
 if TYPE_CHECKING:
@@ -73,13 +74,7 @@ def parse_request(raw: bytes, header_length: str | None) -> RestRequest:
         raise oip.invalid(f"{HEADER_LENGTH} is not a number") from None
     if not 0 <= split <= len(raw):
         raise oip.invalid(f"{HEADER_LENGTH} {split} is outside the body's {len(raw)} bytes")
-    try:
-        body = json.loads(raw[:split])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise oip.invalid(f"the body is not JSON: {exc}") from None
-    except RecursionError:
-        raise oip.invalid("the body is nested too deeply") from None
-    body = json_object(body, "the body")
+    body = json_object(parse_json(bytes(raw[:split])), "the body")
     binary = memoryview(raw)[split:]
     inputs = body.get("inputs", [])
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
@@ -133,9 +128,13 @@ def infer_response(model: oip.Model, request_id: str, tensors: list[oip.Tensor],
     body: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
     if request_id:
         body["id"] = request_id
+    try:
+        header = json.dumps(body, allow_nan=False).encode()
+    except ValueError:
+        raise AigesError(ErrorCode.INVALID_OUTPUT, "an output tensor holds NaN or Infinity, which JSON cannot "
+                                                   "carry; ask for it as binary data (binary_data_output)") from None
     if not parts:
-        return web.json_response(body)
-    header = json.dumps(body).encode()
+        return web.Response(body=header, content_type="application/json")
     return web.Response(body=header + b"".join(parts), content_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(len(header))})
 
