@@ -10,7 +10,9 @@ appended to the file named by [wrapper] create_log (destroy_log).
 """
 
 import os
+import queue
 import threading
+import time
 
 from aiges.dto import DataListCls, Response, ResponseData, SessionCreateResponse
 from aiges.sdk import WrapperBase
@@ -55,13 +57,19 @@ class Wrapper(WrapperBase):
                     session["ready"].append(ResponseData(key="out", data=b"|".join(session["all"]), status=DataEnd))
             elif session["mode"] == "async":
                 reply = Response([ResponseData(key="out", data=item.data.upper(), status=item.status)])
-                threading.Timer(0.01, self._push, (reply, session["tag"])).start()
+                if "pushes" not in session:
+                    session["pushes"] = queue.Queue()
+                    threading.Thread(target=self._push, args=(session["pushes"], session["tag"]), daemon=True).start()
+                session["pushes"].put(reply)
         return 0
 
-    def _push(self, reply, tag):
+    def _push(self, pushes, tag):
+        """One thread per async session pushes its results, in order, a little later."""
         from aiges_embed import callback
 
-        callback(reply, tag)
+        while (reply := pushes.get()) is not None:
+            time.sleep(0.01)
+            callback(reply, tag)
 
     def wrapperRead(self, handle: str) -> Response:
         session = self.sessions[handle]
@@ -70,6 +78,8 @@ class Wrapper(WrapperBase):
 
     def wrapperDestroy(self, handle: str) -> int:
         session = self.sessions.pop(handle)
+        if "pushes" in session:
+            session["pushes"].put(None)
         self._note("destroy_log", session["tag"])
         return 0
 
