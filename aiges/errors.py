@@ -23,6 +23,7 @@ class ErrorCode(IntEnum):
     WORKER_CRASH = 10109
     LICENSE_NOT_ENOUGH = 10110
     OUTPUT_BACKLOG = 10111
+    STARTING = 10112
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
     WRAPPER_INIT = 10901
@@ -47,6 +48,7 @@ MESSAGES: dict[int, str] = {
     ErrorCode.WORKER_CRASH: "worker process crashed, session lost",
     ErrorCode.LICENSE_NOT_ENOUGH: "service license not enough",
     ErrorCode.OUTPUT_BACKLOG: "session output not read: more is waiting than the server holds for a session",
+    ErrorCode.STARTING: "the service is starting: the model is still loading",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
@@ -90,6 +92,7 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.INVALID_HANDLE: 404,
     ErrorCode.ENGINE_INACTIVE: 404,
     ErrorCode.LICENSE_NOT_ENOUGH: 503,
+    ErrorCode.STARTING: 503,
     ErrorCode.ONCE_TIMEOUT: 504,
 }
 

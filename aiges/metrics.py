@@ -109,20 +109,6 @@ class LegRecorder:
 LEGS = LegRecorder()
 
 
-class RequestCounter:
-    """``aiges_requests_total`` children cached per (op, code), so counting costs a dict lookup."""
-
-    def __init__(self, front: str) -> None:
-        self.front = front
-        self._children: dict[tuple[str, int], object] = {}
-
-    def count(self, op: str, code: int) -> None:
-        child = self._children.get((op, code))
-        if child is None:
-            child = self._children[(op, code)] = REQUESTS.labels(self.front, op, str(code))
-        child.inc()
-
-
 class StateCollector:
     """Scrape-time metrics from a function returning the server's state (see ``App.snapshot``)
     and, where GPUs exist, from NVML; GPU metrics are absent, not zero, without one."""

@@ -18,7 +18,7 @@ from aiges.config import Config
 from aiges.engine.types import DataItem
 from aiges.errors import AigesError
 from aiges.plugins.base import PluginLoadError
-from aiges.schema import Validator
+from aiges.schema.validation import Validator
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,13 +82,13 @@ def try_one_call(plugin) -> int:
                 return 1
             print(f"aiges check: OK - {describe}: wrapperTestFunc passed")
             return 0
-        mappings = getattr(plugin, "mappings", {"params": {}, "inputs": {}, "accepts": {}})
-        if not mappings["inputs"]:
+        fields = plugin.fields
+        if not fields.inputs:
             print(f"aiges check: OK - {describe} loaded and initialised (it declares no sample inputs to call with)")
             return 0
-        params = {k: str(f.test_value()) for k, f in mappings["params"].items() if f.test_value() not in (None, "")}
-        items = [DataItem(k, f.test_value(), f.data_type, 3, {}) for k, f in mappings["inputs"].items()]
-        Validator(mappings).check(params, items)
+        params = {k: str(f.test_value()) for k, f in fields.params.items() if f.test_value() not in (None, "")}
+        items = [DataItem(k, f.test_value(), f.data_type, 3, {}) for k, f in fields.inputs.items()]
+        Validator(fields).check(params, items)
         results = plugin.once("aiges-check", params, items)
     except AigesError as exc:
         print(f"aiges check: the sample call failed with {exc.code}: {exc.message}", file=sys.stderr)
@@ -96,7 +96,7 @@ def try_one_call(plugin) -> int:
     except Exception:  # noqa: BLE001 - anything the wrapper does
         print(f"aiges check: the sample call raised:\n{traceback.format_exc().rstrip()}", file=sys.stderr)
         return 1
-    accepts = mappings["accepts"]
+    accepts = fields.accepts
     unexpected = [item.key for item in results if accepts and item.key not in accepts]
     if unexpected:
         print(f"aiges check: the wrapper returned undeclared output(s) {unexpected}; declared: {sorted(accepts)}",

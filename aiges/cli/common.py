@@ -48,13 +48,12 @@ def load_wrapper(config: Config):
         return None
 
 
-def load_wrapper_class(config: Config) -> type | None:
-    """The class of a class-style wrapper, or None after printing why."""
+def load_schema(config: Config) -> dict | None:
+    """The wrapper's schema from its declared fields, or None after printing why."""
     plugin = load_wrapper(config)
     if plugin is None:
         return None
-    wrapper = getattr(plugin, "wrapper", None)
-    if wrapper is None:
-        print(f"aiges: {config.wrapper_path} is a function-style wrapper: it declares no fields", file=sys.stderr)
-        return None
-    return type(wrapper)
+    schema = plugin.schema()
+    if schema is None:
+        print(f"aiges: {config.wrapper_path} is a {plugin.style}-style wrapper: it declares no fields", file=sys.stderr)
+    return schema

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from aiges.cli.common import add_config_options, load, load_wrapper_class
-from aiges.schema import build_openapi, build_schema
+from aiges.cli.common import add_config_options, load, load_schema
+from aiges.schema.openapi import build_openapi
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +20,9 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     if config is None:
         return 2
-    wrapper_class = load_wrapper_class(config)
-    if wrapper_class is None:
+    schema = load_schema(config)
+    if schema is None:
         return 2
-    schema = build_schema(wrapper_class)
     json.dump(build_openapi(schema) if args.openapi else schema, sys.stdout, indent=2, ensure_ascii=False)
     print()
     return 0

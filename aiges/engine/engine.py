@@ -1,27 +1,53 @@
-"""The engine: what every front calls. It owns the licences, the sessions and the worker pool.
+"""The engine: what every front calls. It owns the licences, the sessions and the worker pool;
+nothing above it touches the pool.
 
-Fronts hand it raw protocol frames and get back encoded replies; the workers decode and encode
-(see ``aiges.protocol.codec``), so the engine never looks inside a payload.
-
-    first(tag, frame, envelope)     -> encoded one-shot reply, or a new Session
-    write(session, frame)           -> None (outputs arrive in the session's queue)
-    read(session, wait_s)           -> next encoded output batch, or None after wait_s
+    once(tag, frame)      -> the one-shot call's output
+    open(tag, frame)      -> a new Session
+    begin(tag, frame)     -> either, as the frame says (an xsf AIIn carries that inside its
+                             payload, which only the worker decodes)
+    write(session, frame) -> None (outputs arrive in the session's queue)
+    read(session, wait_s) -> the next output batch, or None after wait_s
     finish(session) / close(session)
+    status() / drain(timeout_s)
+
+A frame is a ``messages.Wire`` (a client's protocol bytes, decoded in the worker by that front's
+codec) or ``messages.Items`` (a call its front decoded); outputs come back in the frame's form
+(encoded bytes, or ``ItemsOutput``). The engine never looks inside a payload.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from aiges.engine.ipc import out_of_band
 from aiges.engine.licences import Licences
-from aiges.engine.pool import WorkerHandle, WorkerPool
+from aiges.engine.messages import (
+    Destroy,
+    Finish,
+    Frame,
+    Head,
+    Once,
+    OnceReply,
+    Open,
+    Opened,
+    Output,
+    Pause,
+    Report,
+    Resume,
+    SessionFailed,
+    SessionOutput,
+    Wire,
+    Write,
+)
+from aiges.engine.pool import Launcher, PoolSettings, Worker, WorkerPool, WorkerStatus
 from aiges.engine.sessions import Session, SessionTable
+from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 
 log = structlog.get_logger("aiges.engine")
@@ -31,58 +57,128 @@ OUTPUT_LIMIT_FACTOR = 4
 wrapper pushes through callbacks; past this many budgets the session ends."""
 
 
-@dataclass(slots=True)
-class FirstReply:
-    """What a first frame produced: a one-shot ``output``, or an open ``session``."""
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    pool: PoolSettings
+    licences: int
+    session_ttl_ms: int = 15000
+    expiry_scan_ms: int = 1000
+    session_output_bytes: int = 4 << 20
 
-    output: bytes | None = None
-    session: Session | None = None
-    worker: int = -1
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    licences_total: int
+    licences_used: int
+    sessions: int
+    inflight: int
+    draining: bool
+    live: bool
+    workers: list[WorkerStatus]
+
+    @property
+    def licences_free(self) -> int:
+        return self.licences_total - self.licences_used
+
+    @property
+    def workers_ready(self) -> int:
+        return sum(1 for w in self.workers if w.state == "ready")
+
+    @property
+    def worker_restarts(self) -> int:
+        return sum(w.restarts for w in self.workers)
 
 
 @dataclass(slots=True)
 class EarlyOutputs:
-    """What a session's wrapper threads produced before its first frame's reply reached the
+    """What a session's wrapper threads produced before its first frame's answer reached the
     engine: kept, and handed to the session when it is registered."""
 
-    outputs: list[tuple[bytes, bool]] = field(default_factory=list)
+    outputs: list[tuple[Output, bool]] = field(default_factory=list)
     failure: AigesError | None = None
 
 
 class Engine:
-    def __init__(self, pool: WorkerPool, licences: Licences, session_ttl_ms: int = 15000,
-                 expiry_scan_ms: int = 1000, session_output_bytes: int = 4 << 20) -> None:
-        self.pool = pool
-        self.output_budget = session_output_bytes
-        self.output_limit = OUTPUT_LIMIT_FACTOR * session_output_bytes
-        self.licences = licences
+    def __init__(self, settings: EngineSettings, reports: Callable[[Report], None] = lambda report: None,
+                 launcher: Launcher | None = None) -> None:
+        """``reports`` takes what wrappers report through their callbacks (metering, metrics,
+        load-balancer labels, trace entries); ``launcher`` starts workers (processes, by default)."""
+        self.settings = settings
+        self._reports = reports
+        self.pool = WorkerPool(settings.pool, self, launcher)
+        self.licences = Licences(settings.licences)
         self.sessions = SessionTable()
-        self.session_ttl_s = session_ttl_ms / 1000
-        self.expiry_scan_s = expiry_scan_ms / 1000
-        self._early: dict[str, EarlyOutputs] = {}
-        """First frames in flight, by handle (until their reply is handled)."""
-        self._destroying: dict[str, asyncio.Task] = {}
+        self.session_ttl_s = settings.session_ttl_ms / 1000
+        self.output_budget = settings.session_output_bytes
+        self.output_limit = OUTPUT_LIMIT_FACTOR * settings.session_output_bytes
+        self.changed = asyncio.Event()
+        """Set when the workers' state changes (health follows it)."""
         self.inflight = 0
         self.draining = False
-        self._tasks: set[asyncio.Task] = set()
-        self._expiry: asyncio.Task | None = None
-        pool.on_output = self._on_output
-        pool.on_output_error = self._on_output_error
-        pool.on_worker_lost = self._on_worker_lost
+        self._early: dict[str, EarlyOutputs] = {}
+        """First frames in flight, by handle (until their answer is handled)."""
+        self._destroying: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._expiry: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    # -- life --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers (raises WorkerInitError), then expire idle sessions."""
+        await self.pool.start()
         self._expiry = asyncio.create_task(self._expire_idle())
 
-    async def stop(self) -> None:
+    async def drain(self, timeout_s: float) -> bool:
+        """Refuse new calls and sessions (10110, so clients retry elsewhere) and wait until the
+        running ones are done; False if some still run after ``timeout_s``."""
+        self.draining = True
+        deadline = time.monotonic() + timeout_s
+        while not self.idle() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.idle()
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
         for session in list(self.sessions.open.values()):
             self.close(session, destroy=False)
+        await self.pool.stop(timeout_s)
 
-    async def first(self, tag: str, frame: bytes, envelope: str, *, ordered: bool = True,
-                    session_only: bool = False, trace: str = "") -> FirstReply:
-        """A first frame goes to the least-loaded worker, holding a licence: a one-shot call
-        returns its encoded reply; a stream frame opens a session that keeps the licence."""
+    def idle(self) -> bool:
+        """No call running and no session open: nothing a drain still waits for."""
+        return self.inflight == 0 and not self.sessions.open
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            licences_total=self.licences.total, licences_used=self.licences.used, sessions=len(self.sessions),
+            inflight=self.inflight, draining=self.draining, live=self.pool.live, workers=self.pool.status(),
+        )
+
+    def info(self) -> WorkerInfo | None:
+        """What the wrapper is (service, version, capabilities, schema), once a worker has it loaded."""
+        return self.pool.info()
+
+    # -- first frames ------------------------------------------------------------------------------------
+
+    async def once(self, tag: str, frame: Frame, trace: str = "") -> Output:
+        """A one-shot call: it holds a licence while it runs."""
+        value = await self._first(tag, Once(0, Head(tag, trace), frame))
+        assert not isinstance(value, Session)
+        return value
+
+    async def open(self, tag: str, frame: Frame, *, ordered: bool = False, trace: str = "") -> Session:
+        """A new session, which holds a licence until it ends; ``ordered``: the worker puts its
+        frames back in sync_id order."""
+        value = await self._first(tag, Open(0, Head(tag, trace), frame, ordered))
+        assert isinstance(value, Session)
+        return value
+
+    async def begin(self, tag: str, frame: Wire, trace: str = "") -> Output | Session:
+        """A first frame that may be either, as it says itself (an xsf AIIn with SeqNo 1)."""
+        return await self._first(tag, Once(0, Head(tag, trace), frame, may_open=True))
+
+    async def _first(self, tag: str, message: Once | Open) -> Output | Session:
+        """A first frame goes to the least-loaded worker, holding a licence."""
         if self.draining:
             raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
         destroying = self._destroying.get(tag)
@@ -93,12 +189,9 @@ class Engine:
         self.licences.acquire()
         self._early[tag] = EarlyOutputs()
         self.inflight += 1
-        call = asyncio.ensure_future(self.pool.call(
-            "first", tag, out_of_band(frame), envelope, ordered, session_only, trace,
-            retryable=True, with_worker=True,
-        ))
+        call = asyncio.ensure_future(self.pool.call(message, retryable=True))
         try:
-            worker, reply = await asyncio.shield(call)
+            worker, value = await asyncio.shield(call)
         except asyncio.CancelledError:
             call.add_done_callback(functools.partial(self._abandoned, tag))
             raise
@@ -107,53 +200,53 @@ class Engine:
             raise
         self.inflight -= 1
         early = self._early.pop(tag)
-        if reply[0] == "once":
-            self.licences.release()
-            return FirstReply(output=reply[1], worker=worker.index)
-        _, service_id, outputs = reply
-        session = Session(tag=tag, worker=worker, generation=worker.generation, service_id=service_id,
-                          envelope=envelope)
+        match value:
+            case OnceReply(output=output):
+                self.licences.release()
+                return output
+            case Opened(service_id=service_id, outputs=outputs):
+                return self._register(tag, worker, service_id, [*outputs, *early.outputs], early.failure)
+        raise AssertionError(f"a first frame was answered with {value!r}")
+
+    def _register(self, tag: str, worker: Worker, service_id: str, outputs: list[tuple[Output, bool]],
+                  failure: AigesError | None) -> Session:
+        session = Session(tag=tag, worker=worker, service_id=service_id)
         self.sessions.add(session)
-        for output, ended in (*outputs, *early.outputs):
-            self._queue_output(session, output, ended)
-        session.failure = session.failure or early.failure
         worker.sessions += 1
+        for output, ended in outputs:
+            self._queue_output(session, output, ended)
+        session.failure = session.failure or failure
         log.info("session opened", sid=tag, worker=worker.index)
-        return FirstReply(session=session, worker=worker.index)
+        return session
 
     def _first_done(self, tag: str) -> None:
         self.inflight -= 1
         self.licences.release()
         self._early.pop(tag, None)
 
-    def _abandoned(self, tag: str, call: asyncio.Future) -> None:
+    def _abandoned(self, tag: str, call: asyncio.Future[tuple[Worker, Any]]) -> None:
         """A first frame whose caller went away (cancelled, deadline): the worker still runs it,
         so its licence is held until the worker is done, and a session it opened is destroyed."""
         self._first_done(tag)
         if call.cancelled() or call.exception() is not None:
             return
-        worker, reply = call.result()
-        if reply[0] != "once":
+        worker, value = call.result()
+        if isinstance(value, Opened):
             log.info("session abandoned", sid=tag, worker=worker.index)
             self._destroy(tag, worker)
 
-    async def _call_quietly(self, kind: str, tag: str, worker: WorkerHandle) -> None:
-        """A session call nobody waits for: a failure is logged, not raised."""
-        try:
-            await self.pool.call(kind, tag, worker=worker)
-        except AigesError as exc:
-            log.warning("session call failed", call=kind, sid=tag, code=exc.code, error=exc.message)
+    # -- sessions ----------------------------------------------------------------------------------------
 
     def get(self, tag: str) -> Session:
         """The open session with this handle: 10008 if unknown, 10101 if it has ended."""
         return self.sessions.get(tag)
 
-    async def write(self, session: Session, frame: bytes) -> None:
+    async def write(self, session: Session, frame: Frame) -> None:
         self._check_alive(session)
         session.touch()
         self.inflight += 1
         try:
-            await self.pool.call("write", session.tag, out_of_band(frame), worker=session.worker)
+            await self.pool.call(Write(0, session.tag, frame), worker=session.worker)
         except AigesError as exc:
             self.fail(session, exc)
             self.close(session, reason=f"error {exc.code}")
@@ -161,23 +254,15 @@ class Engine:
         finally:
             self.inflight -= 1
 
-    def idle(self) -> bool:
-        """No call running and no session open: nothing a drain still waits for."""
-        return self.inflight == 0 and not self.sessions.open
-
     def finish(self, session: Session) -> None:
         """The client will write no more: the worker reads until the wrapper's output ends."""
         if not session.closed and session.failure is None:
-            self._spawn(self._finish(session))
+            self._spawn(self._call_quietly(Finish(0, session.tag), session.worker))
 
-    async def _finish(self, session: Session) -> None:
-        with contextlib.suppress(AigesError):
-            await self.pool.call("finish", session.tag, worker=session.worker)
-
-    async def read(self, session: Session, wait_s: float | None) -> bytes | None:
-        """The next encoded output batch, waiting at most ``wait_s`` (None: until one comes). The
-        batch that ends the output closes the session; a failed session raises its error once,
-        then closes."""
+    async def read(self, session: Session, wait_s: float | None) -> Output | None:
+        """The next output batch, waiting at most ``wait_s`` (None: until one comes). The batch
+        that ends the output closes the session; a failed session raises its error once, then
+        closes."""
         session.touch()
         loop = asyncio.get_running_loop()
         deadline = None if wait_s is None else loop.time() + wait_s
@@ -185,12 +270,12 @@ class Engine:
             if session.outputs:
                 output, ended = session.outputs.popleft()
                 session.touch()
-                session.pending_bytes -= len(output)
+                session.pending_bytes -= len(output) if isinstance(output, bytes) else output_size(output)
                 if ended:
                     self.close(session)
                 elif session.paused and session.pending_bytes <= self.output_budget // 2:
                     session.paused = False
-                    self.pool.notify(session.worker, "resume", session.tag)
+                    self.pool.notify(session.worker, Resume(session.tag))
                 return output
             self._check_alive(session)
             remaining = None if deadline is None else deadline - loop.time()
@@ -211,8 +296,8 @@ class Engine:
         self._release(session)
         session.outputs.clear()  # whoever still holds the session object holds no output
         session.pending_bytes = 0
-        worker: WorkerHandle = session.worker
-        if destroy and worker.generation == session.generation and worker.ready:
+        worker = session.worker
+        if destroy and worker.ready:
             self._destroy(session.tag, worker)
         session.notify()
         log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
@@ -229,7 +314,6 @@ class Engine:
             self.licences.release()
             session.worker.sessions -= 1
 
-
     def _check_alive(self, session: Session) -> None:
         if session.failure is not None:
             failure = session.failure
@@ -238,29 +322,35 @@ class Engine:
         if session.closed:
             raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} already ended")
 
-    def _on_output(self, tag: str, output: bytes, ended: bool) -> None:
-        session = self.sessions.open.get(tag)
-        if session is None:
-            early = self._early.get(tag)
-            if early is not None:
-                early.outputs.append((output, ended))
-            return
-        if not session.closed:
-            self._queue_output(session, output, ended)
+    def _destroy(self, tag: str, worker: Worker) -> None:
+        """wrapperDestroy in the worker; until it is done the handle is not given to a new call,
+        so the worker never holds two sessions under one handle."""
+        task = self._spawn(self._call_quietly(Destroy(0, tag), worker))
+        self._destroying[tag] = task
+        task.add_done_callback(lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done
+                               else None)
 
-    def _queue_output(self, session: Session, output: bytes, ended: bool) -> None:
+    async def _call_quietly(self, message: Finish | Destroy, worker: Worker) -> None:
+        """A session call nobody waits for: a failure is logged, not raised."""
+        try:
+            await self.pool.call(message, worker=worker)
+        except AigesError as exc:
+            log.warning("session call failed", call=type(message).__name__, sid=message.tag, code=exc.code,
+                        error=exc.message)
+
+    def _queue_output(self, session: Session, output: Output, ended: bool) -> None:
         """Queue an output batch for the session's reader, within the session's byte budget: past
         it the worker stops reading the wrapper's output for the session until the reader has
         caught up; past ``output_limit`` (output pushed by wrapper threads cannot be paused) the
         session ends with 10111."""
         session.outputs.append((output, ended))
-        session.pending_bytes += len(output)
+        session.pending_bytes += len(output) if isinstance(output, bytes) else output_size(output)
         session.notify()
         if session.pending_bytes <= self.output_budget:
             return
         if not session.paused:
             session.paused = True
-            self.pool.notify(session.worker, "pause", session.tag)
+            self.pool.notify(session.worker, Pause(session.tag))
         if session.pending_bytes > self.output_limit:
             error = AigesError(ErrorCode.OUTPUT_BACKLOG, (
                 f"session {session.tag} ended: {session.pending_bytes} bytes of output were not read "
@@ -269,39 +359,56 @@ class Engine:
             self.fail(session, error)
             self.close(session, reason=f"error {error.code}")
 
-    def _on_output_error(self, tag: str, code: int, message: str) -> None:
-        session = self.sessions.open.get(tag)
-        if session is not None:
-            self.fail(session, AigesError(code, message))
-            return
-        early = self._early.get(tag)
-        if early is not None and early.failure is None:
-            early.failure = AigesError(code, message)
+    # -- what the pool reports (PoolListener) -------------------------------------------------------------
 
-    def _on_worker_lost(self, worker: WorkerHandle, reason: str) -> None:
-        for session in self.sessions.on_worker(worker, worker.generation):
+    def on_output(self, message: SessionOutput) -> None:
+        session = self.sessions.open.get(message.tag)
+        if session is None:
+            early = self._early.get(message.tag)
+            if early is not None:
+                early.outputs.append((message.output, message.ended))
+            return
+        if not session.closed:
+            self._queue_output(session, message.output, message.ended)
+
+    def on_output_failed(self, message: SessionFailed) -> None:
+        error = AigesError(message.code, message.message)
+        session = self.sessions.open.get(message.tag)
+        if session is not None:
+            self.fail(session, error)
+            return
+        early = self._early.get(message.tag)
+        if early is not None and early.failure is None:
+            early.failure = error
+
+    def on_worker_lost(self, worker: Worker, reason: str) -> None:
+        for session in self.sessions.on_worker(worker):
             self._release(session)
             self.fail(session, AigesError(
                 ErrorCode.WORKER_CRASH, f"worker {worker.index} stopped ({reason}); session {session.tag} is lost"
             ))
 
+    def on_report(self, message: Report) -> None:
+        self._reports(message)
+
+    def on_state_changed(self) -> None:
+        self.changed.set()
+
     async def _expire_idle(self) -> None:
         while True:
-            await asyncio.sleep(self.expiry_scan_s)
+            await asyncio.sleep(self.settings.expiry_scan_ms / 1000)
             for session in self.sessions.idle(self.session_ttl_s):
                 log.info("session expired", sid=session.tag, idle_ms=int(self.session_ttl_s * 1000))
                 self.close(session, reason="idle")
 
-    def _destroy(self, tag: str, worker: WorkerHandle) -> None:
-        """wrapperDestroy in the worker; until it is done the handle is not given to a new call,
-        so the worker never holds two sessions under one handle."""
-        task = self._spawn(self._call_quietly("destroy", tag, worker))
-        self._destroying[tag] = task
-        task.add_done_callback(lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done
-                               else None)
-
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def output_size(output: Any) -> int:
+    """The bytes an ``ItemsOutput`` holds."""
+    return sum(len(item.data) for item in output.items)
+

@@ -14,9 +14,13 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from aiges.engine.messages import Output
 from aiges.errors import AigesError, ErrorCode
+
+if TYPE_CHECKING:
+    from aiges.engine.pool import Worker
 
 RELEASED_RING = 1000
 
@@ -24,11 +28,10 @@ RELEASED_RING = 1000
 @dataclass(eq=False)
 class Session:
     tag: str
-    worker: Any
-    generation: int
+    worker: Worker
+    """The worker process that holds it (a restarted slot has a new one)."""
     service_id: str
-    envelope: str
-    outputs: deque[tuple[bytes, bool]] = field(default_factory=deque)
+    outputs: deque[tuple[Output, bool]] = field(default_factory=deque)
     failure: AigesError | None = None
     closed: bool = False
     holds_licence: bool = True
@@ -73,8 +76,8 @@ class SessionTable:
         while len(self._released) > RELEASED_RING:
             self._released.popitem(last=False)
 
-    def on_worker(self, worker: Any, generation: int) -> list[Session]:
-        return [s for s in self.open.values() if s.worker is worker and s.generation == generation]
+    def on_worker(self, worker: Worker) -> list[Session]:
+        return [s for s in self.open.values() if s.worker is worker]
 
     def idle(self, ttl_s: float) -> list[Session]:
         cutoff = time.monotonic() - ttl_s

@@ -36,7 +36,8 @@ class ShmRing:
 
     @property
     def consumed(self) -> int:
-        return HEADER.unpack_from(self.map, 0)[0]
+        consumed: int = HEADER.unpack_from(self.map, 0)[0]
+        return consumed
 
     @property
     def busy(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class DataType(IntEnum):
@@ -48,4 +49,4 @@ class WorkerInfo:
     service_id: str = ""
     version: str = ""
     capabilities: frozenset[str] = frozenset()
-    schema: dict | None = None
+    schema: dict[str, Any] | None = None

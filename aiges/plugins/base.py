@@ -10,28 +10,52 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiges.engine.types import DataItem
+from aiges.errors import AigesError
 
 
 class PluginLoadError(Exception):
     """The wrapper could not be found, imported or initialised; the text says why."""
 
 
+class DeclaredFields(NamedTuple):
+    """The fields a wrapper declares (class style: its requestCls and responseCls), by key:
+    params and inputs are checked before the wrapper runs, accepts are its outputs."""
+
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    accepts: dict[str, Any]
+
+
+NO_FIELDS = DeclaredFields({}, {}, {})
+
+
 class Plugin(Protocol):
+    """A wrapper, whatever its style. ``capabilities``: "once" (one-shot calls), "stream"
+    (sessions), "read" (session output is read with ``read``; without it, output comes only
+    through the host), "batch" (``batch`` serves several one-shot calls at once)."""
+
     style: str
     service_id: str
     version: str
     capabilities: frozenset[str]
+    fields: DeclaredFields
 
-    def init(self, config: dict[str, str]) -> None: ...
+    def init(self, config: dict[str, str]) -> None:
+        """Raises PluginLoadError with the wrapper's reason when it fails."""
 
     def fini(self) -> None: ...
 
     def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]: ...
 
-    def create(self, tag: str, params: dict[str, str]) -> str: ...
+    def batch(self, tags: list[str], params: list[dict[str, str]],
+              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+        """Several one-shot calls in one go; each gets its result, or its own error."""
+
+    def create(self, tag: str, params: dict[str, str]) -> str:
+        """A new session; returns the wrapper's handle for it."""
 
     def write(self, handle: str, items: list[DataItem]) -> None: ...
 
@@ -39,15 +63,16 @@ class Plugin(Protocol):
 
     def destroy(self, handle: str) -> None: ...
 
-    def error_text(self, code: int) -> str: ...
+    def error_text(self, code: int) -> str:
+        """The wrapper's text for its own error code."""
 
-    def schema(self) -> dict | None:
+    def schema(self) -> dict[str, Any] | None:
         """``{meta, schemainput, schemaoutput}`` from the declared fields; None without any."""
 
 
 class PluginHost(Protocol):
-    """What a plugin may call back into while it runs: the worker. ``name`` is whatever the
-    wrapper calls a call or session by (our handle, its own handle, or the request's sid)."""
+    """What a plugin calls back into while it runs: the worker. ``name`` is whatever the wrapper
+    calls a call or session by (our handle, its own handle, or the request's sid)."""
 
     def output(self, name: str, items: list[DataItem]) -> int:
         """Results a wrapper pushes for a session (0 if the session exists, else -1)."""
@@ -95,6 +120,18 @@ class DetachedHost:
 
     def lb_labels(self, labels: dict[str, str]) -> None:
         return None
+
+
+def batch_by_once(plugin: Plugin, tags: list[str], params: list[dict[str, str]],
+                  items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    """``batch`` for a style with no batch call of its own: one ``once`` per call."""
+    results: list[list[DataItem] | AigesError] = []
+    for tag, call_params, call_items in zip(tags, params, items, strict=True):
+        try:
+            results.append(plugin.once(tag, call_params, call_items))
+        except AigesError as exc:
+            results.append(exc)
+    return results
 
 
 def to_bytes(value: Any) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import threading
 from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char, c_char_p, c_int, c_uint, c_void_p
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import PluginLoadError
+from aiges.plugins.base import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
 
 
 class ParamList(Structure):
@@ -117,19 +116,15 @@ def read_list(head: POINTER(DataList), force_status: int | None = None) -> list[
     return items
 
 
-class _Result:
-    """A callback's result as the worker's push path expects it (like a wrapper Response)."""
-
-    def __init__(self, items: list[DataItem], error_code: int) -> None:
-        self.list = [{"key": i.key, "data": i.data, "type": i.type, "status": i.status, "desc": i.desc}
-                     for i in items]
-        self.error_code = error_code
-
-
 class CPlugin:
     style = "c"
 
-    def __init__(self, path: Path, async_mode: bool = False) -> None:
+    fields = NO_FIELDS
+
+    def __init__(self, path: Path, host: PluginHost, async_mode: bool = False,
+                 async_wait_s: float | None = None) -> None:
+        self.host = host
+        self.async_wait_s = async_wait_s
         try:
             self.lib = ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_LOCAL)
         except OSError as exc:
@@ -164,14 +159,17 @@ class CPlugin:
         if all(getattr(lib, name, None) is not None for name in SESSION_SYMBOLS):
             capabilities.update(("stream", "read"))
         self.capabilities = frozenset(capabilities)
-        self.mappings = {"params": {}, "inputs": {}, "accepts": {}}
         self._tags: dict[str, ctypes.Array] = {}
         self._handles: dict[str, int] = {}
         self._waiting: dict[str, tuple[threading.Event, list]] = {}
         self._callback = CALLBACK(self._on_callback)
 
-    def schema(self) -> dict | None:
+    def schema(self) -> dict[str, Any] | None:
         return None
+
+    def batch(self, tags: list[str], params: list[dict[str, str]],
+              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+        return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:
         text = self._error(code)
@@ -219,7 +217,9 @@ class CPlugin:
             ret = self._exec_async(ctypes.cast(self._tag(tag), c_char_p), params, request, self._callback, 0, None, 0)
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_EXEC, ret)
-            done.wait()
+            if not done.wait(self.async_wait_s):
+                raise AigesError(ErrorCode.ONCE_TIMEOUT,
+                                 f"wrapperExecAsync gave no result within {self.async_wait_s} s")
             items, code = box[0]
             if code != 0:
                 raise self._fail(ErrorCode.WRAPPER_ASYNC, code)
@@ -239,9 +239,9 @@ class CPlugin:
                 waiting[0].set()
                 return 0
             if tag in self._handles:
-                embed = sys.modules.get("aiges_embed")
-                if embed is not None:
-                    return embed.callback(_Result(items, ret), tag)
+                if ret != 0:
+                    return self.host.output_failed(tag, ErrorCode.WRAPPER_ASYNC, self.error_text(ret))
+                return self.host.output(tag, items)
             return -1
         except Exception:  # noqa: BLE001 - an exception must never unwind into C
             return -1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from aiges.plugins.base import DetachedHost, Plugin, PluginHost, PluginLoadError
+from aiges.plugins.embed import install as install_embed
 
 MODULE_NAME = "wrapper"
 
@@ -27,17 +30,62 @@ def resolve_wrapper_path(path: str | Path) -> Path:
     return candidate
 
 
-def load_plugin(path: str | Path, async_mode: bool = False, host: PluginHost | None = None) -> Plugin:
+@dataclass(frozen=True)
+class LoadOptions:
+    """``async_mode``: a C engine's one-shot calls go through wrapperExecAsync; a class-style
+    wrapper's session results come only through its callback (wrapperRead is never called), as
+    in the original's python mode. ``async_wait_s``: how long a C engine's async result may take
+    (the exec timeout; the pool's watchdog acts at the same time)."""
+
+    async_mode: bool = False
+    async_wait_s: float | None = None
+
+
+def load_plugin(path: str | Path, host: PluginHost | None = None, options: LoadOptions = LoadOptions()) -> Plugin:
     """Load a C engine (``.so``), or import a Python wrapper as module ``wrapper`` (as the original
-    shim did), and adapt it. ``async_mode``: a C engine's one-shot calls go through
-    wrapperExecAsync; a class-style wrapper's session results come only through its callback
-    (wrapperRead is never called), as in the original's python mode. ``host`` answers the
-    wrapper's callbacks (the worker; without one, as in ``aiges check``, they go nowhere)."""
+    shim did), and adapt it. ``host`` answers the wrapper's callbacks (the worker; without one,
+    as in ``aiges check``, they go nowhere)."""
+    host = host or DetachedHost()
     file = resolve_wrapper_path(path)
     if file.suffix == ".so":
         from aiges.plugins.cabi import CPlugin
 
-        return CPlugin(file.resolve(), async_mode)
+        return CPlugin(file.resolve(), host, options.async_mode, options.async_wait_s)
+    embed = install_embed(host)
+    module = import_wrapper(file)
+
+    from aiges.plugins.pywrapper import PyWrapperPlugin, find_wrapper_class
+
+    python_wrapper_class = find_wrapper_class(module)
+    if python_wrapper_class is not None:
+        return PyWrapperPlugin(python_wrapper_class, host)
+    wrapper_class = getattr(module, "Wrapper", None)
+    if isinstance(wrapper_class, type):
+        from aiges.plugins.pyclass import ClassPlugin
+
+        try:
+            instance = wrapper_class()
+        except Exception:  # noqa: BLE001
+            raise PluginLoadError(
+                f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
+            ) from None
+        plugin = ClassPlugin(instance, options.async_mode)
+        embed.error_text = plugin.error_text
+        return plugin
+    if callable(getattr(module, "wrapperOnceExec", None)) or callable(getattr(module, "wrapperCreate", None)):
+        from aiges.plugins.pyfunc import FunctionPlugin
+
+        function_plugin = FunctionPlugin(module)
+        embed.error_text = function_plugin.error_text
+        return function_plugin
+    raise PluginLoadError(
+        f"wrapper {file} defines neither a Wrapper class, a python_wrapper.WrapperBase subclass, nor the "
+        "functions wrapperInit/wrapperOnceExec"
+    )
+
+
+def import_wrapper(file: Path) -> ModuleType:
+    """Import ``file`` as module ``wrapper``, its folder first on ``sys.path``."""
     folder = str(file.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -53,28 +101,4 @@ def load_plugin(path: str | Path, async_mode: bool = False, host: PluginHost | N
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise PluginLoadError(f"wrapper {file} failed to import:\n{traceback.format_exc().rstrip()}") from None
-
-    from aiges.plugins.pywrapper import PyWrapperPlugin, find_wrapper_class
-
-    python_wrapper_class = find_wrapper_class(module)
-    if python_wrapper_class is not None:
-        return PyWrapperPlugin(python_wrapper_class, host or DetachedHost())
-    wrapper_class = getattr(module, "Wrapper", None)
-    if isinstance(wrapper_class, type):
-        from aiges.plugins.pyclass import ClassPlugin
-
-        try:
-            instance = wrapper_class()
-        except Exception:  # noqa: BLE001
-            raise PluginLoadError(
-                f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
-            ) from None
-        return ClassPlugin(instance, async_mode)
-    if callable(getattr(module, "wrapperOnceExec", None)) or callable(getattr(module, "wrapperCreate", None)):
-        from aiges.plugins.pyfunc import FunctionPlugin
-
-        return FunctionPlugin(module)
-    raise PluginLoadError(
-        f"wrapper {file} defines neither a Wrapper class, a python_wrapper.WrapperBase subclass, nor the "
-        "functions wrapperInit/wrapperOnceExec"
-    )
+    return module

@@ -7,7 +7,7 @@ from typing import Any
 from aiges.dto import DataListCls, DataListNode
 from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import PluginLoadError, bind_arguments, call_text, to_bytes
+from aiges.plugins.base import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes
 
 ONCE_ORDER = ("params", "req", "tag", "pers")
 CREATE_ORDER = ("params", "sid", "pers", "tag")
@@ -57,7 +57,9 @@ class ClassPlugin:
         cls = type(wrapper)
         self.service_id = str(getattr(cls, "serviceId", "") or "")
         self.version = str(getattr(cls, "version", "") or "")
-        self.mappings = getattr(cls, "__mappings__", {"params": {}, "inputs": {}, "accepts": {}})
+        mappings = getattr(cls, "__mappings__", None) or {}
+        self.fields = DeclaredFields(dict(mappings.get("params", {})), dict(mappings.get("inputs", {})),
+                                     dict(mappings.get("accepts", {})))
         self._once = self._bind("wrapperOnceExec", ONCE_ORDER)
         self._create = self._bind("wrapperCreate", CREATE_ORDER)
         self._write = self._bind("wrapperWrite", WRITE_ORDER)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import PluginLoadError, call_text, to_bytes
+from aiges.plugins.base import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes
 
 REQUIRED_RESULT_KEYS = ("key", "data", "len", "status", "type")
 
@@ -62,7 +62,7 @@ class FunctionPlugin:
         self._destroy = getattr(module, "wrapperDestroy", None) or getattr(module, "wrapperDestory", None)
         self.service_id = str(getattr(module, "serviceId", "") or "")
         self.version = str(getattr(module, "version", "") or "")
-        self.mappings = {"params": {}, "inputs": {}, "accepts": {}}
+        self.fields = NO_FIELDS
         capabilities = set()
         if hasattr(module, "wrapperOnceExec"):
             capabilities.add("once")
@@ -71,8 +71,12 @@ class FunctionPlugin:
         self.capabilities = frozenset(capabilities)
         self._create_arity = _arity(getattr(module, "wrapperCreate", None))
 
-    def schema(self) -> dict | None:
+    def schema(self) -> dict[str, Any] | None:
         return None
+
+    def batch(self, tags: list[str], params: list[dict[str, str]],
+              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+        return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:
         return call_text(getattr(self.module, "wrapperError", None), code)

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import PluginHost, PluginLoadError, to_bytes
+from aiges.plugins.base import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes
 
 SESSION_METHODS = ("create", "write", "read", "destroy")
 
@@ -117,7 +117,7 @@ class CallbackStub:
 
 class PyWrapperPlugin:
     style = "python_wrapper"
-    mappings: dict[str, dict] = {"params": {}, "inputs": {}, "accepts": {}}
+    fields = NO_FIELDS
 
     def __init__(self, wrapper_class: type, host: PluginHost) -> None:
         from python_wrapper import WrapperBase
@@ -136,8 +136,12 @@ class PyWrapperPlugin:
             capabilities.update(("stream", "read"))
         self.capabilities = frozenset(capabilities)
 
-    def schema(self) -> dict | None:
+    def schema(self) -> dict[str, Any] | None:
         return None
+
+    def batch(self, tags: list[str], params: list[dict[str, str]],
+              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+        return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:
         try:

@@ -1,4 +1,5 @@
-"""The ASE JSON API: ``{header, parameter, payload}`` <-> LoaderInput / LoaderOutput.
+"""The ASE JSON API: ``{header, parameter, payload}`` <-> engine items (``messages.Items`` in,
+``ItemsOutput`` out).
 
 Request (as the original loader's HTTP mode read it):
 
@@ -24,11 +25,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aiges.engine.types import TYPE_CODES, TYPE_NAMES
+from aiges.engine.messages import Expect, Items, ItemsOutput
+from aiges.engine.types import TYPE_CODES, TYPE_NAMES, DataItem, DataType
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.json_body import parse_json
-from aiges.protocol.oip import declared_inputs, declared_outputs
-from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
+from aiges.schema import declared_outputs
 
 EXPECT_ATTRIBUTES = ("encoding", "format", "compress")
 
@@ -73,45 +74,41 @@ def _status(where: str, value: Any) -> int:
     return value
 
 
-def loader_input(request: Mapping, service_id: str, schema: Mapping | None, tag: str, *,
-                 state: int = LoaderInput.ONCE, default_status: int = 3, first: bool = True) -> LoaderInput:
-    """The LoaderInput an ASE JSON request makes; ``first``: it carries headers, params and expect."""
-    message = LoaderInput(serviceId=service_id, state=state)
-    inputs = declared_inputs(schema)
+def items_frame(request: Mapping[str, Any], service_id: str, schema: Mapping[str, Any] | None, tag: str, *,
+                default_status: int = 3, first: bool = True) -> Items:
+    """The engine items an ASE JSON request makes; ``first``: it carries headers, params and the
+    expect list (a call, or a session's first frame)."""
+    items = []
     for name, item in (request.get("payload") or {}).items():
-        if inputs and name not in inputs:
-            raise invalid(f"unknown input {name!r}; {service_id} takes {', '.join(inputs)}")
         if not isinstance(item, dict):
             raise invalid(f"payload.{name} must be a JSON object")
-        add_payload(message, name, item, default_status)
+        items.append(payload_item(name, item, default_status))
     if not first:
-        return message
-    for key, value in (request.get("header") or {}).items():
-        message.headers[str(key)] = scalar_text(value)
-    message.headers["sid"] = tag
-    outputs = declared_outputs(schema)
+        return Items(items, {}, {}, {}, service_id)
+    headers = {str(key): scalar_text(value) for key, value in (request.get("header") or {}).items()}
+    headers["sid"] = tag
+    params: dict[str, str] = {}
+    expect: dict[str, Expect] = {}
     for section in (request.get("parameter") or {}).values():
         if not isinstance(section, dict):
             raise invalid("parameter.<service> must be a JSON object")
         for key, value in section.items():
             if isinstance(value, dict):
-                add_expect(message, key, value)
+                expect[key] = expect_entry(value)
             else:
-                message.params[key] = scalar_text(value)
-    if not message.expect:
-        for name, type_name in outputs.items():
-            message.expect.add(name=name, dataType=TYPE_CODES.get(type_name, MetaDesc.TEXT))
-    return message
+                params[key] = scalar_text(value)
+    if not expect:
+        expect = {name: Expect(TYPE_CODES.get(type_name, DataType.TEXT), {})
+                  for name, type_name in declared_outputs(schema).items()}
+    return Items(items, params, headers, expect, service_id)
 
 
-def add_expect(message: LoaderInput, name: str, spec: Mapping) -> None:
-    entry = message.expect.add(name=name, dataType=TYPE_CODES.get(str(spec.get("data_type", "text")), MetaDesc.OTHER))
-    for key in EXPECT_ATTRIBUTES:
-        if key in spec:
-            entry.attribute[key] = scalar_text(spec[key])
+def expect_entry(spec: Mapping[str, Any]) -> Expect:
+    data_type = TYPE_CODES.get(str(spec.get("data_type", "text")), DataType.OTHER)
+    return Expect(data_type, {key: scalar_text(spec[key]) for key in EXPECT_ATTRIBUTES if key in spec})
 
 
-def add_payload(message: LoaderInput, name: str, item: Mapping, default_status: int) -> None:
+def payload_item(name: str, item: Mapping[str, Any], default_status: int) -> DataItem:
     keys = [key for key in item if key in TYPE_CODES]
     if len(keys) != 1:
         raise invalid(f"payload.{name} needs exactly one of text, audio, image, video or other; got "
@@ -127,32 +124,28 @@ def add_payload(message: LoaderInput, name: str, item: Mapping, default_status: 
         data = json.dumps(value, ensure_ascii=False).encode()
     else:
         raise invalid(f"payload.{name}.{type_key} must be a base64 string, an object or an array")
-    payload = message.pl.add(data=data)
-    payload.meta.name = name
-    payload.meta.dataType = TYPE_CODES[type_key]
-    for key, value in item.items():
-        if key != type_key:
-            payload.meta.attribute[key] = scalar_text(value)
     status = _status(f"payload.{name}.status", item["status"]) if "status" in item else default_status
-    payload.meta.attribute["status"] = str(status)
+    attributes = {key: scalar_text(value) for key, value in item.items() if key != type_key}
+    attributes["status"] = str(status)
+    return DataItem(name, data, TYPE_CODES[type_key], status, attributes)
 
 
-def response(output: LoaderOutput, tag: str) -> dict:
+def response(output: ItemsOutput, tag: str) -> dict[str, Any]:
     payload = {}
-    for item in output.pl:
-        type_name = TYPE_NAMES.get(item.meta.dataType, "other")
+    for item in output.items:
+        type_name = TYPE_NAMES.get(item.type, "other")
         entry: dict[str, Any] = {}
-        for key, value in item.meta.attribute.items():
+        for key, value in item.desc.items():
             entry[key] = int(value) if key in ("status", "seq") and value.lstrip("-").isdigit() else value
         if type_name == "text":
             try:
-                entry["text"] = item.data.decode("utf-8")
+                entry["text"] = bytes(item.data).decode("utf-8")
             except UnicodeDecodeError:
                 entry["text"] = base64.b64encode(item.data).decode()
                 entry["base64"] = True
         else:
             entry[type_name] = base64.b64encode(item.data).decode()
-        payload[item.meta.name] = entry
+        payload[item.key] = entry
     return {"header": {"code": 0, "message": "success", "sid": tag, "status": int(output.status)},
             "payload": payload}
 

@@ -21,12 +21,14 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from aiges.engine.types import TYPE_CODES
+from aiges.engine.messages import Expect, Items, ItemsOutput
+from aiges.engine.types import TYPE_CODES, DataItem, DataType
 from aiges.errors import AigesError, ErrorCode
-from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
+from aiges.schema import declared_inputs, declared_outputs
 
 DTYPES: dict[str, str | None] = {
     "BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
@@ -132,22 +134,6 @@ def to_values(tensor: Tensor) -> list:
     return np.frombuffer(tensor.data, dtype=dtype).tolist()
 
 
-def declared(schema: Mapping | None, kind: str) -> dict[str, str]:
-    """The wrapper's declared ``input`` or ``accept`` (output) names -> data type names ('text', ...)."""
-    if not schema:
-        return {}
-    meta = schema["meta"]
-    return {name: spec.get("dataType", "text") for name, spec in meta.get(meta["serviceId"], {}).get(kind, {}).items()}
-
-
-def declared_inputs(schema: Mapping | None) -> dict[str, str]:
-    return declared(schema, "input")
-
-
-def declared_outputs(schema: Mapping | None) -> dict[str, str]:
-    return declared(schema, "accept")
-
-
 @dataclass
 class Request:
     """One inference request, whichever front it came through."""
@@ -157,52 +143,47 @@ class Request:
     parameters: dict[str, str]
 
 
-def loader_input(request: Request, service_id: str, schema: Mapping | None, tag: str, *,
-                 state: int = LoaderInput.ONCE, status: int = 3, first: bool = True) -> LoaderInput:
-    """The LoaderInput a request makes. ``first``: it carries the params and expect list (a
+def items_frame(request: Request, service_id: str, schema: Mapping[str, Any] | None, tag: str, *,
+                status: int = 3, first: bool = True) -> Items:
+    """The engine items a request makes. ``first``: it carries the params and the expect list (a
     one-shot call, or the first request of a session)."""
-    message = LoaderInput(serviceId=service_id, state=state)
     types = declared_inputs(schema)
+    items = []
     for tensor in request.tensors:
-        if types and tensor.name not in types:
-            raise invalid(f"unknown input {tensor.name!r}; {service_id} takes {', '.join(types)}")
         check_raw_size(tensor)
-        payload = message.pl.add()
-        meta = payload.meta
-        meta.name = tensor.name
         if tensor.datatype == "BYTES" and tensor.elements == 1:
-            payload.data = unpack_bytes(tensor.name, tensor.data)[0]
-            meta.dataType = TYPE_CODES.get(types.get(tensor.name, "text"), MetaDesc.TEXT)
+            data = unpack_bytes(tensor.name, tensor.data)[0]
+            data_type = TYPE_CODES.get(types.get(tensor.name, "text"), DataType.TEXT)
         else:
-            payload.data = tensor.data
-            meta.dataType = TYPE_CODES.get(types.get(tensor.name, "other"), MetaDesc.OTHER)
-        meta.attribute.update(tensor.parameters)
-        meta.attribute["datatype"] = tensor.datatype
-        meta.attribute["shape"] = ",".join(map(str, tensor.shape))
-        meta.attribute["status"] = str(status)
-    if first:
-        message.headers["sid"] = tag
-        message.params.update({k: v for k, v in request.parameters.items() if k not in RESERVED_PARAMETERS})
-        produced = declared_outputs(schema)
-        for name in dict.fromkeys([*produced, *request.outputs]):
-            message.expect.add(name=name, dataType=TYPE_CODES.get(produced.get(name, "text"), MetaDesc.TEXT))
-    return message
+            data = tensor.data
+            data_type = TYPE_CODES.get(types.get(tensor.name, "other"), DataType.OTHER)
+        attributes = {**tensor.parameters, "datatype": tensor.datatype, "shape": ",".join(map(str, tensor.shape)),
+                      "status": str(status)}
+        items.append(DataItem(tensor.name, data, data_type, status, attributes))
+    if not first:
+        return Items(items, {}, {}, {}, service_id)
+    params = {k: v for k, v in request.parameters.items() if k not in RESERVED_PARAMETERS}
+    produced = declared_outputs(schema)
+    expect = {name: Expect(TYPE_CODES.get(produced.get(name, "text"), DataType.TEXT), {})
+              for name in dict.fromkeys([*produced, *request.outputs])}
+    return Items(items, params, {"sid": tag}, expect, service_id)
 
 
-def output_tensors(output: LoaderOutput, requested: Iterable[str] = ()) -> list[Tensor]:
+def output_tensors(output: ItemsOutput, requested: Iterable[str] = ()) -> list[Tensor]:
     """The output's items as tensors; only the ``requested`` ones when any are named."""
     wanted = set(requested)
     tensors = []
-    for payload in output.pl:
-        if wanted and payload.meta.name not in wanted:
+    for item in output.items:
+        if wanted and item.key not in wanted:
             continue
-        attributes = {k: v for k, v in payload.meta.attribute.items() if k not in STREAM_ATTRIBUTES}
+        attributes = {k: v for k, v in item.desc.items() if k not in STREAM_ATTRIBUTES}
         datatype = attributes.pop("datatype", "BYTES")
         shape_text = attributes.pop("shape", "")
+        data = bytes(item.data)
         if datatype in DTYPES and datatype != "BYTES":
-            tensors.append(numeric_output(payload.meta.name, datatype, shape_text, payload.data, attributes))
+            tensors.append(numeric_output(item.key, datatype, shape_text, data, attributes))
         else:
-            tensors.append(Tensor(payload.meta.name, "BYTES", [1], pack_bytes([payload.data]), attributes))
+            tensors.append(Tensor(item.key, "BYTES", [1], pack_bytes([data]), attributes))
     return tensors
 
 
@@ -221,38 +202,3 @@ def numeric_output(name: str, datatype: str, shape_text: str, data: bytes, attri
 
 def parse_flag(value: str | bool | None) -> bool:
     return value is True or str(value).lower() in ("true", "1")
-
-
-@dataclass(frozen=True)
-class Model:
-    """The one model a server serves: its wrapper's serviceId, version and declarations."""
-
-    name: str
-    version: str
-    schema: Mapping | None
-    sessions: bool
-
-    def check(self, name: str, version: str = "") -> None:
-        """404 for another model's name or version."""
-        if name != self.name or version not in ("", self.version):
-            wanted = f"{name!r}" + (f" version {version!r}" if version else "")
-            raise ModelNotFound(f"model {wanted} is not served here; this server serves {self.name!r} "
-                                f"version {self.version!r}")
-
-    def metadata(self) -> dict:
-        """ModelMetadata: declared inputs and outputs, each one BYTES element."""
-        def tensors(declared: dict[str, str]) -> list[dict]:
-            return [{"name": name, "datatype": "BYTES", "shape": [1]} for name in declared]
-
-        return {"name": self.name, "versions": [self.version], "platform": "aiges",
-                "inputs": tensors(declared_inputs(self.schema)), "outputs": tensors(declared_outputs(self.schema))}
-
-    def check_outputs(self, requested: Iterable[str]) -> None:
-        declared = declared_outputs(self.schema)
-        unknown = [name for name in requested if declared and name not in declared]
-        if unknown:
-            raise invalid(f"unknown output {unknown[0]!r}; {self.name} produces {', '.join(declared)}")
-
-
-class ModelNotFound(Exception):
-    pass

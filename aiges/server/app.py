@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import structlog
@@ -23,28 +25,27 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aiges.config import Config
-from aiges.engine.engine import Engine
-from aiges.engine.licences import Licences
-from aiges.engine.pool import PoolSettings, WorkerInitError, WorkerPool
+from aiges.engine.engine import Engine, EngineSettings
+from aiges.engine.messages import WorkerSettings
+from aiges.engine.pool import PoolSettings, WorkerInitError
 from aiges.gpu import GpuStats, plan_workers
 from aiges.metrics import REGISTRY, StateCollector
 from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the descriptors reflection serves
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
-from aiges.protocol.oip import Model
 from aiges.registry import make_registry, provider_key
 from aiges.registry.base import NullRegistry, Registry
+from aiges.server.grpc.oip import OipService
+from aiges.server.grpc.stream import SERVICE as STREAM_SERVICE
+from aiges.server.grpc.stream import StreamService
+from aiges.server.grpc.toolbox import ToolBoxService
+from aiges.server.grpc.xsf import XsfService
 from aiges.server.health import Health, Phase
 from aiges.server.http import HttpFront
-from aiges.server.oip import OipService
+from aiges.server.model import ModelSource
 from aiges.server.reports import WrapperReports
-from aiges.server.stream import SERVICE as STREAM_SERVICE
-from aiges.server.stream import StreamService
-from aiges.server.toolbox import ToolBoxService
-from aiges.server.xsf import XsfService
 
 log = structlog.get_logger("aiges.server")
 
-DRAIN_POLL_S = 0.05
 LOAD_STEPS = 20
 MAX_PENDING_CALLS = 1 << 16  # calls queued before the server takes them: metadata only, the message is read later
 
@@ -53,44 +54,56 @@ def listen_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+@dataclass
+class Fronts:
+    """What ``bind`` made: the gRPC server on the service port, and the address it serves."""
+
+    server: grpc.aio.Server
+    port: int
+    ip: str
+
+
 class App:
+    """One server's life, in phases: ``bind`` the port (health answers NOT_SERVING at once),
+    ``start`` the workers, ``serve`` until a signal, ``drain``, ``stop``. Everything below the
+    fronts is the engine; the app reads its ``status()`` and asks it to ``drain()``."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
-        gpus = plan_workers(config.worker.gpus, config.worker.count)
-        self.pool = WorkerPool(PoolSettings(
-            wrapper=str(config.wrapper_path),
-            wrapper_config=config.wrapper,
-            gpus=gpus,
-            exec_timeout_ms=config.worker.exec_timeout_ms,
-            header_pass=config.header_pass,
-            shm_bytes=config.worker.shm_mb << 20,
-            batch_size=config.batch.max_size,
-            batch_delay_ms=config.batch.max_delay_ms,
-            threads=config.worker.threads,
-            async_mode=config.aiges.asyncMode,
-            realtime=config.aiges.realTimeRlt,
-            log_level=config.log.level,
-            ready_timeout_ms=config.worker.ready_timeout_ms,
-            start_failures=config.worker.start_failures,
-        ))
-        self.licences = Licences(config.fc.max)
-        self.engine = Engine(self.pool, self.licences, session_ttl_ms=config.fc.ttl, expiry_scan_ms=config.fc.roll,
-                             session_output_bytes=config.fc.session_output_kb << 10)
-        self.health = Health(self.pool, config.service_name, config.worker.min_ready)
-        self.gpu_stats = GpuStats()
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
-        self.port = 0
         self.address = ""
-        self.http: HttpFront | None = None
+        self.gpus = plan_workers(config.worker.gpus, config.worker.count)
         self.registry: Registry = NullRegistry()
         self.reports = WrapperReports(labels_changed=lambda: self.registry.changed())
-        self.pool.on_report = self.reports.handle
+        self.gpu_stats = GpuStats()
+        self.http: HttpFront | None = None
+        self.engine: Engine | None = None
+        self.health: Health | None = None
 
-    def snapshot(self) -> dict:
+    def engine_settings(self, peer_addr: str) -> EngineSettings:
+        config = self.config
+        worker = WorkerSettings(
+            wrapper=str(config.wrapper_path), config=dict(config.wrapper), realtime=config.aiges.realTimeRlt,
+            header_pass=tuple(config.header_pass), peer_addr=peer_addr, batch_size=config.batch.max_size,
+            batch_delay_ms=config.batch.max_delay_ms, async_mode=config.aiges.asyncMode, log_level=config.log.level,
+        )
+        pool = PoolSettings(
+            worker=worker, gpus=self.gpus, exec_timeout_ms=config.worker.exec_timeout_ms,
+            shm_bytes=config.worker.shm_mb << 20, threads=config.worker.threads,
+            ready_timeout_ms=config.worker.ready_timeout_ms, start_failures=config.worker.start_failures,
+        )
+        return EngineSettings(pool=pool, licences=config.fc.max, session_ttl_ms=config.fc.ttl,
+                              expiry_scan_ms=config.fc.roll, session_output_bytes=config.fc.session_output_kb << 10)
+
+    # -- what the app reports -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
         """The server's state: ``cmdserver`` status and the gauges (the registry value is a
         stable part of it, ``registry_value``)."""
-        info = next((w.info for w in self.pool.workers if w.info is not None), None)
+        assert self.engine is not None and self.health is not None
+        state = self.engine.status()
+        info = self.engine.info()
         return {
             "address": self.address,
             "service": self.config.registry.service or (info.service_id if info else ""),
@@ -99,21 +112,21 @@ class App:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "phase": self.health.phase.value,
             "health": self.health.status_name(),
-            "workers": len(self.pool.workers),
-            "workers_ready": self.pool.ready_count,
-            "worker_pids": [w.info.pid if w.info and w.ready else None for w in self.pool.workers],
-            "worker_restarts": self.pool.restart_count,
-            "live": self.pool.live,
-            "gpus": [w.gpu for w in self.pool.workers if w.gpu],
-            "licences_total": self.licences.total,
-            "licences_used": self.licences.used,
-            "licences_free": self.licences.free,
-            "sessions": len(self.engine.sessions),
-            "inflight": self.engine.inflight,
+            "workers": len(state.workers),
+            "workers_ready": state.workers_ready,
+            "worker_pids": [w.pid for w in state.workers],
+            "worker_restarts": state.worker_restarts,
+            "live": state.live,
+            "gpus": [w.gpu for w in state.workers if w.gpu],
+            "licences_total": state.licences_total,
+            "licences_used": state.licences_used,
+            "licences_free": state.licences_free,
+            "sessions": state.sessions,
+            "inflight": state.inflight,
             "labels": dict(self.reports.lb_labels),
         }
 
-    def registry_value(self) -> dict:
+    def registry_value(self) -> dict[str, Any]:
         """The registry entry's value: only what clients balance on, so that an idle server
         writes nothing (the lease is kept alive on its own). Free licences are rounded down to
         a twentieth of the total, so a busy server rewrites it when its load moves a step."""
@@ -123,20 +136,49 @@ class App:
                   "licences_total", "labels")
         return {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
 
-    def schema(self) -> dict | None:
-        info = next((w.info for w in self.pool.workers if w.info is not None), None)
+    def schema(self) -> dict[str, Any] | None:
+        info = self.engine.info() if self.engine is not None else None
         return info.schema if info else None
 
-    def model(self) -> Model | None:
-        """The model the OIP and HTTP fronts serve: the wrapper's serviceId (else the service
-        section's name) and version; None until a worker has initialised."""
-        info = next((w.info for w in self.pool.workers if w.info is not None), None)
-        if info is None:
-            return None
-        return Model(name=info.service_id or self.config.service_name, version=info.version or "1",
-                     schema=info.schema, sessions="stream" in info.capabilities)
+    # -- phases --------------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        fronts = self.bind()
+        if fronts is None:
+            return 2
+        handles = HandleGenerator(fronts.ip, fronts.port)
+        engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
+        health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
+        models = ModelSource(engine.info, self.config.service_name)
+        self._add_services(fronts, handles, models)
+        await health.refresh()
+        await fronts.server.start()
+        http = await self._start_http(handles, models)
+        if http is False:
+            await fronts.server.stop(0)
+            return 2
+        self.http = http or None
+        collector = StateCollector(self.snapshot, self.gpu_stats.read)
+        REGISTRY.register(collector)
+        self._serve_metrics()
+        self._install_signal_handlers()
+        log.info("listening", address=listen_address(self.config.service.host, fronts.port), workers=len(self.gpus),
+                 wrapper=str(self.config.wrapper_path))
+        try:
+            code = await self._start_workers(engine)
+            if code is not None:
+                await fronts.server.stop(0)
+                return code
+            await self._serve(engine, health)
+            await self._drain(engine, health)
+            await self._stop(fronts, engine, health)
+            return 0
+        finally:
+            REGISTRY.unregister(collector)
+            if self.http is not None:
+                await self.http.stop()
+
+    def bind(self) -> Fronts | None:
         megabyte = 1 << 20
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
@@ -149,61 +191,41 @@ class App:
         ])
         host = self.config.service.host
         try:
-            self.port = server.add_insecure_port(listen_address(host, self.config.service.port))
+            port = server.add_insecure_port(listen_address(host, self.config.service.port))
         except RuntimeError as exc:
             log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
-            return 2
+            return None
         ip = advertised_ipv4(host)
-        self.address = self.config.registry.address or f"{ip}:{self.port}"
-        self.pool.settings.peer_addr = f"{ip}:{self.port}"
-        handles = HandleGenerator(ip, self.port)
+        self.address = self.config.registry.address or f"{ip}:{port}"
+        return Fronts(server, port, ip)
+
+    def _add_services(self, fronts: Fronts, handles: HandleGenerator, models: ModelSource) -> None:
+        assert self.engine is not None and self.health is not None
+        health = self.health
         debug = self.config.log.level == "debug"
-        server.add_generic_rpc_handlers((
-            XsfService(self.engine, handles, f"{ip}:{self.port}", debug=debug).rpc_handlers(),
+        fronts.server.add_generic_rpc_handlers((
+            XsfService(self.engine, handles, f"{fronts.ip}:{fronts.port}", debug=debug).rpc_handlers(),
             StreamService(self.engine, handles).rpc_handlers(),
             ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
-            OipService(self.engine, handles, self.model, lambda: self.health.serving).rpc_handlers(),
+            OipService(self.engine, handles, models, lambda: health.serving).rpc_handlers(),
         ))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, fronts.server)
         reflection.enable_server_reflection((
             xsf_pb2.DESCRIPTOR.services_by_name["XsfCall"].full_name,
             xsf_pb2.DESCRIPTOR.services_by_name["ToolBox"].full_name,
             STREAM_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
-        ), server)
-        await self.health.refresh()
-        await server.start()
-        http = await self._start_http(handles)
-        if http is False:
-            await server.stop(0)
-            return 2
-        self.http = http
-        collector = StateCollector(self.snapshot, self.gpu_stats.read)
-        REGISTRY.register(collector)
-        self._serve_metrics()
-        self._install_signal_handlers()
-        log.info("listening", address=listen_address(host, self.port), workers=len(self.pool.workers),
-                 wrapper=str(self.config.wrapper_path))
-        try:
-            code = await self._start_workers()
-            if code is not None:
-                await server.stop(0)
-                return code
-            return await self._serve_until_stopped(server)
-        finally:
-            REGISTRY.unregister(collector)
-            if http:
-                await http.stop()
+        ), fronts.server)
 
-    async def _start_workers(self) -> int | None:
-        """Start the pool, or give up when a signal comes first. None: serving may begin."""
-        starting = asyncio.create_task(self.pool.start())
+    async def _start_workers(self, engine: Engine) -> int | None:
+        """Start the workers, or give up when a signal comes first. None: serving may begin."""
+        starting = asyncio.create_task(engine.start())
         stop_wait = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
-            await self.pool.stop(timeout_s=5.0)
+            await engine.stop(timeout_s=5.0)
             return 0
         stop_wait.cancel()
         try:
@@ -214,46 +236,47 @@ class App:
             return 2
         return None
 
-    async def _serve_until_stopped(self, server: grpc.aio.Server) -> int:
-        self.engine.start()
-        self.health.start()
-        await self.health.set_phase(Phase.SERVING)
+    async def _serve(self, engine: Engine, health: Health) -> None:
+        health.start()
+        await health.set_phase(Phase.SERVING)
         snapshot = self.snapshot()
-        self.registry = registry = make_registry(
+        self.registry = make_registry(
             self.config.registry,
             provider_key(self.config.registry.prefix, snapshot["service"], snapshot["version"], self.address),
             self.registry_value,
         )
-        await registry.start()
-        log.info("serving", address=self.address, workers=len(self.pool.workers), licences=self.licences.total)
-
+        await self.registry.start()
+        log.info("serving", address=self.address, workers=len(self.gpus), licences=self.config.fc.max)
         await self.stopping.wait()
-        log.info("draining", inflight=self.engine.inflight, sessions=len(self.engine.sessions),
+
+    async def _drain(self, engine: Engine, health: Health) -> None:
+        """Health NOT_SERVING and deregistration first, then calls and sessions may finish."""
+        state = engine.status()
+        log.info("draining", inflight=state.inflight, sessions=state.sessions,
                  timeout_ms=self.config.aiges.drain_timeout_ms)
-        await self.health.set_phase(Phase.DRAINING)
-        await registry.deregister()
-        self.engine.draining = True
-        deadline = time.monotonic() + self.config.aiges.drain_timeout_ms / 1000
-        while not self.engine.idle() and time.monotonic() < deadline:
-            await asyncio.sleep(DRAIN_POLL_S)
-        if not self.engine.idle():
-            log.warning("drain timeout", inflight=self.engine.inflight, sessions=len(self.engine.sessions))
-        await server.stop(1.0)
+        await health.set_phase(Phase.DRAINING)
+        await self.registry.deregister()
+        if not await engine.drain(self.config.aiges.drain_timeout_ms / 1000):
+            state = engine.status()
+            log.warning("drain timeout", inflight=state.inflight, sessions=state.sessions)
+
+    async def _stop(self, fronts: Fronts, engine: Engine, health: Health) -> None:
+        await fronts.server.stop(1.0)
         if self.http is not None:
             await self.http.stop()
-        self.health.stop()
-        await self.engine.stop()
-        await self.pool.stop()
+            self.http = None
+        health.stop()
+        await engine.stop()
         log.info("stopped")
-        return 0
 
-    async def _start_http(self, handles: HandleGenerator) -> HttpFront | None | bool:
+    async def _start_http(self, handles: HandleGenerator, models: ModelSource) -> HttpFront | None | bool:
         """The HTTP front, when configured; False when its address cannot be bound."""
         listen = self.config.http_listen
         if not listen:
             return None
-        front = HttpFront(self.engine, handles, self.model,
-                          lambda: self.health.serving, cors=self.config.http.cors,
+        assert self.engine is not None and self.health is not None
+        health = self.health
+        front = HttpFront(self.engine, handles, models, lambda: health.serving, cors=self.config.http.cors,
                           max_body_mb=self.config.service.maxreceive)
         try:
             await front.start(listen)

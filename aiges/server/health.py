@@ -20,7 +20,7 @@ import enum
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from aiges.engine.pool import WorkerPool
+from aiges.engine.engine import Engine
 
 log = structlog.get_logger("aiges.health")
 
@@ -36,10 +36,10 @@ class Phase(enum.Enum):
 
 
 class Health:
-    def __init__(self, pool: WorkerPool, service_name: str, min_ready: int) -> None:
-        self.pool = pool
+    def __init__(self, engine: Engine, service_name: str, min_ready: int, workers: int) -> None:
+        self.engine = engine
         self.names = ("", service_name)
-        self.min_ready = min_ready or len(pool.workers)
+        self.min_ready = min_ready or workers
         self.servicer = health.aio.HealthServicer()
         self.phase = Phase.STARTING
         self.status = NOT_SERVING
@@ -58,13 +58,14 @@ class Health:
         await self.refresh()
 
     async def refresh(self) -> None:
-        await self.servicer.set(LIVENESS, SERVING if self.pool.live else NOT_SERVING)
-        ready = self.phase is Phase.SERVING and self.pool.ready_count >= self.min_ready
+        state = self.engine.status()
+        await self.servicer.set(LIVENESS, SERVING if state.live else NOT_SERVING)
+        ready = self.phase is Phase.SERVING and state.workers_ready >= self.min_ready
         status = SERVING if ready else NOT_SERVING
-        if status != self.status or self.status is None:
+        if status != self.status:
             self.status = status
             log.info("health", status=self.status_name(), phase=self.phase.value,
-                     workers_ready=self.pool.ready_count, workers=len(self.pool.workers))
+                     workers_ready=state.workers_ready, workers=len(state.workers))
             self.changed.set()
         for name in self.names:
             await self.servicer.set(name, status)
@@ -74,8 +75,8 @@ class Health:
 
     async def _follow_workers(self) -> None:
         while True:
-            await self.pool.state_changed.wait()
-            self.pool.state_changed.clear()
+            await self.engine.changed.wait()
+            self.engine.changed.clear()
             await self.refresh()
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
+from aiges.engine.messages import LbLabels, Metric, Report, Trace, Usage
 from aiges.metrics import USAGE, WRAPPER_METRIC, BoundedLabels
 
 log = structlog.get_logger("aiges.wrapper")
@@ -22,14 +23,14 @@ class WrapperReports:
         self._usage_labels = BoundedLabels()
         self._metric_labels = BoundedLabels()
 
-    def handle(self, message: tuple) -> None:
+    def handle(self, message: Report) -> None:
         match message:
-            case ("usage", app_id, channel, key, count):
-                USAGE.labels(*self._usage_labels(app_id, channel, key)).inc(max(count, 0))
-            case ("metric", name, labels, value):
+            case Usage(app_id=app_id, channel=channel, key=key, units=units):
+                USAGE.labels(*self._usage_labels(app_id, channel, key)).inc(max(units, 0))
+            case Metric(name=name, labels=labels, value=value):
                 text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
                 WRAPPER_METRIC.labels(*self._metric_labels(name, text)).observe(value)
-            case ("lb_labels", labels):
+            case LbLabels(labels=labels):
                 merged = {**self.lb_labels, **labels}
                 if len(merged) > MAX_LB_LABELS:
                     log.warning("load-balancer labels dropped", limit=MAX_LB_LABELS, labels=sorted(labels))
@@ -37,5 +38,5 @@ class WrapperReports:
                 if merged != self.lb_labels:
                     self.lb_labels = merged
                     self.labels_changed()
-            case ("trace", sid, kind, key, value):
+            case Trace(sid=sid, kind=kind, key=key, value=value):
                 log.info("wrapper trace", sid=sid, kind=kind, key=key, value=value)

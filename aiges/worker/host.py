@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiges.engine import ipc
+from aiges.engine.messages import LbLabels, Metric, Trace, Usage
 from aiges.engine.types import DataItem
 
 if TYPE_CHECKING:
@@ -34,14 +35,14 @@ class WorkerHost:
         return self.worker.app_id_of(name) if self.worker is not None else ""
 
     def usage(self, name: str, app_id: str, channel: str, key: str, count: int) -> None:
-        self.channel.send(("usage", str(app_id), str(channel), str(key), int(count)))
+        self.channel.send(Usage(str(app_id), str(channel), str(key), int(count)))
 
     def trace(self, name: str, kind: str, key: str, value: str) -> None:
         sid = self.worker.sid_of(name) if self.worker is not None else name
-        self.channel.send(("trace", sid, kind, str(key), str(value)))
+        self.channel.send(Trace(sid, kind, str(key), str(value)))
 
     def metric(self, name: str, labels: dict[str, str], value: int) -> None:
-        self.channel.send(("metric", str(name), {str(k): str(v) for k, v in labels.items()}, int(value)))
+        self.channel.send(Metric(str(name), {str(k): str(v) for k, v in labels.items()}, int(value)))
 
     def lb_labels(self, labels: dict[str, str]) -> None:
-        self.channel.send(("lb_labels", {str(k): str(v) for k, v in labels.items()}))
+        self.channel.send(LbLabels({str(k): str(v) for k, v in labels.items()}))

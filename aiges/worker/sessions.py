@@ -1,13 +1,14 @@
-"""A worker's side of its streaming sessions: the wrapper's handle, the output context, and the
+"""A worker's side of its streaming sessions: the wrapper's handle, the output encoder, and the
 reorder buffer for input frames."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiges.engine.messages import Output
 from aiges.engine.types import DataItem
 from aiges.errors import AigesError
-from aiges.protocol.codec import OutputContext
+from aiges.protocol.codecs import Encoder
 
 GAP_WAIT_S = 5.0
 
@@ -46,14 +47,15 @@ class Sequencer:
 class WorkerSession:
     tag: str
     handle: str
-    context: OutputContext
+    encoder: Encoder
     sequencer: Sequencer | None
+    sid: str = ""
+    app_id: str = ""
     input_done: bool = False
     output_done: bool = False
     gap_deadline: float | None = None
-    sid: str = ""
-    app_id: str = ""
     paused: bool = False
     """The client has too much unread output: the wrapper's output is not read meanwhile."""
     failure: AigesError | None = None
-    outbox: list | None = None
+    outbox: list[tuple[Output, bool]] | None = None
+    """While the first frame is handled: its outputs, returned with the answer."""

@@ -1,8 +1,12 @@
 import pytest
 
+"""The codecs a worker decodes calls with: LoaderInput (xsf and stream envelopes) and items."""
+
+from aiges.engine.messages import Expect, Head, Items, ItemsOutput
 from aiges.engine.types import DataItem
 from aiges.errors import AigesError
-from aiges.protocol import codec
+from aiges.protocol.codecs import Decoded, ItemsCodec
+from aiges.protocol.loader_codec import STREAM, XSF, LoaderCodec
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 from aiges.protocol.xsf_pb2 import ResData, Session
 
@@ -19,8 +23,8 @@ def make_input(**kwargs) -> LoaderInput:
     )
 
 
-def first(message: LoaderInput, envelope=codec.STREAM, header_pass=("sid", "appid")) -> codec.Frame:
-    return codec.V2Codec(header_pass).first(message.SerializeToString(), envelope)
+def first(message: LoaderInput, envelope=STREAM, header_pass=("sid", "appid")) -> Decoded:
+    return LoaderCodec(envelope, header_pass).first(message.SerializeToString(), Head("tag"))
 
 
 def test_params_take_header_pass_keys():
@@ -44,7 +48,7 @@ def test_items_keep_name_type_status_and_attributes():
 
 
 def test_once_output_takes_name_and_type_from_expect():
-    context = first(make_input(state=LoaderInput.ONCE)).context
+    context = first(make_input(state=LoaderInput.ONCE)).encoder
     output = LoaderOutput.FromString(context.once([DataItem("out", b"img", 0, 3, {"encoding": "jpg", "w": "4"})]))
     assert output.status == LoaderOutput.ONCE and output.code == 0 and output.serviceId == "svc"
     [payload] = output.pl
@@ -54,7 +58,7 @@ def test_once_output_takes_name_and_type_from_expect():
 
 
 def test_an_unexpected_output_is_10106():
-    context = first(make_input()).context
+    context = first(make_input()).encoder
     with pytest.raises(AigesError) as failure:
         context.once([DataItem("other", b"")])
     assert failure.value.code == 10106
@@ -62,7 +66,7 @@ def test_an_unexpected_output_is_10106():
 
 
 def test_stream_batches_count_seq_and_end_with_their_last_item():
-    context = first(make_input()).context
+    context = first(make_input()).encoder
     body, ended = context.batch([DataItem("out", b"a", status=1)])
     assert not ended and LoaderOutput.FromString(body).status == LoaderOutput.CONTINUE
     body, ended = context.batch([DataItem("out", b"b", status=1), DataItem("out", b"c", status=2)])
@@ -72,8 +76,8 @@ def test_stream_batches_count_seq_and_end_with_their_last_item():
 
 
 def test_the_xsf_envelope_merges_into_the_fronts_resdata():
-    context = first(make_input(state=LoaderInput.ONCE), envelope=codec.XSF).context
-    tail = context.once([DataItem("out", b"img")])
+    context = first(make_input(), envelope=XSF).encoder
+    tail, _ = context.batch([DataItem("out", b"img", status=1)])
     head = ResData(code=0, s=Session(h="handle", sess={"PeerAddr": "1.2.3.4:5"})).SerializeToString()
     reply = ResData.FromString(head + tail)
     assert reply.s.h == "handle" and reply.s.sess["PeerAddr"] == "1.2.3.4:5"
@@ -83,5 +87,27 @@ def test_the_xsf_envelope_merges_into_the_fronts_resdata():
 
 def test_undecodable_input_is_10401():
     with pytest.raises(AigesError) as failure:
-        codec.V2Codec(()).first(b"\x0a\xff", codec.XSF)
+        LoaderCodec(XSF, ()).first(b"\x0a\xff", Head("tag"))
     assert failure.value.code == 10401
+
+
+def test_a_one_shot_xsf_reply_is_the_whole_resdata_with_the_requests_head():
+    codec = LoaderCodec(XSF, ())
+    decoded = codec.first(make_input(state=LoaderInput.ONCE).SerializeToString(), Head("h1", "trace", "1.2.3.4:5"))
+    reply = ResData.FromString(decoded.encoder.once([DataItem("out", b"img")]))
+    assert (reply.s.h, reply.s.t, reply.s.sess["PeerAddr"]) == ("h1", "trace", "1.2.3.4:5")
+
+
+def test_the_items_codec_names_and_numbers_outputs_as_the_loader_codec_does():
+    frame = Items([DataItem("in", memoryview(b"ab"), 1, 1, {"rate": "16000"})], {"p": "1"}, {"sid": "s1", "app_id": "a"},
+                  {"out": Expect(2, {"encoding": "png"})}, "svc")
+    decoded = ItemsCodec(("sid",)).first(frame, Head("tag"))
+    assert decoded.params == {"p": "1", "sid": "s1"} and decoded.app_id == "a"
+    assert type(decoded.items[0].data) is bytes  # a ring view is copied out for the wrapper to keep
+    output, ended = decoded.encoder.batch([DataItem("out", b"x", 0, 2, {"w": "4"})])
+    assert isinstance(output, ItemsOutput) and ended and output.status == 2
+    [item] = output.items
+    assert (item.key, item.type, item.desc) == ("out", 2, {"w": "4", "encoding": "png", "seq": "1", "status": "2"})
+    with pytest.raises(AigesError) as failure:
+        decoded.encoder.once([DataItem("other", b"")])
+    assert failure.value.code == 10106

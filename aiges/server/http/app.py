@@ -2,9 +2,13 @@
 the same engine as the gRPC fronts.
 
     POST <meta.route>          ASE JSON API, one-shot            (aiges.server.http.ase)
-    GET  <meta.route>          ASE JSON API, a WebSocket session (aiges.server.http.ase)
-    /v2/...                    Open Inference Protocol REST      (aiges.server.http.oip)
+    GET  <meta.route>          ASE JSON API, a WebSocket session (aiges.server.http.websocket)
+    /v2/...                    Open Inference Protocol REST      (aiges.server.http.oip_rest)
     GET  /openapi.json, /docs  the API, described                (aiges.server.http.docs)
+
+Every handler runs its request through the front's ``FrontCalls`` (``aiges.server.observe``):
+one place that times, counts and logs requests and turns an AigesError into the route's
+error form.
 
 aiohttp, because one well-kept library gives both an asyncio HTTP/1.1 server and WebSockets that
 run in the loop the gRPC server and the engine already use, with no ASGI layer between a request
@@ -20,42 +24,48 @@ import structlog
 from aiohttp import WSCloseCode, web
 
 from aiges.engine.engine import Engine
-from aiges.errors import AigesError, ErrorCode, http_status
-from aiges.metrics import RequestCounter
+from aiges.errors import AigesError, http_status
 from aiges.protocol.handle import HandleGenerator
-from aiges.protocol.oip import Model, ModelNotFound
-from aiges.server.http import ase, docs, oip
+from aiges.server.http import ase, docs, oip_rest, websocket
+from aiges.server.model import Model, ModelNotFound, ModelSource
+from aiges.server.observe import FrontCalls
 
 log = structlog.get_logger("aiges.http")
 
 SHUTDOWN_S = 2.0  # for requests still running when the listener closes; the drain came before
 
 
+def error_response(error: AigesError, body: dict[str, object] | None = None) -> web.Response:
+    """An AigesError over HTTP: its code's status (503 with Retry-After for the retryable ones),
+    the body given, or ``{"error": "<code>: <message>"}``."""
+    status = http_status(error.code)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return web.json_response(body if body is not None else {"error": f"{error.code}: {error.message}"},
+                             status=status, headers=headers)
+
+
 class HttpFront:
     """What the HTTP handlers share: the engine, handles, the model and readiness."""
 
-    def __init__(self, engine: Engine, handles: HandleGenerator, model: Callable[[], Model | None],
+    def __init__(self, engine: Engine, handles: HandleGenerator, models: ModelSource,
                  ready: Callable[[], bool], *, cors: str = "*", max_body_mb: int = 4) -> None:
         self.engine = engine
         self.handles = handles
-        self.model = model
+        self.models = models
         self.ready = ready
         self.cors = cors
         self.max_message = max_body_mb << 20
-        self.counts = RequestCounter("http")
+        self.calls = FrontCalls("http")
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
-        oip.add_routes(self.app.router, self)
+        oip_rest.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
-        ase.add_routes(self.app.router, self)
+        ase.add_routes(self.app.router, self, websocket.session)
         self._runner: web.AppRunner | None = None
 
     def current_model(self) -> Model:
-        """The model, or 503 while the workers are still starting."""
-        model = self.model()
-        if model is None:
-            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "the model is still loading; retry shortly")
-        return model
+        """The model; ModelLoading (503, Retry-After) while the workers are still starting."""
+        return self.models.current()
 
     @web.middleware
     async def _headers(self, request: web.Request, handler) -> web.StreamResponse:
@@ -80,7 +90,7 @@ class HttpFront:
         except ModelNotFound as exc:
             return web.json_response({"error": str(exc)}, status=404)
         except AigesError as exc:
-            return web.json_response({"error": f"{exc.code}: {exc.message}"}, status=http_status(exc.code))
+            return error_response(exc)
 
     async def start(self, listen: str) -> str:
         """Listen on HOST:PORT (port 0 picks one); returns the address bound."""

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from aiges.schema import build_openapi, route_of
+from aiges.schema import route_of
+from aiges.schema.openapi import build_openapi
 
 if TYPE_CHECKING:
-    from aiges.protocol.oip import Model
     from aiges.server.http.app import HttpFront
+    from aiges.server.model import Model
 
 STYLE = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
          "code,pre{font:13px ui-monospace,monospace;background:#f4f4f4}pre{padding:.8em;overflow:auto}"

@@ -9,26 +9,19 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from aiohttp import web
 
 from aiges import __version__
-from aiges.errors import AigesError, ErrorCode, http_status
+from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import oip
 from aiges.protocol.ase import scalar_text
 from aiges.protocol.json_body import parse_json
-from aiges.server.calls import call_once
+from aiges.server.model import Model
 
 if TYPE_CHECKING:
     from aiges.server.http.app import HttpFront
 
-log = structlog.get_logger("aiges.http")
-
 HEADER_LENGTH = "Inference-Header-Content-Length"
-
-
-def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def flatten(name: str, data: Any) -> list:
@@ -112,7 +105,7 @@ def parse_request(raw: bytes, header_length: str | None) -> RestRequest:
     return RestRequest(call, request_id, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False)))
 
 
-def infer_response(model: oip.Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool],
+def infer_response(model: Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool],
                    binary_default: bool) -> web.Response:
     outputs, parts = [], []
     for tensor in tensors:
@@ -140,7 +133,7 @@ def infer_response(model: oip.Model, request_id: str, tensors: list[oip.Tensor],
 
 
 def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
-    def model_of(request: web.Request) -> oip.Model:
+    def model_of(request: web.Request) -> Model:
         model = front.current_model()
         model.check(request.match_info["name"], request.match_info.get("version", ""))
         return model
@@ -165,22 +158,20 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
                                  status=200 if is_ready else 503)
 
     async def infer(request: web.Request) -> web.Response:
+        from aiges.server.http.app import error_response
+
         model = model_of(request)
         tag = front.handles.next()
-        code = 0
-        try:
+
+        async def body() -> web.Response:
             parsed = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
             call = parsed.call
             model.check_outputs(call.outputs)
-            output = await call_once(front.engine, tag, oip.loader_input(call, model.name, model.schema, tag))
+            output = await front.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
             return infer_response(model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary,
                                   parsed.binary_default)
-        except AigesError as exc:
-            code = exc.code
-            log.warning("call failed", op="infer", sid=tag, code=exc.code, error=exc.message)
-            return error(http_status(exc.code), f"{exc.code}: {exc.message}")
-        finally:
-            front.counts.count("infer", code)
+
+        return await front.calls.run("infer", tag, body, error_response)
 
     router.add_get("/v2/health/live", live)
     router.add_get("/v2/health/ready", ready)

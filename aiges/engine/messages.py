@@ -1,0 +1,251 @@
+"""Every message between the server and a worker process, as a class.
+
+Messages are NamedTuples: they pickle as fast as plain tuples (the IPC frames are pickle
+protocol 5, ``aiges.engine.ipc``) and are matched by class and field name with ``match``. Payload
+bytes travel out of band (``ipc.out_of_band``): in a frame's buffers, or in the shared-memory
+ring when large, never inside the pickle stream.
+
+A call names what it carries in ``frame``:
+
+- ``Wire``: a client's own protocol bytes, which the worker decodes with the named codec (the xsf
+  and native stream fronts pass their clients' LoaderInput through undecoded);
+- ``Items``: a call its front has already decoded into engine items (OIP, the ASE JSON API).
+
+Server -> worker: ``Init`` once, then calls (``Once``, ``Open``, ``Write``, ``Finish``,
+``Destroy``), each answered by ``Done`` or ``Failed`` in the order sent; ``Pause``/``Resume`` (no
+answer) for a session's output back-pressure; ``Fini`` to stop.
+
+Worker -> server: ``Ready`` or ``InitFailed``; ``Started`` for calls run together as one batch;
+``Done``/``Failed`` per call; ``Output``/``OutputFailed`` for session output at any time; and
+what the wrapper reports through its callbacks (``Usage``, ``Metric``, ``LbLabels``, ``Trace``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, NamedTuple, TypeAlias
+
+from aiges.engine.types import DataItem, WorkerInfo
+
+Payload: TypeAlias = "bytes | memoryview | pickle.PickleBuffer"
+
+
+# -- what a call carries ---------------------------------------------------------------------------
+
+
+class Wire(NamedTuple):
+    """A frame in a client's protocol, decoded in the worker by ``codec`` (see ``aiges.protocol.codecs``)."""
+
+    codec: str
+    data: Payload
+
+
+class Expect(NamedTuple):
+    """One output the caller wants: its data type, and attributes it asks for (encoding...)."""
+
+    data_type: int
+    attributes: dict[str, str]
+
+
+class Items(NamedTuple):
+    """A call decoded by its front. ``expect`` names the outputs wanted (an output it does not
+    name fails with 10106). ``params``, ``headers`` and ``expect`` count on a call or a session's
+    first frame; a later frame carries only items."""
+
+    items: list[DataItem]
+    params: dict[str, str]
+    headers: dict[str, str]
+    expect: dict[str, Expect]
+    service_id: str = ""
+    sync_id: int = 0
+
+
+Frame: TypeAlias = "Wire | Items"
+
+
+class ItemsOutput(NamedTuple):
+    """Output for an ``Items`` call: the batch's status and its items, named after their expect
+    entries, with ``seq`` and ``status`` attributes (as a LoaderOutput's payloads carry them)."""
+
+    status: int
+    items: list[DataItem]
+
+
+Output: TypeAlias = "bytes | ItemsOutput"
+"""What a call or a session produced, in its frame's form: encoded bytes for a ``Wire`` frame."""
+
+
+class Head(NamedTuple):
+    """What a reply's wire form may need from the request: its handle, trace and the server."""
+
+    tag: str
+    trace: str = ""
+    peer: str = ""
+
+
+# -- server -> worker ---------------------------------------------------------------------------------
+
+
+class WorkerSettings(NamedTuple):
+    wrapper: str
+    config: dict[str, str]
+    realtime: bool
+    header_pass: tuple[str, ...]
+    peer_addr: str
+    batch_size: int
+    batch_delay_ms: int
+    async_mode: bool
+    log_level: str
+
+
+class Init(NamedTuple):
+    settings: WorkerSettings
+
+
+class Once(NamedTuple):
+    """A one-shot call; ``may_open``: the frame itself says whether it is one (an xsf AIIn)."""
+
+    call_id: int
+    head: Head
+    frame: Frame
+    may_open: bool = False
+
+
+class Open(NamedTuple):
+    """A session's first frame; ``ordered``: reorder its frames by their sync_id."""
+
+    call_id: int
+    head: Head
+    frame: Frame
+    ordered: bool
+
+
+class Write(NamedTuple):
+    call_id: int
+    tag: str
+    frame: Frame
+
+
+class Finish(NamedTuple):
+    """The client will write no more: read until the wrapper's output ends."""
+
+    call_id: int
+    tag: str
+
+
+class Destroy(NamedTuple):
+    call_id: int
+    tag: str
+
+
+class Pause(NamedTuple):
+    tag: str
+
+
+class Resume(NamedTuple):
+    tag: str
+
+
+class Fini(NamedTuple):
+    pass
+
+
+Call: TypeAlias = "Once | Open | Write | Finish | Destroy"
+
+# -- worker -> server ---------------------------------------------------------------------------------
+
+
+class Timings(NamedTuple):
+    """The worker's clock (``time.monotonic``, one clock for every process on the host): when it
+    was last free, when it read the call, when the wrapper started and finished."""
+
+    free_at: float
+    received_at: float
+    started_at: float
+    finished_at: float
+
+
+class Ready(NamedTuple):
+    info: WorkerInfo
+
+
+class InitFailed(NamedTuple):
+    reason: str
+
+
+class Started(NamedTuple):
+    """These calls run together (one wrapperBatchExec)."""
+
+    call_ids: list[int]
+
+
+class OnceReply(NamedTuple):
+    output: Output
+
+
+class Opened(NamedTuple):
+    """A session exists; ``outputs`` are those its first frame already produced."""
+
+    service_id: str
+    outputs: list[tuple[Output, bool]]
+
+
+class Done(NamedTuple):
+    call_id: int
+    value: OnceReply | Opened | None
+    timings: Timings
+
+
+class Failed(NamedTuple):
+    call_id: int
+    code: int
+    message: str
+    timings: Timings
+
+
+class SessionOutput(NamedTuple):
+    tag: str
+    output: Output
+    ended: bool
+
+
+class SessionFailed(NamedTuple):
+    tag: str
+    code: int
+    message: str
+
+
+class Usage(NamedTuple):
+    app_id: str
+    channel: str
+    key: str
+    units: int
+
+
+class Metric(NamedTuple):
+    name: str
+    labels: dict[str, str]
+    value: int
+
+
+class LbLabels(NamedTuple):
+    labels: dict[str, str]
+
+
+class Trace(NamedTuple):
+    sid: str
+    kind: str
+    key: str
+    value: str
+
+
+Report: TypeAlias = "Usage | Metric | LbLabels | Trace"
+"""What a wrapper reports through its callbacks; the server's ``WrapperReports`` takes them."""
+
+ToServer: TypeAlias = "Ready | InitFailed | Started | Done | Failed | SessionOutput | SessionFailed | Report"
+ToWorker: TypeAlias = "Init | Call | Pause | Resume | Fini"
+
+
+def describe(message: Any) -> str:
+    """A message's class name, for logs."""
+    return type(message).__name__

@@ -1,0 +1,128 @@
+"""The xsf front: ``utils.XsfCall/call``, as existing AIGes/AthenaServing clients speak it.
+
+    AIIn  SeqNo=1, state ONCE     one-shot call
+    AIIn  SeqNo=1, state STREAM   open a session (its headers, params and expect hold for the whole
+                                  session; its payloads are written too)
+    AIIn  (no SeqNo)              write a frame (reordered by sync_id); returns output already ready
+    AIOut                         the next output batch, waiting at most waitTime ms (default 500)
+    AIExcp                        abort the session
+
+The front only routes: it reads the op, handle and params of the ReqData and passes
+``data[0].data`` untouched to a worker (``Wire("xsf", ...)``), which decodes it and encodes the
+reply: the whole ResData of a one-shot call, or the ``data`` field of a session's output, which
+goes out after this front's own ResData fields (protobuf merges concatenated messages). Payloads
+are never decoded or re-encoded here.
+
+Requests arrive as raw bytes (no gRPC-level deserializer), so a malformed message becomes an
+AIGes 10401 reply instead of a transport error. Every failure travels inside the LoaderOutput
+(``code``, ``err``, status END) with ``ResData.code`` 0, except 10110 (no licence) and 10112
+(still starting), which also set ``ResData.code`` so xsf clients retry elsewhere. An error on a
+session ends the session.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from aiges.engine.engine import Engine
+from aiges.engine.messages import Wire
+from aiges.engine.sessions import Session
+from aiges.errors import AigesError, ErrorCode
+from aiges.protocol.handle import HandleGenerator
+from aiges.protocol.loader_codec import XSF, error_output, status_output, wrap
+from aiges.protocol.v2_pb2 import LoaderOutput
+from aiges.protocol.xsf_pb2 import ReqData, ResData
+from aiges.protocol.xsf_pb2 import Session as XsfSession
+from aiges.server.observe import FrontCalls
+
+NO_OP_OPS = frozenset({"AIHotword", "AILBType", "AIDetect", "AILoad", "AIUnLoad"})
+OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
+RETRY_ELSEWHERE = frozenset({ErrorCode.LICENSE_NOT_ENOUGH, ErrorCode.STARTING})
+FIRST_FRAME = "1"
+DEFAULT_WAIT_MS = 500
+
+
+def wait_ms(param: dict[str, str]) -> int:
+    """``waitTime``: default 500 ms; unparsable means 0, as in the original."""
+    text = param.get("waitTime")
+    if text is None:
+        return DEFAULT_WAIT_MS
+    try:
+        return max(int(text), 0)
+    except ValueError:
+        return 0
+
+
+def empty(service_id: str, status: int) -> bytes:
+    return wrap(status_output(service_id, status), XSF)
+
+
+class XsfService:
+    def __init__(self, engine: Engine, handles: HandleGenerator, peer_addr: str, debug: bool = False) -> None:
+        self.engine = engine
+        self.handles = handles
+        self.peer_addr = peer_addr
+        self.calls = FrontCalls("xsf", debug)
+
+    def rpc_handlers(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            "utils.XsfCall", {"call": grpc.unary_unary_rpc_method_handler(self.call)}
+        )
+
+    async def call(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            request = ReqData.FromString(raw)
+        except DecodeError as exc:
+            error = AigesError(ErrorCode.PB_UNMARSHAL, f"request is not a utils.ReqData: {exc}")
+            self.calls.failed("other", "", error)
+            return ResData(code=error.code, error_info=error.message).SerializeToString()
+        handle = request.s.h or self.handles.next()
+        if request.op == "ping":
+            return self._head(request, handle).SerializeToString()
+
+        async def answer() -> bytes:
+            return await self._dispatch(request, handle)
+
+        def wire_error(error: AigesError) -> bytes:
+            head = self._head(request, handle)
+            if error.code in RETRY_ELSEWHERE:
+                head.code = error.code
+                head.error_info = error.message
+            return head.SerializeToString() + wrap(error_output("", error), XSF)
+
+        return await self.calls.run(request.op if request.op in OPS else "other", handle, answer, wire_error)
+
+    def _head(self, request: ReqData, handle: str) -> ResData:
+        return ResData(s=XsfSession(h=handle, t=request.s.t, sess={"PeerAddr": self.peer_addr}))
+
+    async def _dispatch(self, request: ReqData, handle: str) -> bytes:
+        op = request.op
+        if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
+            frame = Wire(XSF, request.data[0].data if request.data else b"")
+            started = await self.engine.begin(handle, frame, trace=request.s.t)
+            if isinstance(started, bytes):  # a one-shot call: the worker built the whole ResData
+                return started
+            assert isinstance(started, Session)
+            return self._head(request, handle).SerializeToString() + await self._available(started, LoaderOutput.BEGIN)
+        head = self._head(request, handle).SerializeToString()
+        if op == "AIIn":
+            session = self.engine.get(handle)
+            await self.engine.write(session, Wire(XSF, request.data[0].data if request.data else b""))
+            return head + await self._available(session, LoaderOutput.CONTINUE)
+        if op == "AIOut":
+            session = self.engine.get(handle)
+            output = await self.engine.read(session, wait_ms(dict(request.param)) / 1000)
+            return head + (output if isinstance(output, bytes) else empty(session.service_id, LoaderOutput.CONTINUE))
+        if op == "AIExcp":
+            session = self.engine.get(handle)
+            self.engine.close(session, reason="aborted")
+            return head + empty(session.service_id, LoaderOutput.END)
+        if op in NO_OP_OPS:
+            return head + empty("", LoaderOutput.BEGIN)
+        raise AigesError(ErrorCode.INVALID_OP, f"invalid service operation {op!r}")
+
+    async def _available(self, session: Session, status: int) -> bytes:
+        """A write never waits for results: it returns the next batch if one is ready."""
+        output = await self.engine.read(session, 0)
+        return output if isinstance(output, bytes) else empty(session.service_id, status)
