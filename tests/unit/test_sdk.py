@@ -261,3 +261,15 @@ def test_wrapper_log_prints_alone_and_defers_to_a_configured_logging():
     for code, expected in ((alone, " - INFO:  hello"), (configured, "ROOT hello")):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
         assert done.stderr.count("hello") == 1 and expected in done.stderr and "hidden" not in done.stderr
+
+
+def test_the_sdk_needs_neither_jinja2_nor_pydantic():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['jinja2'] = sys.modules['pydantic'] = None\n"
+            "import aiges.sdk, aiges.stream, aiges.dto\n"
+            "class W(aiges.sdk.WrapperBase):\n    serviceId = 's'\n"
+            "print(len(W().schema()) > 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "True", done.stderr
