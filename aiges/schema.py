@@ -6,8 +6,8 @@ The schema has the original SDK's shape (§4.c): ``{meta, schemainput, schemaout
 response payload. Defaults are written as ``defaultVal``, as the AI platform expects.
 
 ``Validator`` checks a call's params and input items against the same declarations, in the
-worker, before the wrapper runs: a bad param is 10107, a missing input 10009, each naming the
-field.
+worker, before the wrapper runs: a bad param is 10107, a missing required input 10009, each
+naming the field. Inputs the wrapper does not declare pass unchecked.
 """
 
 from __future__ import annotations
@@ -111,7 +111,12 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
             "accept": {key: {"dataType": TYPE_NAMES[f.data_type]} for key, f in accepts.items()},
         },
     }
-    schema_input = {
+    # Inputs are optional unless a wrapper marks one required=True (aiges' extension; the
+    # original's schema listed none), so "required" appears only then.
+    required_inputs = [key for key, f in inputs.items() if f.required]
+    payload_object: dict[str, Any] = {"type": "object",
+                                      "properties": {key: payload_schema(f) for key, f in inputs.items()}}
+    schema_input: dict[str, Any] = {
         "type": "object",
         "properties": {
             "header": HEADER_SCHEMA,
@@ -125,14 +130,12 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
                     }
                 },
             },
-            "payload": {
-                "type": "object",
-                "properties": {key: payload_schema(f) for key, f in inputs.items()},
-                "required": [key for key, f in inputs.items() if f.required],
-            },
+            "payload": payload_object,
         },
-        "required": ["payload"] if inputs else [],
     }
+    if required_inputs:
+        payload_object["required"] = required_inputs
+        schema_input["required"] = ["payload"]
     schema_output = {
         "type": "object",
         "properties": {

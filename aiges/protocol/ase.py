@@ -4,12 +4,13 @@ Request (as the original loader's HTTP mode read it):
 
 - ``header``: flat platform fields (app_id, uid, ...), passed on as headers; ``sid`` is replaced by
   the server's handle.
-- ``parameter.<serviceId>``: scalars are the wrapper's params; objects name the outputs wanted
-  (``{"data_type": "text", "encoding": ...}``), the expect list. With none named, every output
-  the wrapper declares is wanted.
+- ``parameter.<serviceId>``: scalars are the wrapper's params; objects describe outputs
+  (``{"data_type": "text", "encoding": ...}``) for the expect list, which also holds every output
+  the wrapper declares (as the OIP front's does), so a declared output is never a 10106.
 - ``payload.<name>``: one input; its ``text|audio|image|video|other`` key holds the data, base64
   encoded (a JSON object or array there is sent as its JSON text), ``status`` its stream status,
-  and the other keys become the item's attributes.
+  and the other keys become the item's attributes. Inputs the wrapper does not declare are passed
+  on too, as the xsf front and the original's HTTP front do.
 
 Response: ``{"header": {code, message, sid, status}, "payload": {<name>: {<type>: data, status,
 seq, <attributes>}}}``, where text outputs are the text itself and other types base64. An error is
@@ -27,7 +28,7 @@ from typing import Any
 from aiges.engine.types import TYPE_CODES, TYPE_NAMES
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.json_body import parse_json
-from aiges.protocol.oip import declared_inputs, declared_outputs
+from aiges.protocol.oip import declared_outputs
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc
 
 EXPECT_ATTRIBUTES = ("encoding", "format", "compress")
@@ -77,10 +78,7 @@ def loader_input(request: Mapping, service_id: str, schema: Mapping | None, tag:
                  state: int = LoaderInput.ONCE, default_status: int = 3, first: bool = True) -> LoaderInput:
     """The LoaderInput an ASE JSON request makes; ``first``: it carries headers, params and expect."""
     message = LoaderInput(serviceId=service_id, state=state)
-    inputs = declared_inputs(schema)
     for name, item in (request.get("payload") or {}).items():
-        if inputs and name not in inputs:
-            raise invalid(f"unknown input {name!r}; {service_id} takes {', '.join(inputs)}")
         if not isinstance(item, dict):
             raise invalid(f"payload.{name} must be a JSON object")
         add_payload(message, name, item, default_status)
@@ -98,8 +96,9 @@ def loader_input(request: Mapping, service_id: str, schema: Mapping | None, tag:
                 add_expect(message, key, value)
             else:
                 message.params[key] = scalar_text(value)
-    if not message.expect:
-        for name, type_name in outputs.items():
+    named = {entry.name for entry in message.expect}
+    for name, type_name in outputs.items():
+        if name not in named:
             message.expect.add(name=name, dataType=TYPE_CODES.get(type_name, MetaDesc.TEXT))
     return message
 

@@ -36,12 +36,17 @@ def test_one_bytes_element_is_the_item_itself_and_numbers_stay_raw():
 @pytest.mark.parametrize(("tensor", "error"), [
     (oip.Tensor("x", "FP32", [2], b"\x00" * 4), "needs 8 bytes, got 4"),
     (oip.Tensor("x", "BYTES", [2], oip.pack_bytes([b"a"])), "needs 2 BYTES elements, got 1"),
-    (oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"])), "unknown input 'nope'"),
 ])
 def test_inconsistent_tensors_are_rejected(tensor, error):
     with pytest.raises(AigesError, match=error) as raised:
         oip.loader_input(oip.Request([tensor], [], {}), "m", SCHEMA, "sid")
     assert http_status(raised.value.code) == 400
+
+
+def test_undeclared_tensors_are_passed_on():
+    extra = oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"]))
+    [payload] = oip.loader_input(oip.Request([extra], [], {}), "m", SCHEMA, "sid").pl
+    assert (payload.meta.name, payload.data, payload.meta.dataType) == ("nope", b"a", 0)
 
 
 def test_outputs_become_tensors():
