@@ -3,16 +3,31 @@
 These are the classes a ``wrapper.py`` receives and returns. ``ResponseData.data`` may be
 assigned directly or through ``setData``; either keeps ``len`` right. Result data may be bytes,
 str (sent as UTF-8), or any JSON-able value, nested included (sent as JSON text).
+
+``callback(response, sid)`` delivers streaming results. Inside an aiges worker it is the same as
+``aiges_embed.callback``: the results go to the session. Outside one (a wrapper's ``__main__``
+trying itself with ``WrapperBase.run(stream=True)``) they go to the queue ``init_rq()`` made,
+as in the original SDK.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import queue
+import sys
 from typing import Any
 
-from aiges.types import DataOnce, DataText
+from aiges.types import *  # noqa: F403 - the original dto re-exported the constants
+from aiges.types import DataOnce, DataText, Status, Types
+from aiges.types import __all__ as _type_names
 
-__all__ = ["DataListNode", "DataListCls", "ResponseData", "Response", "SessionCreateResponse"]
+__all__ = [
+    "DataListNode", "DataListCls", "ResponseData", "Response", "SessionCreateResponse",
+    "init_rq", "callback", "result_Queue", *_type_names,
+]
+
+_log = logging.getLogger("wrapper")
 
 
 class DataListNode:
@@ -140,5 +155,35 @@ class SessionCreateResponse:
         self.handle = handle
         self.error_code = error_code
 
+    def toJSON(self) -> str:  # noqa: N802
+        return json.dumps({"handle": self.handle, "error_code": self.error_code})
+
     def __repr__(self) -> str:
         return f"SessionCreateResponse(handle={self.handle!r}, error_code={self.error_code})"
+
+
+result_Queue: queue.Queue | None = None  # noqa: N816 - the original's name
+
+
+def init_rq() -> queue.Queue:
+    """A fresh queue for ``callback`` to put results on outside a worker; also ``result_Queue``."""
+    global result_Queue
+    result_Queue = queue.Queue()
+    return result_Queue
+
+
+def callback(r: Response, sid: str, *rest: Any) -> int:
+    """Deliver a streaming result: to the session inside an aiges worker, else onto the queue
+    ``init_rq`` made (a RuntimeError when there is none, as the original raised)."""
+    embedded = sys.modules.get("aiges_embed")
+    forward = getattr(embedded, "callback", None)
+    if forward is not None and forward is not callback:
+        return forward(r, sid, *rest)
+    if result_Queue is None:
+        raise RuntimeError("aiges.dto.callback: call init_rq() first; outside an aiges worker results go to "
+                           "the queue it makes")
+    for item in getattr(r, "list", None) or ():
+        _log.info("sid %s, callback: %s: len %d, type: %s, status: %s", sid, item.key, item.len,
+                  Types.get(item.type, item.type), Status.get(item.status, item.status))
+    result_Queue.put(r)
+    return 0

@@ -102,3 +102,11 @@ def http_status(code: int) -> int:
     an unknown or ended session 404, no licence or draining 503 (retry elsewhere), a timeout 504,
     and anything the wrapper or a worker did 500."""
     return HTTP_STATUS.get(code, 500)
+
+
+# The original Python SDK's ``aiges.errors`` constants, kept for wrappers that import them: the
+# codes its gRPC plugin server answered with.
+OK = 0
+INIT_ERROR = 30001  # the wrapper could not be initialised (wrapperInit raised)
+USER_INIT_ERROR = 30002  # wrapperInit returned non-zero
+USER_EXEC_ERROR = 30003  # a call into the wrapper failed

@@ -86,8 +86,8 @@ def try_one_call(plugin) -> int:
         if not fields.inputs:
             print(f"aiges check: OK - {describe} loaded and initialised (it declares no sample inputs to call with)")
             return 0
-        params = {k: str(f.test_value()) for k, f in fields.params.items() if f.test_value() not in (None, "")}
-        items = [DataItem(k, f.test_value(), f.data_type, 3, {}) for k, f in fields.inputs.items()]
+        params = {k: str(f.test_value) for k, f in fields.params.items() if f.test_value not in (None, "")}
+        items = [DataItem(k, f.test_value, f.data_type, 3, {}) for k, f in fields.inputs.items()]
         Validator(fields).check(params, items)
         results = plugin.once("aiges-check", params, items)
     except AigesError as exc:

@@ -5,12 +5,13 @@ Request (as the original loader's HTTP mode read it):
 
 - ``header``: flat platform fields (app_id, uid, ...), passed on as headers; ``sid`` is replaced by
   the server's handle.
-- ``parameter.<serviceId>``: scalars are the wrapper's params; objects name the outputs wanted
-  (``{"data_type": "text", "encoding": ...}``), the expect list. With none named, every output
-  the wrapper declares is wanted.
+- ``parameter.<serviceId>``: scalars are the wrapper's params; objects describe outputs
+  (``{"data_type": "text", "encoding": ...}``) for the expect list, which also holds every output
+  the wrapper declares (as the OIP front's does), so a declared output is never a 10106.
 - ``payload.<name>``: one input; its ``text|audio|image|video|other`` key holds the data, base64
   encoded (a JSON object or array there is sent as its JSON text), ``status`` its stream status,
-  and the other keys become the item's attributes.
+  and the other keys become the item's attributes. Inputs the wrapper does not declare are passed
+  on too, as the xsf front and the original's HTTP front do.
 
 Response: ``{"header": {code, message, sid, status}, "payload": {<name>: {<type>: data, status,
 seq, <attributes>}}}``, where text outputs are the text itself and other types base64. An error is
@@ -97,9 +98,8 @@ def items_frame(request: Mapping[str, Any], service_id: str, schema: Mapping[str
                 expect[key] = expect_entry(value)
             else:
                 params[key] = scalar_text(value)
-    if not expect:
-        expect = {name: Expect(TYPE_CODES.get(type_name, DataType.TEXT), {})
-                  for name, type_name in declared_outputs(schema).items()}
+    for name, type_name in declared_outputs(schema).items():  # the declared outputs are always wanted
+        expect.setdefault(name, Expect(TYPE_CODES.get(type_name, DataType.TEXT), {}))
     return Items(items, params, headers, expect, service_id)
 
 

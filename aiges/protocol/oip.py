@@ -9,7 +9,8 @@ One tensor is one data item, named by the tensor. What the item holds:
 
 The item's attributes keep ``datatype`` and ``shape`` ("2,3"), so a wrapper can rebuild the array
 (``numpy.frombuffer(data, "<f4").reshape(2, 3)``), plus the tensor's own parameters. Its data type
-is the one the wrapper declares for that input, else TEXT for BYTES and OTHER for the rest.
+is the one the wrapper declares for that input, else TEXT for BYTES and OTHER for the rest. A
+tensor the wrapper does not declare is passed on too, as on every other front.
 
 Outputs go the other way: an item whose attributes carry a numeric ``datatype`` (and ``shape``)
 becomes that tensor; any other item becomes a ``BYTES`` tensor of shape [1] holding its data.

@@ -106,7 +106,12 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
             "accept": {key: {"dataType": TYPE_NAMES[f.data_type]} for key, f in accepts.items()},
         },
     }
-    schema_input = {
+    # Inputs are optional unless a wrapper marks one required=True (aiges' extension; the
+    # original's schema listed none), so "required" appears only then.
+    required_inputs = [key for key, f in inputs.items() if f.required]
+    payload_object: dict[str, Any] = {"type": "object",
+                                      "properties": {key: payload_schema(f) for key, f in inputs.items()}}
+    schema_input: dict[str, Any] = {
         "type": "object",
         "properties": {
             "header": HEADER_SCHEMA,
@@ -120,14 +125,12 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
                     }
                 },
             },
-            "payload": {
-                "type": "object",
-                "properties": {key: payload_schema(f) for key, f in inputs.items()},
-                "required": [key for key, f in inputs.items() if f.required],
-            },
+            "payload": payload_object,
         },
-        "required": ["payload"] if inputs else [],
     }
+    if required_inputs:
+        payload_object["required"] = required_inputs
+        schema_input["required"] = ["payload"]
     schema_output = {
         "type": "object",
         "properties": {

@@ -1,5 +1,6 @@
 """The checks a call gets against the wrapper's declared fields, in the worker, before the
-wrapper runs: a bad param is 10107, a missing required input 10009, each naming the field."""
+wrapper runs: a bad param is 10107, a missing required input 10009, each naming the field.
+Inputs the wrapper does not declare pass unchecked."""
 
 from __future__ import annotations
 

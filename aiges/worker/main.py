@@ -370,8 +370,10 @@ class Worker:
         session = self.sessions.pop(tag, None)
         if session is None:
             return
-        self.by_handle.pop(session.handle, None)
-        self.by_sid.pop(session.sid, None)
+        if self.by_handle.get(session.handle) == tag:  # a wrapper may have given the handle out again
+            del self.by_handle[session.handle]
+        if self.by_sid.get(session.sid) == tag:
+            del self.by_sid[session.sid]
         self.plugin.destroy(session.handle)
 
     def _session(self, tag: str) -> WorkerSession:

@@ -107,12 +107,13 @@ def test_errors_carry_the_aiges_code(tensors, module):
     short.set_data_from_numpy(np.zeros(6, np.float32).reshape(2, 3))
     with pytest.raises(InferenceServerException, match="not served here"):
         client.infer("other", [short])
-    with pytest.raises(InferenceServerException, match="10009: unknown input 'z'"):
+    with pytest.raises(InferenceServerException, match="10009: input 'x' is missing"):
         client.infer("tensors", [text_input(module, "z", b"a")])
     with pytest.raises(InferenceServerException, match="10009: unknown output 'nope'"):
         client.infer("tensors", [short], outputs=[module.InferRequestedOutput("nope")])
-    result = client.infer("tensors", [short])
+    result = client.infer("tensors", [short, text_input(module, "z", b"a")])  # z is not declared: passed on
     assert result.as_numpy("y").shape == (2, 3)
+    assert json.loads(result.as_numpy("stats")[0])["inputs"] == ["x", "z"]
 
 
 def test_grpc_errors_map_to_status_codes(tensors):

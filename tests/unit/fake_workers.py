@@ -81,8 +81,9 @@ class ScriptedPlugin:
         self._mode(params)
         return [DataItem("out", item.data, item.type, DataStatus.ONCE, {}) for item in items]
 
-    def batch(self, tags: list[str], params: list[dict[str, str]],
-              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
     def create(self, tag: str, params: dict[str, str]) -> str:
@@ -128,24 +129,26 @@ class ThreadProcess:
 
     def kill(self) -> None:
         """As SIGKILL: the worker's end of the channel goes away at once."""
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class ThreadLauncher:
     def __init__(self) -> None:
         self.plugins: list[ScriptedPlugin] = []
 
-    async def launch(self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None,
-                     settings: PoolSettings) -> ThreadProcess:
+    async def launch(
+        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+    ) -> ThreadProcess:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
         sock = socket.socket(fileno=channel.detach())
         worker_rings: tuple[ShmRing | None, ShmRing | None] = (None, None)
         if rings:  # its own mappings of the same memory, as a worker process has
-            worker_rings = (ShmRing(settings.shm_bytes, os.dup(rings[0].fd)), ShmRing(settings.shm_bytes, os.dup(rings[1].fd)))
+            worker_rings = (
+                ShmRing(settings.shm_bytes, os.dup(rings[0].fd)),
+                ShmRing(settings.shm_bytes, os.dup(rings[1].fd)),
+            )
         blocking = ipc.BlockingChannel(sock, send_ring=worker_rings[1], recv_ring=worker_rings[0])
         dies = threading.Event()
 
@@ -173,15 +176,32 @@ class ThreadLauncher:
         return ThreadProcess(thread, sock, done)
 
 
-def engine_settings(tmp_path: Path, *, workers: int = 1, licences: int = 10, exec_timeout_ms: int = 5000,
-                    output_kb: int = 4096, ttl_ms: int = 60000) -> EngineSettings:
+def engine_settings(
+    tmp_path: Path,
+    *,
+    workers: int = 1,
+    licences: int = 10,
+    exec_timeout_ms: int = 5000,
+    output_kb: int = 4096,
+    ttl_ms: int = 60000,
+) -> EngineSettings:
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text("# the fake workers never import it\n")
-    worker = WorkerSettings(wrapper=str(wrapper), config={}, realtime=True, header_pass=("sid",), peer_addr="test:1",
-                            batch_size=1, batch_delay_ms=0, async_mode=False, log_level="warning")
+    worker = WorkerSettings(
+        wrapper=str(wrapper),
+        config={},
+        realtime=True,
+        header_pass=("sid",),
+        peer_addr="test:1",
+        batch_size=1,
+        batch_delay_ms=0,
+        async_mode=False,
+        log_level="warning",
+    )
     pool = PoolSettings(worker=worker, gpus=[""] * workers, exec_timeout_ms=exec_timeout_ms, shm_bytes=1 << 20)
-    return EngineSettings(pool=pool, licences=licences, session_ttl_ms=ttl_ms, expiry_scan_ms=100,
-                          session_output_bytes=output_kb << 10)
+    return EngineSettings(
+        pool=pool, licences=licences, session_ttl_ms=ttl_ms, expiry_scan_ms=100, session_output_bytes=output_kb << 10
+    )
 
 
 def engine_with_fakes(tmp_path: Path, **options: Any) -> tuple[Engine, ThreadLauncher, list[Report]]:

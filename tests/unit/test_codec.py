@@ -1,6 +1,6 @@
-import pytest
-
 """The codecs a worker decodes calls with: LoaderInput (xsf and stream envelopes) and items."""
+
+import pytest
 
 from aiges.engine.messages import Expect, Head, Items, ItemsOutput
 from aiges.engine.types import DataItem
@@ -17,8 +17,12 @@ def make_input(**kwargs) -> LoaderInput:
         headers={"sid": "s1", "appid": "app", "uid": "u"},
         params={"p": "1"},
         expect=[MetaDesc(name="out", dataType=MetaDesc.IMAGE, attribute={"encoding": "png"})],
-        pl=[Payload(meta=MetaDesc(name="in", dataType=MetaDesc.AUDIO, attribute={"status": "1", "rate": "16000"}),
-                    data=b"\x00\x01")],
+        pl=[
+            Payload(
+                meta=MetaDesc(name="in", dataType=MetaDesc.AUDIO, attribute={"status": "1", "rate": "16000"}),
+                data=b"\x00\x01",
+            )
+        ],
         **kwargs,
     )
 
@@ -99,8 +103,13 @@ def test_a_one_shot_xsf_reply_is_the_whole_resdata_with_the_requests_head():
 
 
 def test_the_items_codec_names_and_numbers_outputs_as_the_loader_codec_does():
-    frame = Items([DataItem("in", memoryview(b"ab"), 1, 1, {"rate": "16000"})], {"p": "1"}, {"sid": "s1", "app_id": "a"},
-                  {"out": Expect(2, {"encoding": "png"})}, "svc")
+    frame = Items(
+        [DataItem("in", memoryview(b"ab"), 1, 1, {"rate": "16000"})],
+        {"p": "1"},
+        {"sid": "s1", "app_id": "a"},
+        {"out": Expect(2, {"encoding": "png"})},
+        "svc",
+    )
     decoded = ItemsCodec(("sid",)).first(frame, Head("tag"))
     assert decoded.params == {"p": "1", "sid": "s1"} and decoded.app_id == "a"
     assert type(decoded.items[0].data) is bytes  # a ring view is copied out for the wrapper to keep

@@ -3,13 +3,20 @@
 import numpy as np
 import pytest
 
-from aiges.errors import AigesError, http_status
-from aiges.protocol import oip
 from aiges.engine.messages import ItemsOutput
 from aiges.engine.types import DataItem
+from aiges.errors import AigesError, http_status
+from aiges.protocol import oip
 
-SCHEMA = {"meta": {"serviceId": "m", "m": {"input": {"image": {"dataType": "image"}, "x": {"dataType": "other"}},
-                                          "accept": {"out": {"dataType": "text"}}}}}
+SCHEMA = {
+    "meta": {
+        "serviceId": "m",
+        "m": {
+            "input": {"image": {"dataType": "image"}, "x": {"dataType": "other"}},
+            "accept": {"out": {"dataType": "text"}},
+        },
+    }
+}
 
 
 def test_bytes_round_trip_and_truncation():
@@ -34,19 +41,33 @@ def test_one_bytes_element_is_the_item_itself_and_numbers_stay_raw():
     assert list(frame.expect) == ["out"]
 
 
-@pytest.mark.parametrize(("tensor", "error"), [
-    (oip.Tensor("x", "FP32", [2], b"\x00" * 4), "needs 8 bytes, got 4"),
-    (oip.Tensor("x", "BYTES", [2], oip.pack_bytes([b"a"])), "needs 2 BYTES elements, got 1"),
-])
+@pytest.mark.parametrize(
+    ("tensor", "error"),
+    [
+        (oip.Tensor("x", "FP32", [2], b"\x00" * 4), "needs 8 bytes, got 4"),
+        (oip.Tensor("x", "BYTES", [2], oip.pack_bytes([b"a"])), "needs 2 BYTES elements, got 1"),
+    ],
+)
 def test_inconsistent_tensors_are_rejected(tensor, error):
     with pytest.raises(AigesError, match=error) as raised:
         oip.items_frame(oip.Request([tensor], [], {}), "m", SCHEMA, "sid")
     assert http_status(raised.value.code) == 400
 
 
+def test_undeclared_tensors_are_passed_on():
+    extra = oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"]))
+    [payload] = oip.loader_input(oip.Request([extra], [], {}), "m", SCHEMA, "sid").pl
+    assert (payload.meta.name, payload.data, payload.meta.dataType) == ("nope", b"a", 0)
+
+
 def test_outputs_become_tensors():
-    output = ItemsOutput(3, [DataItem("out", b"hello", 0, 3, {"seq": "0", "status": "3"}),
-                             DataItem("n", np.array([1, 2], "<i8").tobytes(), 4, 3, {"datatype": "INT64", "shape": "1,2"})])
+    output = ItemsOutput(
+        3,
+        [
+            DataItem("out", b"hello", 0, 3, {"seq": "0", "status": "3"}),
+            DataItem("n", np.array([1, 2], "<i8").tobytes(), 4, 3, {"datatype": "INT64", "shape": "1,2"}),
+        ],
+    )
     bad = ItemsOutput(3, [DataItem("w", b"123", 4, 3, {"datatype": "FP32"})])
     first, second = oip.output_tensors(output)
     assert (first.datatype, first.shape, oip.unpack_bytes("out", first.data)) == ("BYTES", [1], [b"hello"])
@@ -57,13 +78,16 @@ def test_outputs_become_tensors():
     assert http_status(raised.value.code) == 500
 
 
-@pytest.mark.parametrize(("code", "status"), [(10009, 400), (10107, 400), (10101, 404), (10110, 503),
-                                              (10102, 504), (10909, 500), (10109, 500)])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(10009, 400), (10107, 400), (10101, 404), (10110, 503), (10102, 504), (10909, 500), (10109, 500)],
+)
 def test_http_status_of_aiges_codes(code, status):
     assert http_status(code) == status
 
 
 def test_inputs_the_wrapper_does_not_declare_pass_through():
-    frame = oip.items_frame(oip.Request([oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"]))], [], {}), "m",
-                            SCHEMA, "sid")
+    frame = oip.items_frame(
+        oip.Request([oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"]))], [], {}), "m", SCHEMA, "sid"
+    )
     assert [(i.key, i.data, i.type) for i in frame.items] == [("nope", b"a", 0)]

@@ -18,7 +18,7 @@ class Request:
     temperature = NumberParamField(key="temperature", minimum=0, maximum=2, value=1)
     verbose = BooleanParamField(key="verbose")
     prompt = StringParamField(key="prompt", maxLength=5)
-    text = StringBodyField(key="text", value=b"hello")
+    text = StringBodyField(key="text", value=b"hello", required=True)  # inputs are optional by default
     image = ImageBodyField(key="image", required=False)
 
 

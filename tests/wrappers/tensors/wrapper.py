@@ -12,7 +12,7 @@ DTYPES = {"UINT8": "u1", "INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": 
 
 
 class Request:
-    x = StringBodyField(key="x")
+    x = StringBodyField(key="x", required=True)
 
 
 class Reply:
@@ -34,7 +34,8 @@ class Wrapper(WrapperBase):
         shape = [int(d) for d in item.desc["shape"].split(",")]
         array = np.frombuffer(item.data, DTYPES[item.desc["datatype"]]).reshape(shape)
         doubled = (array.astype("<f4") * 2).tobytes()
-        stats = {"datatype": item.desc["datatype"], "shape": shape, "sum": float(array.sum()), "params": params}
+        stats = {"datatype": item.desc["datatype"], "shape": shape, "sum": float(array.sum()), "params": params,
+                 "inputs": [i.key for i in reqData.list]}
         return Response([
             ResponseData(key="y", data=doubled, desc={"datatype": "FP32", "shape": item.desc["shape"]}),
             ResponseData(key="stats", data=json.dumps(stats).encode()),
