@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from aiges.engine.licences import Licences
 from aiges.engine.messages import (
@@ -199,6 +200,7 @@ class Engine:
             self._first_done(tag)
             raise
         self.inflight -= 1
+        bind_contextvars(worker=worker.index)  # the request's log lines name the worker that ran it
         early = self._early.pop(tag)
         match value:
             case OnceReply(output=output):

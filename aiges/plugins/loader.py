@@ -45,13 +45,15 @@ def load_plugin(path: str | Path, host: PluginHost | None = None, options: LoadO
     """Load a C engine (``.so``), or import a Python wrapper as module ``wrapper`` (as the original
     shim did), and adapt it. ``host`` answers the wrapper's callbacks (the worker; without one,
     as in ``aiges check``, they go nowhere)."""
-    host = host or DetachedHost()
     file = resolve_wrapper_path(path)
     if file.suffix == ".so":
         from aiges.plugins.cabi import CPlugin
 
-        return CPlugin(file.resolve(), host, options.async_mode, options.async_wait_s)
-    embed = install_embed(host)
+        return CPlugin(file.resolve(), host or DetachedHost(), options.async_mode, options.async_wait_s)
+    # aiges_embed exists only inside a worker, as it existed only inside the original's shim:
+    # elsewhere wrappers fall back to aiges.dto
+    embed = install_embed(host) if host is not None else None
+    host = host or DetachedHost()
     module = import_wrapper(file)
 
     from aiges.plugins.pywrapper import PyWrapperPlugin, find_wrapper_class
@@ -70,13 +72,15 @@ def load_plugin(path: str | Path, host: PluginHost | None = None, options: LoadO
                 f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
             ) from None
         plugin = ClassPlugin(instance, options.async_mode)
-        embed.error_text = plugin.error_text
+        if embed is not None:
+            embed.error_text = plugin.error_text
         return plugin
     if callable(getattr(module, "wrapperOnceExec", None)) or callable(getattr(module, "wrapperCreate", None)):
         from aiges.plugins.pyfunc import FunctionPlugin
 
         function_plugin = FunctionPlugin(module)
-        embed.error_text = function_plugin.error_text
+        if embed is not None:
+            embed.error_text = function_plugin.error_text
         return function_plugin
     raise PluginLoadError(
         f"wrapper {file} defines neither a Wrapper class, a python_wrapper.WrapperBase subclass, nor the "

@@ -189,7 +189,7 @@ def test_readiness_while_starting(serve):
     wait_for(lambda: get(base + "/v2/health/live")[0] == 200 if _listening(port) else False)
     assert get(base + "/v2/health/ready")[0] == 503
     status, reply = post(base + "/v1/private/faulty", {"payload": {"text": {"text": b64(b"x")}}})
-    assert status == 503 and reply["header"]["code"] == 10110
+    assert status == 503 and reply["header"]["code"] == 10112 and "loading" in reply["header"]["message"]
     server.wait_serving()
     assert get(base + "/v2/health/ready")[0] == 200
 

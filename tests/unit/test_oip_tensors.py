@@ -54,12 +54,6 @@ def test_inconsistent_tensors_are_rejected(tensor, error):
     assert http_status(raised.value.code) == 400
 
 
-def test_undeclared_tensors_are_passed_on():
-    extra = oip.Tensor("nope", "BYTES", [1], oip.pack_bytes([b"a"]))
-    [payload] = oip.loader_input(oip.Request([extra], [], {}), "m", SCHEMA, "sid").pl
-    assert (payload.meta.name, payload.data, payload.meta.dataType) == ("nope", b"a", 0)
-
-
 def test_outputs_become_tensors():
     output = ItemsOutput(
         3,

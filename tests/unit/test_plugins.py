@@ -15,6 +15,7 @@ from aiges.plugins.loader import load_plugin
 def fresh_wrapper_module():
     yield
     sys.modules.pop("wrapper", None)
+    sys.modules.pop("aiges_embed", None)  # installed by loads with a host, as in a worker
 
 
 def test_class_style_echo():
