@@ -27,7 +27,11 @@ def engine() -> Engine:
         unavailable(f"not installed: {', '.join(missing)} (Debian packages; .ci/run installs them)")
     if standin.debian_mirror() is None:
         unavailable("no Debian bookworm mirror in /etc/apt/sources.list*: nothing to debootstrap a stand-in base from")
-    return Engine(CACHE / "conf")
+    engine = Engine(CACHE / "conf")
+    info = engine.podman("info", check=False)
+    if info.returncode != 0:
+        unavailable(f"podman cannot run here: {info.stderr.strip()[-500:]}")
+    return engine
 
 
 def _standins(engine: Engine, *images: str) -> None:
@@ -43,10 +47,10 @@ def python_base(engine) -> str:
 
 
 @pytest.fixture(scope="session")
-def debian_base(engine) -> str:
-    """The Debian bookworm minbase stand-in (built once per machine)."""
-    _standins(engine)
-    return standin.DEBIAN
+def cuda_base(engine) -> str:
+    """The stand-in for the CUDA runtime image: Debian bookworm, no CUDA (built once per machine)."""
+    _standins(engine, standin.CUDA)
+    return standin.CUDA
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ compose file) cannot be pulled here. In their place:
 - ``debian``: ``debootstrap --variant=minbase bookworm`` from the Debian mirror that apt on this
   machine already uses (read from the apt sources at run time), made slim the way Debian's own
   ``-slim`` images are (no docs, man pages or locales; apt keeps no caches), then ``podman import``.
-  It also stands in for ``nvidia/cuda:...-ubuntu22.04``, which is not in Debian's mirror.
+- ``cuda-base``: that with ca-certificates, standing in for ``nvidia/cuda:...-ubuntu22.04`` (Ubuntu
+  is not in Debian's mirror, and CUDA is not there at all).
 - ``python``: that, plus Debian's Python 3.11 with a virtual environment at ``/usr/local``, so that
   ``python`` and ``pip`` are on PATH as in the official image.
 - ``etcd``, ``prometheus``: Debian's ``etcd-server`` (+ ``etcd-client``) and ``prometheus`` packages.
@@ -34,6 +35,7 @@ from imagelib import CACHE, HERE, Engine  # noqa: E402
 
 DEBIAN = "localhost/aiges-standin/debian:bookworm-slim"
 PYTHON = "localhost/aiges-standin/python:3.11-slim-bookworm"
+CUDA = "localhost/aiges-standin/cuda-base:bookworm"
 ETCD = "localhost/aiges-standin/etcd:bookworm"
 PROMETHEUS = "localhost/aiges-standin/prometheus:bookworm"
 LABEL = "org.aiges.standin.recipe"
@@ -171,7 +173,8 @@ def ensure(engine: Engine, *wanted: str) -> dict[str, bool]:
     if mirror is None:
         raise RuntimeError(f"no Debian {SUITE} mirror in /etc/apt/sources.list*: cannot debootstrap a stand-in")
     built = {DEBIAN: build_debian(engine, mirror)}
-    recipes = {PYTHON: "python.Containerfile", ETCD: "etcd.Containerfile", PROMETHEUS: "prometheus.Containerfile"}
+    recipes = {PYTHON: "python.Containerfile", CUDA: "cuda.Containerfile", ETCD: "etcd.Containerfile",
+               PROMETHEUS: "prometheus.Containerfile"}
     for tag in wanted:
         if tag in recipes:
             built[tag] = build_on(engine, tag, recipes[tag], DEBIAN)
@@ -180,5 +183,5 @@ def ensure(engine: Engine, *wanted: str) -> dict[str, bool]:
 
 if __name__ == "__main__":
     engine = Engine(CACHE / "conf")
-    for image, now in ensure(engine, PYTHON, ETCD, PROMETHEUS).items():
+    for image, now in ensure(engine, PYTHON, CUDA, ETCD, PROMETHEUS).items():
         print(f"{image}: {'built' if now else 'cached'}, {engine.image_size(image) >> 20} MiB")
