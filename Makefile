@@ -66,7 +66,7 @@ $(IMAGES_STAMP): pyproject.toml
 # Builds the stand-in bases (once per machine), the CPU, business and GPU images, and runs them
 # with podman, and the compose stack with podman-compose (tests/images; needs root).
 image-test: $(IMAGES_STAMP)
-	$(PY) -m pytest -q tests/images --timeout 1200
+	$(PY) -m pytest -v tests/images --timeout 1200
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

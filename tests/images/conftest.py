@@ -34,22 +34,17 @@ def engine() -> Engine:
     return engine
 
 
-def _standins(engine: Engine, *images: str) -> None:
-    for image, built in standin.ensure(engine, *images).items():
-        REPORT.setdefault("standins", {})[image] = {"built": built, "size": engine.image_size(image)}
-
-
 @pytest.fixture(scope="session")
 def python_base(engine) -> str:
     """The stand-in for python:3.11.7-slim-bookworm (built once per machine)."""
-    _standins(engine, standin.PYTHON)
+    standin.ensure_noted(engine, standin.PYTHON)
     return standin.PYTHON
 
 
 @pytest.fixture(scope="session")
 def cuda_base(engine) -> str:
     """The stand-in for the CUDA runtime image: Debian bookworm, no CUDA (built once per machine)."""
-    _standins(engine, standin.CUDA)
+    standin.ensure_noted(engine, standin.CUDA)
     return standin.CUDA
 
 

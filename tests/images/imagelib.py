@@ -103,7 +103,7 @@ class Engine:
               labels: dict[str, str] | None = None, ca_bundle: bool = True, timeout: float = 900) -> float:
         """Build ``tag``; returns the seconds it took. The log is kept in CACHE/logs."""
         command = [self.buildah_path, "build", "--isolation", "chroot", "--network", "host", "--format", "docker",
-                   "--layers", "-f", str(dockerfile), "-t", tag]
+                   "--layers", "--force-rm", "-f", str(dockerfile), "-t", tag]
         for name, value in (build_args or {}).items():
             command += ["--build-arg", f"{name}={value}"]
         for name, value in (labels or {}).items():
@@ -249,4 +249,5 @@ def service_config(port: int, metrics_port: int, http_port: int | None, *, wrapp
 
 
 def mib(size: int) -> str:
-    return f"{size / (1 << 20):.0f} MiB"
+    value = size / (1 << 20)
+    return f"{value:.0f} MiB" if abs(value) >= 10 else f"{value:.1f} MiB"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagelib import CACHE, HERE, Engine  # noqa: E402
+from imagelib import CACHE, HERE, REPORT, Engine  # noqa: E402
 
 DEBIAN = "localhost/aiges-standin/debian:bookworm-slim"
 PYTHON = "localhost/aiges-standin/python:3.11-slim-bookworm"
@@ -179,6 +179,13 @@ def ensure(engine: Engine, *wanted: str) -> dict[str, bool]:
         if tag in recipes:
             built[tag] = build_on(engine, tag, recipes[tag], DEBIAN)
     return built
+
+
+def ensure_noted(engine: Engine, *wanted: str) -> None:
+    """``ensure``, noting each stand-in's size and whether it was built now for the tests' summary."""
+    for image, built in ensure(engine, *wanted).items():
+        entry = REPORT.setdefault("standins", {}).setdefault(image, {"built": False})
+        entry.update(built=entry["built"] or built, size=engine.image_size(image))
 
 
 if __name__ == "__main__":

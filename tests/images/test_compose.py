@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import standin
-from imagelib import HERE, REPORT, ROOT, free_ports, run, unavailable, wait_for
+from imagelib import HERE, ROOT, free_ports, run, unavailable, wait_for
 
 from aiges.client import Client
 
@@ -74,8 +74,7 @@ def stack(engine, cpu_image):
     if backend == "cni" and not Path("/usr/lib/cni/dnsname").exists():
         unavailable("the compose network needs CNI's dnsname plugin for service names "
                     "(Debian golang-github-containernetworking-plugin-dnsname; .ci/run installs it)")
-    for image, built in standin.ensure(engine, standin.ETCD, standin.PROMETHEUS).items():
-        REPORT.setdefault("standins", {})[image] = {"built": built, "size": engine.image_size(image)}
+    standin.ensure_noted(engine, standin.ETCD, standin.PROMETHEUS)
     grpc, metrics, http, prometheus = free_ports(4)
     env = dict(os.environ, AIGES_TEST_ETCD_IMAGE=standin.ETCD, AIGES_TEST_PROMETHEUS_IMAGE=standin.PROMETHEUS,
                AIGES_TEST_AIGES_IMAGE=cpu_image, AIGES_GRPC_PORT=str(grpc), AIGES_METRICS_PORT=str(metrics),

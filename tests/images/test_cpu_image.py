@@ -194,6 +194,7 @@ def test_podman_stop_drains_the_call_in_flight_and_exits_0(hardened):
         with Client(hardened.address) as client:
             results.append(client.once({"text": b"in flight"}, params={"sleep_ms": "3000"}, expect=["text"],
                                        check=False))
+        results.append(time.monotonic())
 
     caller = threading.Thread(target=slow_call)
     caller.start()
@@ -202,6 +203,7 @@ def test_podman_stop_drains_the_call_in_flight_and_exits_0(hardened):
     code, seconds = hardened.stop(timeout_s=DRAIN_MS // 1000 + 20)
     caller.join(30)
     assert results and results[0].code == 0 and results[0]["text"] == b"in flight", results
+    assert results[1] > sent, "the call ended before the stop began: nothing was in flight"
     assert code == 0, hardened.logs()
     assert seconds < DRAIN_MS / 1000, f"stopped after {seconds:.1f}s, past the {DRAIN_MS} ms drain"
     logs = hardened.logs()
