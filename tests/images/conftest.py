@@ -12,8 +12,9 @@ import os
 import shutil
 
 import pytest
-import standin
-from imagelib import CACHE, CPU_IMAGE, REPORT, ROOT, Engine, mib, unavailable
+
+from . import standin
+from .imagelib import CACHE, CPU_IMAGE, REPORT, ROOT, Engine, mib, unavailable
 
 TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "debootstrap": "debootstrap"}
 

@@ -29,9 +29,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__:
+    from .imagelib import CACHE, HERE, REPORT, Engine
+else:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagelib import CACHE, HERE, REPORT, Engine  # noqa: E402
+    from imagelib import CACHE, HERE, REPORT, Engine
 
 DEBIAN = "localhost/aiges-standin/debian:bookworm-slim"
 PYTHON = "localhost/aiges-standin/python:3.11-slim-bookworm"

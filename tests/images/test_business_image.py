@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from imagelib import REPORT, SHOP_IMAGE, free_port, run
 
 from aiges.client import Client
+
+from .imagelib import REPORT, SHOP_IMAGE, free_port, run
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -22,10 +22,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import standin
-from imagelib import HERE, ROOT, free_ports, run, unavailable, wait_for
 
 from aiges.client import Client
+
+from . import standin
+from .imagelib import HERE, ROOT, free_ports, run, unavailable, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,10 +14,11 @@ import time
 import urllib.request
 
 import pytest
-from imagelib import HERE, REPORT, Container, free_ports, mib, service_config, wait_for, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiges.client import Client
+
+from .imagelib import HERE, REPORT, Container, free_ports, mib, service_config, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from imagelib import GPU_IMAGE, REPORT, ROOT, free_ports, service_config, write_config
 
 from aiges.client import Client
+
+from .imagelib import GPU_IMAGE, REPORT, ROOT, free_ports, service_config, write_config
 
 pytestmark = pytest.mark.timeout(900)
 
