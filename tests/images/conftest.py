@@ -20,7 +20,7 @@ TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "debootstrap"
 
 
 @pytest.fixture(scope="session")
-def engine() -> Engine:
+def engine():
     if os.geteuid() != 0:
         unavailable("the image tests need root: debootstrap and rootful podman (.ci/run runs them with sudo)")
     missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
@@ -32,7 +32,10 @@ def engine() -> Engine:
     info = engine.podman("info", check=False)
     if info.returncode != 0:
         unavailable(f"podman cannot run here: {info.stderr.strip()[-500:]}")
-    return engine
+    yield engine
+    # Each rebuild leaves the image it replaces untagged: drop those older than a day, keeping the
+    # recent ones, which hold the layer cache of the next run.
+    engine.podman("image", "prune", "--force", "--filter", "until=24h", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +74,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         parts = [f"{image}: {mib(entry['size'])}"]
         if "base_size" in entry:
             parts.append(f"= base {mib(entry['base_size'])} + {mib(entry['size'] - entry['base_size'])}")
+        if "base" in entry:
+            parts.append(f"on {entry['base']}")
         parts.append(f"built in {entry['build_s']:.0f}s")
         if "serving_s" in entry:
             parts.append(f"SERVING {entry['serving_s']:.1f}s after `podman run`")
         if "healthy_s" in entry:
             parts.append(f"HEALTHCHECK healthy at {entry['healthy_s']:.1f}s")
         write(", ".join(parts))
+        if "note" in entry:
+            write(f"    {entry['note']}")
         for line in entry.get("made_of", []):
             write(f"    {line}")
     for name, entry in REPORT.get("runs", {}).items():

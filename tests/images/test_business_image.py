@@ -44,7 +44,7 @@ def shop(engine, cpu_image, tmp_path_factory):
         requirements.write(REQUIREMENT + "\n")
     seconds = engine.build(SHOP_IMAGE, service / "Dockerfile", service, build_args={"AIGES_IMAGE": cpu_image})
     REPORT.setdefault("images", {})[SHOP_IMAGE] = {"build_s": seconds, "size": engine.image_size(SHOP_IMAGE),
-                                                   "base_size": engine.image_size(cpu_image)}
+                                                   "base_size": engine.image_size(cpu_image), "base": cpu_image}
     container = engine.start(SHOP_IMAGE, name_hint="shop", address=f"127.0.0.1:{port}")
     try:
         REPORT["images"][SHOP_IMAGE]["serving_s"] = container.wait_serving()

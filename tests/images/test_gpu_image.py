@@ -28,7 +28,9 @@ def gpu_image(engine, cuda_base) -> str:
                            build_args={"BASE_IMAGE": cuda_base})
     REPORT.setdefault("images", {})[GPU_IMAGE] = {
         "build_s": seconds, "size": engine.image_size(GPU_IMAGE), "base": cuda_base,
-        "base_size": engine.image_size(cuda_base)}
+        "base_size": engine.image_size(cuda_base),
+        "note": "a stand-in base for nvidia/cuda:12.4.1-runtime-ubuntu22.04 (no registry; Ubuntu is not in Debian's"
+                " mirror): Debian bookworm, no CUDA, no GPU; everything else installed and started"}
     return GPU_IMAGE
 
 
