@@ -2,9 +2,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+IMAGES_STAMP := $(VENV)/.images-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean
+.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean image image-gpu image-test
 
 install: $(STAMP)
 
@@ -35,6 +36,37 @@ bench: install
 	$(PY) bench/run.py
 	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
 	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py; echo '```'; } >> bench/RESULTS.md
+
+# Images. ENGINE: docker when its daemon answers, else podman, else buildah. podman and buildah
+# build in the docker format, which keeps the HEALTHCHECK (the OCI format has none).
+# BASE_IMAGE (optional) replaces the Dockerfile's FROM; BUILD_FLAGS are passed on as they are.
+ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
+	elif command -v podman >/dev/null 2>&1; then echo podman; \
+	elif command -v buildah >/dev/null 2>&1; then echo buildah; fi)
+IMAGE ?= aiges/aiges:0.1.0-cpu
+GPU_IMAGE ?= aiges/aiges:0.1.0-gpu
+BASE_IMAGE ?=
+BUILD_FLAGS ?=
+BUILD = $(ENGINE) build $(if $(filter docker,$(ENGINE)),,--format docker) \
+	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) $(BUILD_FLAGS)
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image: no docker daemon, podman or buildah found" >&2; exit 1; }
+	$(BUILD) -f docker/cpu/Dockerfile -t $(IMAGE) .
+
+image-gpu:
+	@test -n "$(ENGINE)" || { echo "make image-gpu: no docker daemon, podman or buildah found" >&2; exit 1; }
+	$(BUILD) -f docker/gpu/Dockerfile -t $(GPU_IMAGE) .
+
+$(IMAGES_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev,images]'
+	touch $(IMAGES_STAMP)
+
+# Builds the stand-in bases (once per machine), the CPU, business and GPU images, and runs them
+# with podman, and the compose stack with podman-compose (tests/images; needs root).
+image-test: $(IMAGES_STAMP)
+	$(PY) -m pytest -v tests/images --timeout 1200
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,6 +1,8 @@
 """``aiges health``: ask a server's grpc.health.v1 service; exit 0 when SERVING, 1 otherwise.
 
-What the Docker images' HEALTHCHECK runs (Kubernetes uses its native gRPC probe instead).
+What the Docker images' HEALTHCHECK runs, as ``aiges health -c /home/aiges/aiges.toml``: the
+address then comes from the config that the server itself serves, so an image that changes the
+port stays healthy (Kubernetes uses its native gRPC probe instead).
 """
 
 from __future__ import annotations
@@ -11,23 +13,49 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+DEFAULT_ADDR = "127.0.0.1:5090"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("health", help="check a server's gRPC health; exit 0 when SERVING")
-    parser.add_argument("--addr", default="127.0.0.1:5090", help="HOST:PORT (default 127.0.0.1:5090)")
+    parser.add_argument("--addr", help=f"HOST:PORT (default: from --config, else {DEFAULT_ADDR})")
+    parser.add_argument("-c", "--config", help="aiges.toml: ask the server it configures, on this machine")
+    parser.add_argument("--section", default=None, help="the config's service section (default: svcName)")
     parser.add_argument("--service", default="", help="the service name to ask about (default: the server)")
     parser.add_argument("--timeout", type=float, default=3.0)
 
 
+def config_address(path: str, section: str | None) -> str:
+    """Where the server that ``path`` configures answers on this machine: its port, on loopback
+    when it listens on every address."""
+    from aiges.config import DEFAULT_SERVICE, load_config
+
+    service = load_config(path, section or DEFAULT_SERVICE).service
+    if service.port == 0:
+        raise ValueError(f"{path}: the port is 0 (picked at start): give --addr")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(service.host, service.host)
+    return f"[{host}]:{service.port}" if ":" in host and not host.startswith("[") else f"{host}:{service.port}"
+
+
 def run(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.addr) as channel:
+    address = args.addr
+    if address is None and args.config:
+        from aiges.config import ConfigError
+
+        try:
+            address = config_address(args.config, args.section)
+        except (ConfigError, ValueError) as exc:
+            print(f"aiges: {exc}", file=sys.stderr)
+            return 1  # a HEALTHCHECK knows 0 and 1 only
+    address = address or DEFAULT_ADDR
+    with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            print(f"{args.addr}: {exc.code().name}", file=sys.stderr)
+            print(f"{address}: {exc.code().name}", file=sys.stderr)
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(f"{args.addr}: {status}")
+    print(f"{address}: {status}")
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
