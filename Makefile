@@ -28,7 +28,9 @@ proto: install
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 lint: install
+	$(VENV)/bin/ruff format --check aiges tests demo wrappers bench
 	$(VENV)/bin/ruff check aiges tests demo wrappers bench
+	$(VENV)/bin/mypy
 
 bench: install
 	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || (apt-get update -q && apt-get install -y -q nghttp2-client))

@@ -319,6 +319,7 @@ def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field, va
     accepted, as the original loader's config reader did."""
     expected = spec.type
     prefix = f"{where}: [{section}] {key_name}"
+    result: bool | int | str
     if expected == "bool":
         if isinstance(value, bool):
             result = value

@@ -55,11 +55,14 @@ class GpuStats:
 
     def read(self) -> list[dict]:
         devices = []
+        nvml = self._nvml
+        if nvml is None:
+            return []
         for index, handle in enumerate(self._handles):
             try:
-                rates = self._nvml.nvmlDeviceGetUtilizationRates(handle)
-                memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
-                name = self._nvml.nvmlDeviceGetName(handle)
+                rates = nvml.nvmlDeviceGetUtilizationRates(handle)
+                memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+                name = nvml.nvmlDeviceGetName(handle)
             except Exception:  # noqa: BLE001 - a device that stopped answering is left out
                 continue
             devices.append({

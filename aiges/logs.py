@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -15,7 +16,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     """``fmt``: ``json``, ``console``, or ``auto`` (console when stdout is a terminal)."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
-    shared = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -340,7 +340,7 @@ def _declared(holder: Any, kinds: tuple[type, ...]) -> dict[str, Field]:
     found: dict[str, Field] = {}
     for klass in reversed(cls.__mro__):
         for value in vars(klass).values():
-            if isinstance(value, kinds):
+            if isinstance(value, kinds) and isinstance(value, Field):
                 found[value.key] = value
     return found
 
@@ -353,7 +353,7 @@ class WrapperMeta(type):
         cls = super().__new__(mcs, name, bases, namespace)
         request = namespace.get("requestCls", getattr(cls, "requestCls", None))
         response = namespace.get("responseCls", getattr(cls, "responseCls", None))
-        cls.__mappings__ = {
+        cls.__mappings__ = {  # type: ignore[attr-defined]
             "params": _declared(request, (ParamField,)),
             "inputs": _declared(request, (PayloadField,)),
             "accepts": _declared(response, (PayloadField,)),
@@ -396,6 +396,8 @@ RUN_STREAM_TIMEOUT_S = 60.0
 class WrapperBase(metaclass=WrapperMeta):
     """Subclass as ``Wrapper`` in your ``wrapper.py``; aiges instantiates it with no arguments
     once per worker process."""
+
+    __mappings__: dict[str, dict[str, Any]]
 
     serviceId: str = ""
     version: str = "v1"

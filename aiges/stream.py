@@ -421,7 +421,7 @@ class ModelProcess(threading.Thread):
             self.infer(ctx, self.callback)
 
     def register_infer_func(self, func: Callable[[Context, Any], Any]) -> None:
-        self.infer = func  # type: ignore[method-assign]
+        self.infer = func  # type: ignore[method-assign,assignment]
 
     def infer(self, ctx: Context, callback: Any) -> Any:
         raise NotImplementedError("ModelProcess.infer: register_infer_func(func) or override it")

@@ -1,25 +1,23 @@
-"""Data type and status constants, as in the original AIGes Python SDK (``aiges.core.types``).
+"""Data type and status constants, as in the original AIGes Python SDK (``aiges.core.types``),
+as plain ints taken from the engine's one definition (``aiges.engine.types``).
 
 ``Types`` and ``Status`` name the codes (``Types[2] == "image"``, ``Status[2] == "end"``).
 """
 
-STRING = 0
-AUDIO = 1
-IMAGE = 2
-VIDEO = 3
+from aiges.engine.types import DataStatus, DataType
 
-DataText = 0
-DataAudio = 1
-DataImage = 2
-DataVideo = 3
-DataPer = 4
+STRING = DataText = int(DataType.TEXT)
+AUDIO = DataAudio = int(DataType.AUDIO)
+IMAGE = DataImage = int(DataType.IMAGE)
+VIDEO = DataVideo = int(DataType.VIDEO)
+DataPer = int(DataType.OTHER)
 
 Types = {DataText: "text", DataAudio: "audio", DataImage: "image", DataVideo: "video"}
 
-DataBegin = 0
-DataContinue = 1
-DataEnd = 2
-DataOnce = 3
+DataBegin = int(DataStatus.BEGIN)
+DataContinue = int(DataStatus.CONTINUE)
+DataEnd = int(DataStatus.END)
+DataOnce = int(DataStatus.ONCE)
 
 Status = {DataBegin: "begin", DataContinue: "continue", DataEnd: "end", DataOnce: "once"}
 

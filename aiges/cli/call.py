@@ -86,12 +86,12 @@ def parse_input(spec: str) -> tuple[str, Input]:
 
 
 def parse_expect(specs: list[str]) -> dict[str, int]:
-    expect = {}
+    expect: dict[str, int] = {}
     for spec in specs:
         name, _, type_name = spec.partition(":")
         if type_name and type_name not in TYPE_CODES:
             raise UsageError(f"--expect {spec!r}: type must be one of {', '.join(TYPE_CODES)}")
-        expect[name] = TYPE_CODES.get(type_name or "text")
+        expect[name] = TYPE_CODES[type_name or "text"]
     return expect
 
 

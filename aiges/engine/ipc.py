@@ -100,7 +100,7 @@ class FrameBuffer:
         self.need = 0
         self.ring = ring
         self.materialize = materialize
-        self.ring_ends: deque[int] = deque()
+        self.ring_ends: deque[int | None] = deque()
 
     def room(self) -> memoryview:
         """Where the next ``recv_into`` should write."""
@@ -138,20 +138,22 @@ class FrameBuffer:
                 break
             self.need = 0
             pos = self.start + head_len
-            ring_end = None
+            ring_end: int | None = None
             with memoryview(buf) as view:
                 meta = view[pos : pos + meta_len]
                 pos += meta_len
-                buffers = []
+                buffers: list[bytes | memoryview] = []
                 for where, length, position in descriptors:
                     if where == INLINE:
                         buffers.append(bytes(view[pos : pos + length]))
                         pos += length
                     elif self.materialize:
+                        assert self.ring is not None
                         with self.ring.get(position, length) as shared:
                             buffers.append(bytes(shared))
                         self.ring.release(position + length)
                     else:
+                        assert self.ring is not None
                         buffers.append(self.ring.get(position, length))
                         ring_end = position + length
                 out.append(pickle.loads(meta, buffers=buffers))
@@ -166,7 +168,7 @@ class FrameBuffer:
     def release(self) -> None:
         """The oldest message handed out is done with: its ring buffers may be reused."""
         end = self.ring_ends.popleft()
-        if end is not None:
+        if end is not None and self.ring is not None:
             self.ring.release(end)
 
 
@@ -230,7 +232,7 @@ class AsyncChannel:
         self._flush_scheduled = False
         if self._closed or not self._outbox:
             return
-        pieces = []
+        pieces: list[bytes | memoryview] = []
         while self._outbox:
             head = self._outbox[0]
             frame = head if isinstance(head, list) else encode(head, self._send_ring, wait_for_ring=True)
@@ -255,7 +257,7 @@ class AsyncChannel:
                 self._loop.add_writer(self._fd, self._on_writable)
                 return
 
-    def _keep_unsent(self, pieces, sent: int) -> None:
+    def _keep_unsent(self, pieces: list[bytes | memoryview], sent: int) -> None:
         for piece in pieces:
             view = memoryview(piece).cast("B")
             if sent >= view.nbytes:
@@ -340,7 +342,7 @@ class BlockingChannel:
 
     def send_all(self, messages: list[Any]) -> None:
         with self._send_lock:
-            pieces = [piece for message in messages for piece in encode(message, self._send_ring)]
+            pieces = [piece for message in messages for piece in encode(message, self._send_ring) or ()]
             for start in range(0, len(pieces), MAX_IOV):
                 batch = pieces[start : start + MAX_IOV]
                 sent = self._sock.sendmsg(batch)

@@ -56,7 +56,7 @@ REQUIRED = ("wrapperInit", "wrapperFini", "wrapperError")
 SESSION_SYMBOLS = ("wrapperCreate", "wrapperWrite", "wrapperRead", "wrapperDestroy")
 
 
-def _function(lib: ctypes.CDLL, name: str, restype, argtypes):
+def _function(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
     try:
         function = getattr(lib, name)
     except AttributeError:
@@ -72,7 +72,7 @@ class Marshalled:
     def __init__(self) -> None:
         self.keep: list[Any] = []
 
-    def params(self, values: dict[str, str]) -> POINTER(ParamList):
+    def params(self, values: dict[str, str]) -> Any:
         head = POINTER(ParamList)()
         for key, value in reversed(list(values.items())):
             raw = str(value).encode("utf-8")
@@ -81,7 +81,7 @@ class Marshalled:
             head = ctypes.pointer(node)
         return head
 
-    def items(self, items: list[DataItem]) -> POINTER(DataList):
+    def items(self, items: list[DataItem]) -> Any:
         head = POINTER(DataList)()
         for item in reversed(items):
             data = bytes(item.data)
@@ -92,7 +92,7 @@ class Marshalled:
         return head
 
 
-def read_list(head: POINTER(DataList), force_status: int | None = None) -> list[DataItem]:
+def read_list(head: Any, force_status: int | None = None) -> list[DataItem]:
     """Copy a C result list into DataItems."""
     items = []
     node = head
@@ -159,9 +159,9 @@ class CPlugin:
         if all(getattr(lib, name, None) is not None for name in SESSION_SYMBOLS):
             capabilities.update(("stream", "read"))
         self.capabilities = frozenset(capabilities)
-        self._tags: dict[str, ctypes.Array] = {}
+        self._tags: dict[str, ctypes.Array[ctypes.c_char]] = {}
         self._handles: dict[str, int] = {}
-        self._waiting: dict[str, tuple[threading.Event, list]] = {}
+        self._waiting: dict[str, tuple[threading.Event, list[tuple[list[DataItem], int]]]] = {}
         self._callback = CALLBACK(self._on_callback)
 
     def schema(self) -> dict[str, Any] | None:
@@ -178,7 +178,7 @@ class CPlugin:
     def _fail(self, error: ErrorCode, code: int) -> AigesError:
         return AigesError(error, wrapper_error_text(self.error_text(code), code))
 
-    def _tag(self, tag: str) -> ctypes.Array:
+    def _tag(self, tag: str) -> ctypes.Array[ctypes.c_char]:
         buffer = self._tags.get(tag)
         if buffer is None:
             buffer = self._tags[tag] = ctypes.create_string_buffer(tag.encode("utf-8"))
@@ -209,9 +209,9 @@ class CPlugin:
             if result:
                 self._exec_free(usr_tag, byref(result))
 
-    def _once_async(self, tag: str, params, request) -> list[DataItem]:
+    def _once_async(self, tag: str, params: Any, request: Any) -> list[DataItem]:
         done = threading.Event()
-        box: list = []
+        box: list[tuple[list[DataItem], int]] = []
         self._waiting[tag] = (done, box)
         try:
             ret = self._exec_async(ctypes.cast(self._tag(tag), c_char_p), params, request, self._callback, 0, None, 0)
@@ -228,7 +228,7 @@ class CPlugin:
             self._waiting.pop(tag, None)
             self._tags.pop(tag, None)
 
-    def _on_callback(self, usr_tag: int, result, ret: int) -> int:
+    def _on_callback(self, usr_tag: int, result: Any, ret: int) -> int:
         """Called by the engine, from any thread: copy the list now, then route it."""
         try:
             tag = ctypes.string_at(usr_tag).decode("utf-8", "replace") if usr_tag else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiges.dto import DataListCls, DataListNode
@@ -75,10 +76,10 @@ class ClassPlugin:
             capabilities.add("batch")
         self.capabilities = frozenset(capabilities)
 
-    def _bind(self, name: str, order: tuple[str, ...]):
+    def _bind(self, name: str, order: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
         method = getattr(self.wrapper, name, None)
         if method is None:
-            def missing(values):
+            def missing(values: dict[str, Any]) -> Any:
                 raise NotImplementedError(f"the Wrapper class has no {name}")
             return missing
         return bind_arguments(method, order)
@@ -86,7 +87,7 @@ class ClassPlugin:
     def error_text(self, code: int) -> str:
         return call_text(getattr(self.wrapper, "wrapperError", None), code)
 
-    def schema(self) -> dict | None:
+    def schema(self) -> dict[str, Any] | None:
         from aiges.schema import build_schema
 
         return build_schema(type(self.wrapper))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -87,11 +88,12 @@ class FunctionPlugin:
                 raise AigesError(error, f"{what} returned {code!r}, expected an int")
             raise AigesError(error, wrapper_error_text(self.error_text(code), code))
 
-    def _function(self, name: str, error: ErrorCode):
+    def _function(self, name: str, error: ErrorCode) -> Callable[..., Any]:
         func = getattr(self.module, name, None)
         if func is None:
             raise AigesError(error, f"wrapper.py defines no {name}")
-        return func
+        function: Callable[..., Any] = func
+        return function
 
     def init(self, config: dict[str, str]) -> None:
         init = getattr(self.module, "wrapperInit", None)

@@ -39,7 +39,7 @@ def find_wrapper_class(module: ModuleType) -> type | None:
     found = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
              if issubclass(obj, WrapperBase) and obj is not WrapperBase and not inspect.isabstract(obj)]
     own = [cls for cls in found if cls.__module__ == module.__name__]
-    return (own or found or [None])[0]
+    return (own or found)[0] if found else None
 
 
 def wrapper_data(items: list[DataItem]) -> list[Any]:
@@ -130,7 +130,7 @@ class PyWrapperPlugin:
         self.service_id = str(getattr(wrapper_class, "serviceId", "") or "")
         self.version = ""
         capabilities = set()
-        if wrapper_class.exec is not WrapperBase.exec:
+        if getattr(wrapper_class, "exec") is not WrapperBase.exec:  # noqa: B009 - "type" has no "exec" for mypy
             capabilities.add("once")
         if all(getattr(wrapper_class, m) is not getattr(WrapperBase, m) for m in SESSION_METHODS):
             capabilities.update(("stream", "read"))

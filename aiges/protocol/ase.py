@@ -47,7 +47,7 @@ def scalar_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def parse_body(body: bytes) -> dict:
+def parse_body(body: bytes) -> dict[str, Any]:
     request = parse_json(body)
     if not isinstance(request, dict):
         raise invalid("the body must be a JSON object with header, parameter and payload")
@@ -57,7 +57,7 @@ def parse_body(body: bytes) -> dict:
     return request
 
 
-def frame_status(request: Mapping) -> int | None:
+def frame_status(request: Mapping[str, Any]) -> int | None:
     """The stream status a frame carries: ``header.status``, else its payloads' (2 if any ends)."""
     header = request.get("header") or {}
     if "status" in header:
@@ -150,5 +150,5 @@ def response(output: ItemsOutput, tag: str) -> dict[str, Any]:
             "payload": payload}
 
 
-def error_response(error: AigesError, tag: str) -> dict:
+def error_response(error: AigesError, tag: str) -> dict[str, Any]:
     return {"header": {"code": error.code, "message": error.message, "sid": tag}, "payload": None}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from google.protobuf.message import DecodeError
 
@@ -34,7 +35,7 @@ STREAM = "stream"
 
 def decode_input(raw: Payload) -> LoaderInput:
     try:
-        return LoaderInput.FromString(raw)
+        return LoaderInput.FromString(cast(bytes, raw))  # any buffer: a ring's view is read in place
     except DecodeError as exc:
         raise AigesError(ErrorCode.PB_UNMARSHAL, f"data[0].data is not a protocol.LoaderInput: {exc}") from None
 
@@ -73,7 +74,7 @@ def error_output(service_id: str, error: AigesError) -> LoaderOutput:
 
 
 def status_output(service_id: str, status: int) -> LoaderOutput:
-    return LoaderOutput(serviceId=service_id, code=0, status=status)
+    return LoaderOutput(serviceId=service_id, code=0, status=cast(Any, status))
 
 
 @dataclass
@@ -103,7 +104,7 @@ class LoaderEncoder:
         for named in self.naming.name(items, numbered):
             payload = output.pl.add(data=named.data)
             payload.meta.name = named.name
-            payload.meta.dataType = named.data_type
+            payload.meta.dataType = cast(Any, named.data_type)
             payload.meta.attribute.update(named.attributes)
 
     def once(self, items: list[DataItem]) -> bytes:
@@ -117,7 +118,7 @@ class LoaderEncoder:
         status, ended = batch_status(items)
         root, output = self._new(None)
         output.serviceId = self.service_id
-        output.status = status
+        output.status = cast(Any, status)
         self._fill(output, items, True)
         return root.SerializeToString(), ended
 

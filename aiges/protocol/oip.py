@@ -110,7 +110,7 @@ def check_raw_size(tensor: Tensor) -> None:
                       f"bytes, got {len(tensor.data)}")
 
 
-def from_values(name: str, datatype: str, shape: list[int], values: list) -> bytes:
+def from_values(name: str, datatype: str, shape: list[int], values: list[Any]) -> bytes:
     """Typed values (JSON ``data``, or gRPC ``contents``) -> raw bytes."""
     check_datatype(name, datatype)
     if datatype == "BYTES":
@@ -125,14 +125,15 @@ def from_values(name: str, datatype: str, shape: list[int], values: list) -> byt
     return array.tobytes()
 
 
-def to_values(tensor: Tensor) -> list:
+def to_values(tensor: Tensor) -> list[Any]:
     """Raw bytes -> a flat list of JSON values (BYTES as text)."""
     if tensor.datatype == "BYTES":
         return [e.decode("utf-8", "replace") for e in unpack_bytes(tensor.name, tensor.data)]
     dtype = DTYPES[tensor.datatype]
     if dtype is None:
         raise invalid(f"tensor {tensor.name!r}: {tensor.datatype} can only be returned raw (binary)")
-    return np.frombuffer(tensor.data, dtype=dtype).tolist()
+    values: list[Any] = np.frombuffer(tensor.data, dtype=dtype).tolist()
+    return values
 
 
 @dataclass
@@ -188,7 +189,7 @@ def output_tensors(output: ItemsOutput, requested: Iterable[str] = ()) -> list[T
     return tensors
 
 
-def numeric_output(name: str, datatype: str, shape_text: str, data: bytes, attributes: dict) -> Tensor:
+def numeric_output(name: str, datatype: str, shape_text: str, data: bytes, attributes: dict[str, str]) -> Tensor:
     size = item_size(datatype)
     try:
         shape = [int(d) for d in shape_text.split(",") if d.strip()] if shape_text else [len(data) // size]

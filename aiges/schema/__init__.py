@@ -19,6 +19,7 @@ from aiges.sdk import (
     NumberParamField,
     ParamField,
     PayloadField,
+    StringParamField,
 )
 
 HEADER_SCHEMA = {
@@ -46,14 +47,16 @@ def param_schema(field: ParamField) -> dict[str, Any]:
         else:
             schema["minimum"], schema["maximum"] = field.minimum, field.maximum
         schema["defaultVal"] = field.value
-    else:
+    elif isinstance(field, StringParamField):
         schema = {"type": "string"}
-        if getattr(field, "enums", None):
+        if field.enums:
             schema["enum"] = list(field.enums)
         else:
             schema["minLength"], schema["maxLength"] = field.minLength, field.maxLength
-        if getattr(field, "value", ""):
+        if field.value:
             schema["defaultVal"] = field.value
+    else:
+        schema = {"type": "string"}
     if field.description:
         schema["description"] = field.description
     return schema

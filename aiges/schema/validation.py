@@ -36,8 +36,8 @@ class Validator:
         if not inputs:
             return
         present = {item.key for item in items}
-        for key, field in self.inputs.items():
-            if field.required and key not in present:
+        for key, declared in self.inputs.items():
+            if declared.required and key not in present:
                 raise AigesError(ErrorCode.INVALID_DATA, f"input {key!r} is missing")
 
     @staticmethod

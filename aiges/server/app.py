@@ -157,7 +157,7 @@ class App:
         if http is False:
             await fronts.server.stop(0)
             return 2
-        self.http = http or None
+        self.http = http if isinstance(http, HttpFront) else None
         collector = StateCollector(self.snapshot, self.gpu_stats.read)
         REGISTRY.register(collector)
         self._serve_metrics()

@@ -44,14 +44,14 @@ class Health:
         self.phase = Phase.STARTING
         self.status = NOT_SERVING
         self.changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def serving(self) -> bool:
-        return self.status == SERVING
+        return bool(self.status == SERVING)
 
     def status_name(self) -> str:
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(self.status)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(self.status))
 
     async def set_phase(self, phase: Phase) -> None:
         self.phase = phase

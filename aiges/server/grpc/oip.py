@@ -25,6 +25,7 @@ from aiges import __version__
 from aiges.engine.engine import Engine
 from aiges.engine.messages import ItemsOutput
 from aiges.engine.sessions import Session
+from aiges.engine.types import DataStatus
 from aiges.errors import AigesError, ErrorCode, http_status
 from aiges.protocol import oip
 from aiges.protocol import oip_pb2 as pb
@@ -55,7 +56,7 @@ CONTENTS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-BEGIN, CONTINUE, END = 0, 1, 2
+BEGIN, CONTINUE, END = DataStatus.BEGIN, DataStatus.CONTINUE, DataStatus.END
 
 
 def parameter_text(parameter: pb.InferParameter) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from prometheus_client import generate_latest
@@ -22,7 +23,7 @@ TEXT_HEADERS = json.dumps({"Content-Type": "text/plain"})
 
 
 class ToolBoxService:
-    def __init__(self, snapshot: Callable[[], dict], schema: Callable[[], dict | None]) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], schema: Callable[[], dict[str, Any] | None]) -> None:
         self.snapshot = snapshot
         self.schema = schema
 

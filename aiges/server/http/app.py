@@ -18,7 +18,7 @@ and the engine (uvicorn + Starlette would add both a second library and that lay
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import WSCloseCode, web
@@ -32,6 +32,7 @@ from aiges.server.observe import FrontCalls
 
 log = structlog.get_logger("aiges.http")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SHUTDOWN_S = 2.0  # for requests still running when the listener closes; the drain came before
 
 
@@ -68,7 +69,7 @@ class HttpFront:
         return self.models.current()
 
     @web.middleware
-    async def _headers(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """CORS: ``Access-Control-Allow-Origin`` on every reply, and answers to preflights."""
         if self.cors and request.method == "OPTIONS":
             return web.Response(status=204, headers={
@@ -77,20 +78,21 @@ class HttpFront:
                 "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
                 "Access-Control-Max-Age": "600",
             })
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
         if self.cors and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = self.cors
         return response
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """An unknown model is 404; an AigesError a handler lets through, its code's status."""
         try:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
         except ModelNotFound as exc:
             return web.json_response({"error": str(exc)}, status=404)
         except AigesError as exc:
             return error_response(exc)
+        return response
 
     async def start(self, listen: str) -> str:
         """Listen on HOST:PORT (port 0 picks one); returns the address bound."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from aiges import __version__
+from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import oip
 from aiges.protocol.ase import scalar_text
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def flatten(name: str, data: Any) -> list:
+def flatten(name: str, data: Any) -> list[Any]:
     """Nested JSON lists -> their elements in order (iteratively: nesting depth is the client's)."""
     if not isinstance(data, list):
         return [data]
-    flat: list = []
+    flat: list[Any] = []
     pending = [iter(data)]
     while pending:
         for value in pending[-1]:
@@ -43,7 +44,7 @@ def flatten(name: str, data: Any) -> list:
     return flat
 
 
-def json_object(value: Any, where: str) -> dict:
+def json_object(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -101,7 +102,7 @@ def parse_request(raw: bytes, header_length: str | None) -> RestRequest:
     binary_outputs = {o["name"]: oip.parse_flag(json_object(o.get("parameters"), "output parameters")
                                                 .get("binary_data", False)) for o in outputs}
     call = oip.Request(tensors, [o["name"] for o in outputs], {k: scalar_text(v) for k, v in parameters.items()})
-    request_id = body.get("id") if isinstance(body.get("id"), str) else ""
+    request_id = str(body["id"]) if isinstance(body.get("id"), str) else ""
     return RestRequest(call, request_id, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False)))
 
 
@@ -168,6 +169,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
             call = parsed.call
             model.check_outputs(call.outputs)
             output = await front.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
+            assert isinstance(output, ItemsOutput)
             return infer_response(model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary,
                                   parsed.binary_default)
 

@@ -56,7 +56,8 @@ class MaskedFramesOnly:
                 WSCloseCode.PROTOCOL_ERROR, "a frame from the client is not masked (RFC 6455 section 5.1)"))
         if self._failed:
             return True, b""
-        return self.reader.feed_data(data)
+        done: tuple[bool, bytes] = self.reader.feed_data(data)
+        return done
 
     def _frames_masked(self, data: memoryview) -> bool:
         position = 0
