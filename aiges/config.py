@@ -50,8 +50,11 @@ class AigesSection:
     sub: str = key("ase", "service type label")
     headerPass: str = key("sid", "';'-separated header keys copied into the wrapper's params ('sid' always)")
     realTimeRlt: bool = key(True, "streaming: read results after every write, not only after the last")
-    asyncMode: bool = key(False, "C: one-shot calls through wrapperExecAsync; class style: session results only "
-                               "through the callback (wrapperRead is not called)")
+    asyncMode: bool = key(
+        False,
+        "C: one-shot calls through wrapperExecAsync; class style: session results only "
+        "through the callback (wrapperRead is not called)",
+    )
     drain_timeout_ms: int = key(10000, "on SIGTERM, how long in-flight calls and sessions may finish", minimum=0)
     sched_batch: bool = key(True, "run server and workers as SCHED_BATCH, so calls batch up on a busy CPU")
 
@@ -64,11 +67,19 @@ class WorkerSection:
     gpus: str = key("auto", "'auto' (NVML), '' for none, or a list like '0,1' assigned round-robin")
     exec_timeout_ms: int = key(30000, "a call running longer gets 10102 and its worker is replaced", minimum=1)
     min_ready: int = key(0, "health is SERVING while at least this many workers are up; 0 = all", minimum=0)
-    ready_timeout_ms: int = key(600000, "a worker whose wrapperInit takes longer is killed and started again "
-                                        "(at start-up: the server exits); 0 = wait for ever", minimum=0)
-    start_failures: int = key(3, "a worker that fails this many starts in a row (init error, crash, timeout) "
-                                 "makes liveness (aiges.liveness) NOT_SERVING, so the orchestrator restarts "
-                                 "the process; it is still retried with back-off", minimum=1)
+    ready_timeout_ms: int = key(
+        600000,
+        "a worker whose wrapperInit takes longer is killed and started again "
+        "(at start-up: the server exits); 0 = wait for ever",
+        minimum=0,
+    )
+    start_failures: int = key(
+        3,
+        "a worker that fails this many starts in a row (init error, crash, timeout) "
+        "makes liveness (aiges.liveness) NOT_SERVING, so the orchestrator restarts "
+        "the process; it is still retried with back-off",
+        minimum=1,
+    )
     threads: int = key(0, "threads per worker for OpenMP/BLAS (OMP_NUM_THREADS...); 0 = cores / workers", minimum=0)
     shm_mb: int = key(64, "shared-memory ring per direction per worker for payloads >= 64 KiB; 0 = off", minimum=0)
 
@@ -80,10 +91,13 @@ class FcSection:
     max: int = key(100, "licences: one-shot calls and open sessions served at once", minimum=1)
     ttl: int = key(15000, "a session idle this many ms is closed", minimum=1)
     roll: int = key(1000, "how often idle sessions are looked for, ms", minimum=1)
-    session_output_kb: int = key(4096, "unread output a session may hold in the server, KiB: past it the worker "
-                                       "stops reading the wrapper's output for that session; past 4x (a wrapper "
-                                       "pushing through callbacks cannot be paused) the session ends with 10111",
-                                 minimum=1)
+    session_output_kb: int = key(
+        4096,
+        "unread output a session may hold in the server, KiB: past it the worker "
+        "stops reading the wrapper's output for that session; past 4x (a wrapper "
+        "pushing through callbacks cannot be paused) the session ends with 10111",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,25 +142,64 @@ class HttpSection:
     """``[http]``: the HTTP front: the ASE JSON API (POST, and WebSocket sessions) on the schema's
     route, the Open Inference Protocol REST API under ``/v2``, ``/openapi.json`` and ``/docs``."""
 
-    listen: str = key("", "HOST:PORT to serve HTTP on; empty: no HTTP front, unless [wrapper] http_listen "
-                          "(the original loader's key) names one")
+    listen: str = key(
+        "",
+        "HOST:PORT to serve HTTP on; empty: no HTTP front, unless [wrapper] http_listen "
+        "(the original loader's key) names one",
+    )
     cors: str = key("*", "Access-Control-Allow-Origin on every reply; empty: none")
 
 
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
-    "service": frozenset({
-        "netcard", "reuseport", "finder", "grpctimeout", "conn-rbuf", "conn-wbuf", "rate", "burst",
-        "vcpu", "vcpu-g", "vcpu-s", "vcpu-v", "vcpu-i", "http_listen",
-    }),
-    "aiges": frozenset({
-        "sessDelGt", "httpRetry", "wrapperTrace", "gray", "wrapperDelayDetectPeriod",
-        "storageData", "asyncRelease", "usrCfg", "pythonPluginCmd", "sessMode", "gesMock", "numaNode",
-    }),
-    "fc": frozenset({
-        "able", "router", "best", "report", "wave", "strategy", "tasksize", "taskchsize", "filterwin",
-    }),
+    "service": frozenset(
+        {
+            "netcard",
+            "reuseport",
+            "finder",
+            "grpctimeout",
+            "conn-rbuf",
+            "conn-wbuf",
+            "rate",
+            "burst",
+            "vcpu",
+            "vcpu-g",
+            "vcpu-s",
+            "vcpu-v",
+            "vcpu-i",
+            "http_listen",
+        }
+    ),
+    "aiges": frozenset(
+        {
+            "sessDelGt",
+            "httpRetry",
+            "wrapperTrace",
+            "gray",
+            "wrapperDelayDetectPeriod",
+            "storageData",
+            "asyncRelease",
+            "usrCfg",
+            "pythonPluginCmd",
+            "sessMode",
+            "gesMock",
+            "numaNode",
+        }
+    ),
+    "fc": frozenset(
+        {
+            "able",
+            "router",
+            "best",
+            "report",
+            "wave",
+            "strategy",
+            "tasksize",
+            "taskchsize",
+            "filterwin",
+        }
+    ),
     "log": frozenset({"file", "size", "count", "die", "async", "cache", "batch", "caller", "wash"}),
     "batch": frozenset(),
     "registry": frozenset(),
@@ -154,10 +207,22 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     "http": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
 }
-IGNORED_SECTIONS = frozenset({
-    "trace", "sonar", "lbv2", "lb", "bvt", "ws", "pprof", "downAsync", "dataProcess",
-    "auth", "resource", "elog",
-})
+IGNORED_SECTIONS = frozenset(
+    {
+        "trace",
+        "sonar",
+        "lbv2",
+        "lb",
+        "bvt",
+        "ws",
+        "pprof",
+        "downAsync",
+        "dataProcess",
+        "auth",
+        "resource",
+        "elog",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,15 @@ from aiges.types import DataOnce, DataText, Status, Types
 from aiges.types import __all__ as _type_names
 
 __all__ = [
-    "DataListNode", "DataListCls", "ResponseData", "Response", "SessionCreateResponse",
-    "init_rq", "callback", "result_Queue", *_type_names,
+    "DataListNode",
+    "DataListCls",
+    "ResponseData",
+    "Response",
+    "SessionCreateResponse",
+    "init_rq",
+    "callback",
+    "result_Queue",
+    *_type_names,
 ]
 
 _log = logging.getLogger("wrapper")
@@ -180,10 +187,17 @@ def callback(r: Response, sid: str, *rest: Any) -> int:
     if forward is not None and forward is not callback:
         return forward(r, sid, *rest)
     if result_Queue is None:
-        raise RuntimeError("aiges.dto.callback: call init_rq() first; outside an aiges worker results go to "
-                           "the queue it makes")
+        raise RuntimeError(
+            "aiges.dto.callback: call init_rq() first; outside an aiges worker results go to the queue it makes"
+        )
     for item in getattr(r, "list", None) or ():
-        _log.info("sid %s, callback: %s: len %d, type: %s, status: %s", sid, item.key, item.len,
-                  Types.get(item.type, item.type), Status.get(item.status, item.status))
+        _log.info(
+            "sid %s, callback: %s: len %d, type: %s, status: %s",
+            sid,
+            item.key,
+            item.len,
+            Types.get(item.type, item.type),
+            Status.get(item.status, item.status),
+        )
     result_Queue.put(r)
     return 0

@@ -65,11 +65,13 @@ class GpuStats:
                 name = nvml.nvmlDeviceGetName(handle)
             except Exception:  # noqa: BLE001 - a device that stopped answering is left out
                 continue
-            devices.append({
-                "index": index,
-                "name": name.decode() if isinstance(name, bytes) else str(name),
-                "utilization": rates.gpu / 100.0,
-                "memory_used": memory.used,
-                "memory_total": memory.total,
-            })
+            devices.append(
+                {
+                    "index": index,
+                    "name": name.decode() if isinstance(name, bytes) else str(name),
+                    "utilization": rates.gpu / 100.0,
+                    "memory_used": memory.used,
+                    "memory_total": memory.total,
+                }
+            )
         return devices

@@ -133,12 +133,16 @@ class StateCollector:
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
-        yield CounterMetricFamily("aiges_worker_restarts", "Worker processes restarted after a crash, hang or kill",
-                                  value=state["worker_restarts"])
+        yield CounterMetricFamily(
+            "aiges_worker_restarts",
+            "Worker processes restarted after a crash, hang or kill",
+            value=state["worker_restarts"],
+        )
         devices = self.gpu_stats()
         if devices:
-            utilization = GaugeMetricFamily("aiges_gpu_utilization_ratio", "GPU busy fraction (NVML)",
-                                            labels=["gpu", "name"])
+            utilization = GaugeMetricFamily(
+                "aiges_gpu_utilization_ratio", "GPU busy fraction (NVML)", labels=["gpu", "name"]
+            )
             used = GaugeMetricFamily("aiges_gpu_memory_used_bytes", "GPU memory in use (NVML)", labels=["gpu", "name"])
             total = GaugeMetricFamily("aiges_gpu_memory_total_bytes", "GPU memory (NVML)", labels=["gpu", "name"])
             for device in devices:

@@ -91,14 +91,49 @@ from aiges.types import __all__ as _type_names
 from aiges.utils.log import log
 
 __all__ = [
-    "WrapperBase", "Metaclass", "WrapperMeta",
-    "Field", "ParamField", "StringParamField", "NumberParamField", "IntegerParamField", "BooleanParamField",
-    "PayloadField", "StringBodyField", "ImageBodyField", "AudioBodyField", "VideoBodyField", "JsonBodyField",
-    "SUB", "CALL", "CALL_TYPE", "HOSTS", "ROUTEKEY", "type_map", "tpl",
-    "DataListCls", "DataListNode", "Response", "ResponseData", "SessionCreateResponse", "callback", "init_rq",
-    "SessionManager", "Pool", "ThreadPool", "ProcessThreadPool", "WorkerThread", "WorkerProcess",
-    "StreamHandleThread", "RequestPool", "ReqHandleThread", "ModelProcess", "Context", "lock",
-    "log", *_type_names,
+    "WrapperBase",
+    "Metaclass",
+    "WrapperMeta",
+    "Field",
+    "ParamField",
+    "StringParamField",
+    "NumberParamField",
+    "IntegerParamField",
+    "BooleanParamField",
+    "PayloadField",
+    "StringBodyField",
+    "ImageBodyField",
+    "AudioBodyField",
+    "VideoBodyField",
+    "JsonBodyField",
+    "SUB",
+    "CALL",
+    "CALL_TYPE",
+    "HOSTS",
+    "ROUTEKEY",
+    "type_map",
+    "tpl",
+    "DataListCls",
+    "DataListNode",
+    "Response",
+    "ResponseData",
+    "SessionCreateResponse",
+    "callback",
+    "init_rq",
+    "SessionManager",
+    "Pool",
+    "ThreadPool",
+    "ProcessThreadPool",
+    "WorkerThread",
+    "WorkerProcess",
+    "StreamHandleThread",
+    "RequestPool",
+    "ReqHandleThread",
+    "ModelProcess",
+    "Context",
+    "lock",
+    "log",
+    *_type_names,
 ]
 
 # Schema defaults of the original SDK (a wrapper's class attributes override the first three).
@@ -117,8 +152,9 @@ class Field:
 
     data_type: Any = None
 
-    def __init__(self, key: str, data_type: Any = None, required: bool = False, description: str = "",
-                 title: str = "") -> None:
+    def __init__(
+        self, key: str, data_type: Any = None, required: bool = False, description: str = "", title: str = ""
+    ) -> None:
         self.key = key
         if data_type is not None:
             self.data_type = data_type
@@ -221,8 +257,15 @@ class PayloadField(Field):
     data_type = DataText
     type_name = "text"
 
-    def __init__(self, key: str, data_type: Any = None, required: bool = False, status: int = DataOnce,
-                 encoding: str = "", **attrs: Any) -> None:
+    def __init__(
+        self,
+        key: str,
+        data_type: Any = None,
+        required: bool = False,
+        status: int = DataOnce,
+        encoding: str = "",
+        **attrs: Any,
+    ) -> None:
         super().__init__(key, data_type, required=required)
         self.status = status
         self.encoding = encoding
@@ -277,8 +320,16 @@ class _FileBodyField(PayloadField):
 
     missing_value = b""
 
-    def __init__(self, key: str, path: str = "", status: int = DataOnce, encoding: str = "", required: bool = False,
-                 need_base64: bool = False, **attrs: Any) -> None:
+    def __init__(
+        self,
+        key: str,
+        path: str = "",
+        status: int = DataOnce,
+        encoding: str = "",
+        required: bool = False,
+        need_base64: bool = False,
+        **attrs: Any,
+    ) -> None:
         super().__init__(key, required=required, status=status, encoding=encoding, **attrs)
         self.path = self._check_path(path)
         self.need_base64 = need_base64
@@ -299,8 +350,15 @@ class ImageBodyField(_FileBodyField):
     type_name = "image"
     missing_value = b"<your image base64 here>"  # the original's placeholder for a missing sample
 
-    def __init__(self, key: str, path: str = "", need_base64: bool = False, encoding: str = "jpg",
-                 status: int = DataOnce, required: bool = False) -> None:
+    def __init__(
+        self,
+        key: str,
+        path: str = "",
+        need_base64: bool = False,
+        encoding: str = "jpg",
+        status: int = DataOnce,
+        required: bool = False,
+    ) -> None:
         super().__init__(key, path, status, encoding, required, need_base64)
 
     @property
@@ -313,11 +371,31 @@ class AudioBodyField(_FileBodyField):
     data_type = DataAudio
     type_name = "audio"
 
-    def __init__(self, key: str, path: str = "", encoding: str = "raw", format: str = "plain",  # noqa: A002
-                 compress: str = "raw", status: int = DataOnce, required: bool = False,
-                 sample_rate: int | None = None, channels: int | None = None, bit_depth: int | None = None):
-        super().__init__(key, path, status, encoding, required, format=format, compress=compress,
-                         sample_rate=sample_rate, channels=channels, bit_depth=bit_depth)
+    def __init__(
+        self,
+        key: str,
+        path: str = "",
+        encoding: str = "raw",
+        format: str = "plain",  # noqa: A002
+        compress: str = "raw",
+        status: int = DataOnce,
+        required: bool = False,
+        sample_rate: int | None = None,
+        channels: int | None = None,
+        bit_depth: int | None = None,
+    ):
+        super().__init__(
+            key,
+            path,
+            status,
+            encoding,
+            required,
+            format=format,
+            compress=compress,
+            sample_rate=sample_rate,
+            channels=channels,
+            bit_depth=bit_depth,
+        )
         self.format = format
         self.compress = compress
         self.audio = b" "
@@ -327,8 +405,15 @@ class VideoBodyField(_FileBodyField):
     data_type = DataVideo
     type_name = "video"
 
-    def __init__(self, key: str, path: str = "", encoding: str = "h264", status: int = DataOnce,
-                 required: bool = False, frame_rate: int | None = None):
+    def __init__(
+        self,
+        key: str,
+        path: str = "",
+        encoding: str = "h264",
+        status: int = DataOnce,
+        required: bool = False,
+        frame_rate: int | None = None,
+    ):
         super().__init__(key, path, status, encoding, required, frame_rate=frame_rate)
 
 
@@ -367,23 +452,38 @@ Metaclass = WrapperMeta  # the original's name for it
 def _legacy_template() -> str:
     """The legacy schema as a template with the original's placeholder names ({{serviceId}},
     {{parameters}}, ...); ``WrapperBase.schema_legacy`` fills it in."""
-    header_names = ("appid", "uid", "device_id", "device.imei", "device.imsi", "device.mac", "device.other",
-                    "net.type", "net.isp", "app.ver")
-    header = {"type": "object", "properties": {n: {"type": "string", "maxLength": 50} for n in header_names},
-              "required": ["appid"]}
-    return "\n".join([
-        '{"meta": {"serviceId": "{{serviceId}}", "version": "{{version}}", "route": "{{route}}",',
-        '          "sub": "{{sub}}", "call": "{{call}}", "call_type": {{call_type}}, "hosts": "{{hosts}}",',
-        '          "service": {{service}}, "routeKey": [],',
-        '          "{{serviceId}}": {"input": {{inputs_fields}}, "accept": {{accepts_fields}} } },',
-        ' "schemainput": {"type": "object", "properties": {',
-        '     "header": ' + json.dumps(header) + ",",
-        '     "parameter": {"type": "object", "properties": {"{{serviceId}}": {"type": "object",',
-        '                   "properties": {{parameters}}, "required": {{required_paramters}} } } },',
-        '     "payload": {"type": "object", "properties": {{inputs_payload}} } } },',
-        ' "schemaoutput": {"type": "object", "properties": {',
-        '     "payload": {"type": "object", "properties": {{accepts_payloads}} } } } }',
-    ])
+    header_names = (
+        "appid",
+        "uid",
+        "device_id",
+        "device.imei",
+        "device.imsi",
+        "device.mac",
+        "device.other",
+        "net.type",
+        "net.isp",
+        "app.ver",
+    )
+    header = {
+        "type": "object",
+        "properties": {n: {"type": "string", "maxLength": 50} for n in header_names},
+        "required": ["appid"],
+    }
+    return "\n".join(
+        [
+            '{"meta": {"serviceId": "{{serviceId}}", "version": "{{version}}", "route": "{{route}}",',
+            '          "sub": "{{sub}}", "call": "{{call}}", "call_type": {{call_type}}, "hosts": "{{hosts}}",',
+            '          "service": {{service}}, "routeKey": [],',
+            '          "{{serviceId}}": {"input": {{inputs_fields}}, "accept": {{accepts_fields}} } },',
+            ' "schemainput": {"type": "object", "properties": {',
+            '     "header": ' + json.dumps(header) + ",",
+            '     "parameter": {"type": "object", "properties": {"{{serviceId}}": {"type": "object",',
+            '                   "properties": {{parameters}}, "required": {{required_paramters}} } } },',
+            '     "payload": {"type": "object", "properties": {{inputs_payload}} } } },',
+            ' "schemaoutput": {"type": "object", "properties": {',
+            '     "payload": {"type": "object", "properties": {{accepts_payloads}} } } } }',
+        ]
+    )
 
 
 tpl = _legacy_template()
@@ -427,12 +527,22 @@ class WrapperBase(metaclass=WrapperMeta):
     def wrapperFini(self) -> int:  # noqa: N802
         raise NotImplementedError("wrapperFini is not implemented")
 
-    def wrapperOnceExec(self, params: dict[str, str], reqData: DataListCls, usrTag: str = "",  # noqa: N802,N803
-                        persId: int = 0) -> Response:  # noqa: N803
+    def wrapperOnceExec(
+        self,
+        params: dict[str, str],
+        reqData: DataListCls,
+        usrTag: str = "",  # noqa: N802,N803
+        persId: int = 0,
+    ) -> Response:  # noqa: N803
         raise NotImplementedError("wrapperOnceExec is not implemented")
 
-    def wrapperOnceExecAsync(self, params: dict[str, str], reqData: DataListCls, sid: str,  # noqa: N802,N803
-                             persId: int = 0) -> int:  # noqa: N803
+    def wrapperOnceExecAsync(
+        self,
+        params: dict[str, str],
+        reqData: DataListCls,
+        sid: str,  # noqa: N802,N803
+        persId: int = 0,
+    ) -> int:  # noqa: N803
         raise NotImplementedError("wrapperOnceExecAsync is not implemented")
 
     def wrapperError(self, ret: int) -> str:  # noqa: N802
@@ -444,8 +554,13 @@ class WrapperBase(metaclass=WrapperMeta):
     def wrapperUnloadRes(self, resId: int) -> int:  # noqa: N802,N803
         return 0
 
-    def wrapperCreate(self, params: dict[str, str], sid: str, persId: int = 0,  # noqa: N802,N803
-                      usrTag: str = "") -> SessionCreateResponse:  # noqa: N803
+    def wrapperCreate(
+        self,
+        params: dict[str, str],
+        sid: str,
+        persId: int = 0,  # noqa: N802,N803
+        usrTag: str = "",
+    ) -> SessionCreateResponse:  # noqa: N803
         raise NotImplementedError("wrapperCreate is not implemented: this wrapper serves one-shot calls only")
 
     def wrapperWrite(self, handle: str, reqData: DataListCls) -> int:  # noqa: N802,N803
@@ -485,21 +600,28 @@ class WrapperBase(metaclass=WrapperMeta):
             return json.dumps({key: {"dataType": f.type_name} for key, f in fields.items()})
 
         text = {
-            "serviceId": service_id, "version": version, "route": route_of(service_id, version, self.route),
-            "sub": str(self.sub), "call": str(self.call), "hosts": HOSTS[0],
+            "serviceId": service_id,
+            "version": version,
+            "route": route_of(service_id, version, self.route),
+            "sub": str(self.sub),
+            "call": str(self.call),
+            "hosts": HOSTS[0],
         }
         values = {key: json.dumps(value)[1:-1] for key, value in text.items()}
-        values.update({
-            "call_type": json.dumps(int(self.call_type or 0)),
-            "service": json.dumps([service_id]),
-            "inputs_fields": names(mappings["inputs"]),
-            "accepts_fields": names(mappings["accepts"]),
-            "parameters": json.dumps({key: param_schema(f) for key, f in mappings["params"].items()}),
-            "required_paramters": json.dumps([key for key, f in mappings["params"].items() if f.required]),
-            "inputs_payload": json.dumps({key: payload_schema(f) for key, f in mappings["inputs"].items()}),
-            "accepts_payloads": json.dumps({key: payload_schema(f, output=True)
-                                            for key, f in mappings["accepts"].items()}),
-        })
+        values.update(
+            {
+                "call_type": json.dumps(int(self.call_type or 0)),
+                "service": json.dumps([service_id]),
+                "inputs_fields": names(mappings["inputs"]),
+                "accepts_fields": names(mappings["accepts"]),
+                "parameters": json.dumps({key: param_schema(f) for key, f in mappings["params"].items()}),
+                "required_paramters": json.dumps([key for key, f in mappings["params"].items() if f.required]),
+                "inputs_payload": json.dumps({key: payload_schema(f) for key, f in mappings["inputs"].items()}),
+                "accepts_payloads": json.dumps(
+                    {key: payload_schema(f, output=True) for key, f in mappings["accepts"].items()}
+                ),
+            }
+        )
         rendered = _PLACEHOLDER.sub(lambda match: values[match.group(1)], tpl)
         self._schema = json.loads(rendered)
         return json.dumps(self._schema, indent=4, ensure_ascii=False)
@@ -511,8 +633,10 @@ class WrapperBase(metaclass=WrapperMeta):
         print(f"### Current Python Version: {sys.version} ###")
 
     def gradio(self) -> None:
-        raise NotImplementedError("WrapperBase.gradio: this aiges has no gradio UI; try a call with `aiges call`, "
-                                  "or the docs page of `aiges serve` ([http] listen, /docs)")
+        raise NotImplementedError(
+            "WrapperBase.gradio: this aiges has no gradio UI; try a call with `aiges call`, "
+            "or the docs page of `aiges serve` ([http] listen, /docs)"
+        )
 
     def run(self, stream: bool = False) -> None:
         """Try the wrapper with the declared sample values, logging what is wrong:
@@ -527,8 +651,10 @@ class WrapperBase(metaclass=WrapperMeta):
         mappings = type(self).__mappings__
         self.params_test_values = {key: f.test_value for key, f in mappings["params"].items()}
         self.inputs_test_values = {key: f.test_value for key, f in mappings["inputs"].items()}
-        nodes = [DataListNode(key, value, len(value), mappings["inputs"][key].data_type, status)
-                 for key, value in self.inputs_test_values.items()]
+        nodes = [
+            DataListNode(key, value, len(value), mappings["inputs"][key].data_type, status)
+            for key, value in self.inputs_test_values.items()
+        ]
         return dict(self.params_test_values), DataListCls(nodes)
 
     def run_once(self) -> None:
@@ -557,8 +683,9 @@ class WrapperBase(metaclass=WrapperMeta):
         self.wrapperInit(self.config)
         params, request = self._test_request(status=DataEnd)
         sid = "test-111111"
-        created = bind_arguments(self.wrapperCreate, CREATE_ORDER)({"params": params, "sid": sid, "pers": 0,
-                                                                      "tag": sid})
+        created = bind_arguments(self.wrapperCreate, CREATE_ORDER)(
+            {"params": params, "sid": sid, "pers": 0, "tag": sid}
+        )
         handle = getattr(created, "handle", created)
         if getattr(created, "error_code", 0) or not handle:
             log.error("wrapperCreate failed: %r", created)
@@ -589,8 +716,9 @@ class WrapperBase(metaclass=WrapperMeta):
             return True
         for item in resp.list:
             if not isinstance(item.data, (bytes, memoryview)):
-                log.error("ResponseData %r: data must be bytes or memoryview, got %s", item.key,
-                          type(item.data).__name__)
+                log.error(
+                    "ResponseData %r: data must be bytes or memoryview, got %s", item.key, type(item.data).__name__
+                )
                 return False
             if item.len != len(item.data):
                 log.error("ResponseData %r: len is %d but the data has %d bytes", item.key, item.len, len(item.data))
@@ -602,14 +730,14 @@ class WrapperBase(metaclass=WrapperMeta):
             return False
         for item in resp.list:
             if item.status != DataOnce:
-                log.error("ResponseData %r: status is %d, a one-shot result needs %d", item.key, item.status,
-                          DataOnce)
+                log.error("ResponseData %r: status is %d, a one-shot result needs %d", item.key, item.status, DataOnce)
                 return False
         accepts = {key: f.data_type for key, f in type(self).__mappings__["accepts"].items()}
         for item in resp.list:
             if item.key not in accepts:
-                log.error("ResponseData %r is not a declared output (UserResponse declares %s)", item.key,
-                          sorted(accepts))
+                log.error(
+                    "ResponseData %r is not a declared output (UserResponse declares %s)", item.key, sorted(accepts)
+                )
                 return False
             if item.type != accepts[item.key]:
                 log.error("ResponseData %r: type %d, declared %d", item.key, item.type, accepts[item.key])

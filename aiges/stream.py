@@ -27,8 +27,18 @@ from typing import Any
 from aiges.types import PROCESS_MODE, THREAD_MODE
 
 __all__ = [
-    "lock", "SessionManager", "Pool", "ThreadPool", "ProcessThreadPool", "WorkerThread", "WorkerProcess",
-    "StreamHandleThread", "RequestPool", "ReqHandleThread", "ModelProcess", "Context",
+    "lock",
+    "SessionManager",
+    "Pool",
+    "ThreadPool",
+    "ProcessThreadPool",
+    "WorkerThread",
+    "WorkerProcess",
+    "StreamHandleThread",
+    "RequestPool",
+    "ReqHandleThread",
+    "ModelProcess",
+    "Context",
 ]
 
 log = logging.getLogger("wrapper")
@@ -183,8 +193,13 @@ class WorkerProcess(multiprocessing.Process):
     The original's child exited as soon as it had started its (daemon) threads, taking them
     with it; this one waits for them."""
 
-    def __init__(self, workers: dict, reqDataThreadCls: type, process_no: Any = 0,  # noqa: N803
-                 threads_per_cpu: int = 2) -> None:
+    def __init__(
+        self,
+        workers: dict,
+        reqDataThreadCls: type,
+        process_no: Any = 0,  # noqa: N803
+        threads_per_cpu: int = 2,
+    ) -> None:
         super().__init__(daemon=True)
         self.workers = workers
         self.process_no = process_no
@@ -322,8 +337,9 @@ class ReqHandleThread(threading.Thread):
     """One handle of a RequestPool: requests sent to it (``send_to_input_queue``) are forwarded,
     as ``(handle, context)``, to the queue shared with the ModelProcess that runs inference."""
 
-    def __init__(self, model_pipe_conn: Any, shared_req_queue: Any, handle: str,
-                 callback_fn: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, model_pipe_conn: Any, shared_req_queue: Any, handle: str, callback_fn: Callable[..., Any] | None
+    ) -> None:
         super().__init__(name=f"aiges-request-{handle}", daemon=True)
         self.model_pipe_conn = model_pipe_conn
         self.input_queue: queue.Queue = queue.Queue()

@@ -29,8 +29,22 @@ THREAD_MODE = "thread"
 PROCESS_MODE = "process"
 
 __all__ = [
-    "STRING", "AUDIO", "IMAGE", "VIDEO",
-    "DataText", "DataAudio", "DataImage", "DataVideo", "DataPer", "Types",
-    "DataBegin", "DataContinue", "DataEnd", "DataOnce", "Once", "Status",
-    "THREAD_MODE", "PROCESS_MODE",
+    "STRING",
+    "AUDIO",
+    "IMAGE",
+    "VIDEO",
+    "DataText",
+    "DataAudio",
+    "DataImage",
+    "DataVideo",
+    "DataPer",
+    "Types",
+    "DataBegin",
+    "DataContinue",
+    "DataEnd",
+    "DataOnce",
+    "Once",
+    "Status",
+    "THREAD_MODE",
+    "PROCESS_MODE",
 ]

@@ -45,8 +45,10 @@ def main() -> None:
         with aiges_server(WRAPPER, extra=extra) as address:
             load = asyncio.run(measure(address, args.seconds))
         rates[label] = load.rate
-        print(f"  {label:38s} {load.rate:8.1f} calls/s  p50 {load.percentile(50):6.1f} ms  "
-              f"p99 {load.percentile(99):6.1f} ms")
+        print(
+            f"  {label:38s} {load.rate:8.1f} calls/s  p50 {load.percentile(50):6.1f} ms  "
+            f"p99 {load.percentile(99):6.1f} ms"
+        )
     print(f"  batching gain: {rates[list(rates)[1]] / rates['unbatched']:.1f}x")
 
 

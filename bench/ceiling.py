@@ -18,9 +18,12 @@ async def call(raw: bytes, context) -> bytes:
 
 
 async def main(port: int, max_mb: int) -> None:
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", max_mb << 20), ("grpc.max_send_message_length", max_mb << 20),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_mb << 20),
+            ("grpc.max_send_message_length", max_mb << 20),
+        ]
+    )
     handler = grpc.method_handlers_generic_handler("utils.XsfCall", {"call": grpc.unary_unary_rpc_method_handler(call)})
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")

@@ -41,8 +41,13 @@ def aiges_server(wrapper: Path, workers: int = 1, extra: str = "", cpus: str | N
     command = [sys.executable, "-m", "aiges", "serve", "-c", str(config)]
     if cpus:
         command = ["taskset", "-c", cpus, *command]
-    process = subprocess.Popen(command, env={**os.environ, **MALLOC_ENV}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **MALLOC_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"127.0.0.1:{port}"
     try:
         wait_serving(address, process)
@@ -84,8 +89,9 @@ class Load:
         return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)] if ordered else 0.0
 
 
-async def closed_loop(one: Callable[[], Awaitable[None]], concurrency: int, seconds: float,
-                      warmup: float = 1.0) -> Load:
+async def closed_loop(
+    one: Callable[[], Awaitable[None]], concurrency: int, seconds: float, warmup: float = 1.0
+) -> Load:
     """``concurrency`` callers, each calling ``one`` back to back; measured after a warm-up."""
     start = time.perf_counter()
     measure_from = start + warmup

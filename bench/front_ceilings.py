@@ -58,11 +58,14 @@ GRPC_PATH = "/bench.Echo/Call"
 HTTP_PATH = "/echo"
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 FRONTS = ("grpc.aio", "grpc.aio+uvloop", "grpc sync w1", "grpc sync w4", "grpc sync w16", "aiohttp+uvloop")
-SHAPES = {"grpc": (("1 conn x 64", ["-c", "1", "-m", "64"]), ("4 conn x 16", ["-c", "4", "-m", "16"])),
-          "http": (("64 conn (h1)", ["--h1", "-c", "64", "-m", "1"]),)}
+SHAPES = {
+    "grpc": (("1 conn x 64", ["-c", "1", "-m", "64"]), ("4 conn x 16", ["-c", "4", "-m", "16"])),
+    "http": (("64 conn (h1)", ["--h1", "-c", "64", "-m", "1"]),),
+}
 
 
 # ---------------------------------------------------------------------------------------- servers
+
 
 def serve(front: str, port: int) -> None:
     address = f"127.0.0.1:{port}"
@@ -71,6 +74,7 @@ def serve(front: str, port: int) -> None:
     elif front.startswith("grpc.aio"):
         if front.endswith("+uvloop"):
             import uvloop
+
             uvloop.install()
         asyncio.run(serve_grpc_aio(address))
     elif front == "aiohttp+uvloop":
@@ -88,8 +92,9 @@ def serve_grpc_sync(address: str, workers: int) -> None:
         return request
 
     server = grpc.server(ThreadPoolExecutor(max_workers=workers))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}),)
+    )
     server.add_insecure_port(address)
     server.start()
     server.wait_for_termination()
@@ -102,8 +107,9 @@ async def serve_grpc_aio(address: str) -> None:
         return request
 
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}),)
+    )
     server.add_insecure_port(address)
     await server.start()
     await server.wait_for_termination()
@@ -123,6 +129,7 @@ def serve_aiohttp(port: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------- driver
+
 
 @dataclass
 class Front:
@@ -152,9 +159,19 @@ def start(front: Front) -> None:
     front.port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in main() when the server stops
     front.process = subprocess.Popen(
-        ["taskset", "-c", SERVER_CPU, sys.executable, str(Path(__file__).resolve()), "serve", front.name,
-         str(front.port)],
-        env={**os.environ, **MALLOC_ENV}, stdout=subprocess.DEVNULL, stderr=log,
+        [
+            "taskset",
+            "-c",
+            SERVER_CPU,
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "serve",
+            front.name,
+            str(front.port),
+        ],
+        env={**os.environ, **MALLOC_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
         start_new_session=True,
     )
     front.log = log
@@ -191,11 +208,11 @@ def check(front: Front) -> None:
     payload = os.urandom(1024)
     if front.kind == "grpc":
         import grpc
+
         with grpc.insecure_channel(f"127.0.0.1:{front.port}") as channel:
             reply = channel.unary_unary(GRPC_PATH)(payload, timeout=10)
     else:
-        request = urllib.request.Request(front.url, data=payload,
-                                         headers={"content-type": "application/octet-stream"})
+        request = urllib.request.Request(front.url, data=payload, headers={"content-type": "application/octet-stream"})
         with urllib.request.urlopen(request, timeout=10) as response:
             reply = response.read()
     if reply != payload:
@@ -208,13 +225,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def h2load(front: Front, shape: list[str], body: Path, seconds: float, reply_bytes: int,
-           measure: bool) -> tuple[float, float, float]:
+def h2load(
+    front: Front, shape: list[str], body: Path, seconds: float, reply_bytes: int, measure: bool
+) -> tuple[float, float, float]:
     """One h2load run; returns (req/s, server CPU %, h2load CPU %)."""
-    headers = (["-H", "content-type: application/grpc", "-H", "te: trailers"] if front.kind == "grpc"
-               else ["-H", "content-type: application/octet-stream"])
-    command = ["taskset", "-c", CLIENT_CPU, "h2load", *shape, "-D", f"{round(seconds * 1000)}ms", *headers,
-               "-d", str(body), front.url]
+    headers = (
+        ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        if front.kind == "grpc"
+        else ["-H", "content-type: application/octet-stream"]
+    )
+    command = [
+        "taskset",
+        "-c",
+        CLIENT_CPU,
+        "h2load",
+        *shape,
+        "-D",
+        f"{round(seconds * 1000)}ms",
+        *headers,
+        "-d",
+        str(body),
+        front.url,
+    ]
     server_before = cpu_seconds(front.process.pid)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -222,8 +254,11 @@ def h2load(front: Front, shape: list[str], body: Path, seconds: float, reply_byt
     wall = time.monotonic() - started
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = (cpu_seconds(front.process.pid) - server_before) / wall * 100
-    client_cpu = ((children_after.ru_utime + children_after.ru_stime)
-                  - (children_before.ru_utime + children_before.ru_stime)) / wall * 100
+    client_cpu = (
+        ((children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime))
+        / wall
+        * 100
+    )
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     data = re.search(r"traffic: .*?, [\d.]+\w* \((\d+)\) data", out)
@@ -233,8 +268,10 @@ def h2load(front: Front, shape: list[str], body: Path, seconds: float, reply_byt
     if measure:
         per_reply = int(data.group(1)) / max(succeeded, 1)
         if succeeded != finished or succeeded == 0 or abs(per_reply - reply_bytes) > 1:
-            raise SystemExit(f"{front.name}: bad run ({succeeded} of {finished} succeeded, {per_reply:.1f} data "
-                             f"bytes per reply, expected {reply_bytes}):\n{out}")
+            raise SystemExit(
+                f"{front.name}: bad run ({succeeded} of {finished} succeeded, {per_reply:.1f} data "
+                f"bytes per reply, expected {reply_bytes}):\n{out}"
+            )
     return float(rate.group(1)), server_cpu, client_cpu
 
 
@@ -264,12 +301,17 @@ def main() -> None:
                 check(front)
                 for shape_name, shape in SHAPES[front.kind]:
                     h2load(front, shape, bodies[front.kind], args.warmup, reply_bytes[front.kind], measure=False)
-                    rate, server_cpu, client_cpu = h2load(front, shape, bodies[front.kind], args.seconds,
-                                                          reply_bytes[front.kind], measure=True)
+                    rate, server_cpu, client_cpu = h2load(
+                        front, shape, bodies[front.kind], args.seconds, reply_bytes[front.kind], measure=True
+                    )
                     front.rates.setdefault(shape_name, []).append(rate)
                     front.cpu.setdefault(shape_name, []).append((server_cpu, client_cpu))
-                    print(f"  [{repeat + 1}/{args.repeats}] {front.name:<16} {shape_name:<13} {rate:>9.0f} req/s"
-                          f"  server {server_cpu:3.0f}% CPU, h2load {client_cpu:3.0f}%", file=sys.stderr, flush=True)
+                    print(
+                        f"  [{repeat + 1}/{args.repeats}] {front.name:<16} {shape_name:<13} {rate:>9.0f} req/s"
+                        f"  server {server_cpu:3.0f}% CPU, h2load {client_cpu:3.0f}%",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             finally:
                 stop(front.process)
                 front.process = None
@@ -277,8 +319,10 @@ def main() -> None:
 
     baseline_front = next((f for f in fronts if f.name == "grpc.aio"), None)
     baseline = statistics.median(baseline_front.rates["1 conn x 64"]) if baseline_front else None
-    print(f"\n{args.size} B unary echo; server on core {SERVER_CPU}, h2load on core {CLIENT_CPU}; "
-          f"{args.warmup:g} s warm-up + {args.seconds:g} s measured, median of {args.repeats}")
+    print(
+        f"\n{args.size} B unary echo; server on core {SERVER_CPU}, h2load on core {CLIENT_CPU}; "
+        f"{args.warmup:g} s warm-up + {args.seconds:g} s measured, median of {args.repeats}"
+    )
     header = f"{'front':<17} {'load':<13} {'req/s':>8} {'x grpc.aio':>10} {'min-max':>15} {'srv CPU':>8} {'h2load':>7}"
     print(header)
     print("-" * len(header))
@@ -289,8 +333,10 @@ def main() -> None:
             client_cpu = statistics.median(c[1] for c in front.cpu[shape_name])
             ratio = f"{rate / baseline:.2f}" if baseline else "-"
             spread = f"{min(rates):.0f}-{max(rates):.0f}"
-            print(f"{front.name:<17} {shape_name:<13} {rate:>8.0f} {ratio:>10} {spread:>15} "
-                  f"{server_cpu:>7.0f}% {client_cpu:>6.0f}%")
+            print(
+                f"{front.name:<17} {shape_name:<13} {rate:>8.0f} {ratio:>10} {spread:>15} "
+                f"{server_cpu:>7.0f}% {client_cpu:>6.0f}%"
+            )
     scratch.cleanup()
 
 

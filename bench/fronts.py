@@ -36,18 +36,35 @@ def bodies(folder: Path) -> dict[str, tuple[str, Path, list[str], bool]]:
     from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 
     data = b"x" * SIZE
-    xsf = ReqData(op="AIIn", param={"SeqNo": "1"}, data=[DataMeta(data=loader_input(
-        state=LoaderInput.ONCE, inputs={"text": data}, expect=["text"], status=3).SerializeToString())])
+    xsf = ReqData(
+        op="AIIn",
+        param={"SeqNo": "1"},
+        data=[
+            DataMeta(
+                data=loader_input(
+                    state=LoaderInput.ONCE, inputs={"text": data}, expect=["text"], status=3
+                ).SerializeToString()
+            )
+        ],
+    )
     infer = oip_pb2.ModelInferRequest(model_name="echo", raw_input_contents=[pack_bytes([data])])
     infer.inputs.add(name="text", datatype="BYTES", shape=[1])
     ase = {"payload": {"text": {"text": base64.b64encode(data).decode(), "status": 3}}}
     rest = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [data.decode()]}]}
     grpc_headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     json_headers = ["-H", "content-type: application/json"]
-    files = {"xsf": grpc_frame(xsf.SerializeToString()), "oip-grpc": grpc_frame(infer.SerializeToString()),
-             "ase-http": json.dumps(ase).encode(), "oip-rest": json.dumps(rest).encode()}
-    paths = {"xsf": "/utils.XsfCall/call", "oip-grpc": "/inference.GRPCInferenceService/ModelInfer",
-             "ase-http": "/v1/private/echo", "oip-rest": "/v2/models/echo/infer"}
+    files = {
+        "xsf": grpc_frame(xsf.SerializeToString()),
+        "oip-grpc": grpc_frame(infer.SerializeToString()),
+        "ase-http": json.dumps(ase).encode(),
+        "oip-rest": json.dumps(rest).encode(),
+    }
+    paths = {
+        "xsf": "/utils.XsfCall/call",
+        "oip-grpc": "/inference.GRPCInferenceService/ModelInfer",
+        "ase-http": "/v1/private/echo",
+        "oip-rest": "/v2/models/echo/infer",
+    }
     fronts = {}
     for name, body in files.items():
         path = folder / f"{name}.body"
@@ -71,11 +88,13 @@ def h2load(url: str, body: Path, headers: list[str], http1: bool, seconds: int) 
 
 def check(http: str) -> None:
     """One real call through each HTTP route, so a broken front cannot pass as fast."""
-    for path, body in (("/v1/private/echo", {"payload": {"text": {"text": base64.b64encode(b"ok").decode()}}}),
-                       ("/v2/models/echo/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
-                                                              "data": ["ok"]}]})):
-        request = urllib.request.Request(http + path, data=json.dumps(body).encode(),
-                                         headers={"content-type": "application/json"})
+    for path, body in (
+        ("/v1/private/echo", {"payload": {"text": {"text": base64.b64encode(b"ok").decode()}}}),
+        ("/v2/models/echo/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["ok"]}]}),
+    ):
+        request = urllib.request.Request(
+            http + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert b'"ok"' in reply.read(), path
 
@@ -100,8 +119,9 @@ def main() -> None:
                 # h2load counts a gRPC error (HTTP 200, grpc-status in trailers) as a success:
                 # every reply must also be big enough to hold the echoed 1 KiB
                 if succeeded != done or data < done * SIZE:
-                    raise SystemExit(f"{name}: {done - succeeded} of {done} calls failed, "
-                                     f"{data / max(done, 1):.0f} bytes a reply")
+                    raise SystemExit(
+                        f"{name}: {done - succeeded} of {done} calls failed, {data / max(done, 1):.0f} bytes a reply"
+                    )
                 results[name].append(rate)
     base = statistics.median(results["xsf"])
     print(f"1 KiB echo, aiges 1 worker on core 0, h2load on core 1, median of {args.repeats} x {args.seconds} s")

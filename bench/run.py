@@ -99,8 +99,9 @@ def xsf_check(address: str, size: int) -> int:
 
     message = loader_input(state=LoaderInput.ONCE, inputs={"text": b"x" * size}, expect=["text"], status=3)
     request = ReqData(op="AIIn", param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())])
-    with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                 ("grpc.max_send_message_length", 64 << 20)]) as channel:
+    with grpc.insecure_channel(
+        address, options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
         call = channel.unary_unary("/utils.XsfCall/call", request_serializer=None, response_deserializer=None)
         return len(call(request.SerializeToString(), timeout=30)) + 5
 
@@ -147,8 +148,11 @@ def policy_of(pid: int) -> str:
 def start(server: Server, server_cpus: str) -> None:
     server.process = subprocess.Popen(
         ["taskset", "-c", server_cpus, *server.command],
-        cwd=server.cwd, env={**os.environ, **MALLOC_ENV, **server.env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=server.cwd,
+        env={**os.environ, **MALLOC_ENV, **server.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -172,10 +176,23 @@ class Sample:
 
 def h2load_run(server: Server, size: int, in_flight: int, client_cpus: str, budget: list[str], log: Path | None = None):
     command = [
-        "taskset", "-c", client_cpus, "h2load", *budget, "-c", "1", "-m", str(in_flight),
+        "taskset",
+        "-c",
+        client_cpus,
+        "h2load",
+        *budget,
+        "-c",
+        "1",
+        "-m",
+        str(in_flight),
         *(["--log-file", str(log)] if log else []),
-        "-H", "content-type: application/grpc", "-H", "te: trailers",
-        "-d", str(server.bodies[size]), f"http://{server.address}{server.path}",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-d",
+        str(server.bodies[size]),
+        f"http://{server.address}{server.path}",
     ]
     out = run(command, timeout=600).stdout
     done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
@@ -196,8 +213,10 @@ def h2load(server: Server, size: int, in_flight: int, seconds: int, client_cpus:
     per_reply = data / max(succeeded, 1)
     expected = server.reply_sizes[size]
     if succeeded != total or abs(per_reply - expected) > max(0.02 * expected, 16):
-        raise SystemExit(f"{server.name}: replies look wrong ({succeeded}/{total} ok, {per_reply:.0f} bytes each, "
-                         f"expected {expected}):\n{out}")
+        raise SystemExit(
+            f"{server.name}: replies look wrong ({succeeded}/{total} ok, {per_reply:.0f} bytes each, "
+            f"expected {expected}):\n{out}"
+        )
     durations = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())
     log.unlink()
     return Sample(
@@ -238,24 +257,36 @@ def build_servers(args) -> list[Server]:
     python = sys.executable
     servers = [
         Server("ceiling (grpc.aio)", [python, str(BENCH / "ceiling.py"), "--port", "{port}"], "/utils.XsfCall/call"),
-        Server("ceiling, SCHED_BATCH", ["chrt", "-b", "0", python, str(BENCH / "ceiling.py"), "--port", "{port}"],
-               "/utils.XsfCall/call"),
+        Server(
+            "ceiling, SCHED_BATCH",
+            ["chrt", "-b", "0", python, str(BENCH / "ceiling.py"), "--port", "{port}"],
+            "/utils.XsfCall/call",
+        ),
         Server("aiges, 1 worker", [aiges, "serve", "-c", "{config1}"], "/utils.XsfCall/call"),
         Server("aiges, 2 workers", [aiges, "serve", "-c", "{config2}"], "/utils.XsfCall/call"),
     ]
     if not args.no_mlserver and ensure_mlserver():
-        servers.append(Server(
-            "MLServer 1.7.1, parallel_workers=1",
-            [str(MLSERVER_VENV / "bin" / "mlserver"), "start", "."],
-            "/inference.GRPCInferenceService/ModelInfer",
-            cwd=BENCH / "mlserver_echo",
-            env={"MLSERVER_PARALLEL_WORKERS": "1", "MLSERVER_LOGGING_LEVEL": "WARNING",
-                 "MLSERVER_HTTP_PORT": str(free_port()), "MLSERVER_METRICS_PORT": str(free_port())},
-        ))
+        servers.append(
+            Server(
+                "MLServer 1.7.1, parallel_workers=1",
+                [str(MLSERVER_VENV / "bin" / "mlserver"), "start", "."],
+                "/inference.GRPCInferenceService/ModelInfer",
+                cwd=BENCH / "mlserver_echo",
+                env={
+                    "MLSERVER_PARALLEL_WORKERS": "1",
+                    "MLSERVER_LOGGING_LEVEL": "WARNING",
+                    "MLSERVER_HTTP_PORT": str(free_port()),
+                    "MLSERVER_METRICS_PORT": str(free_port()),
+                },
+            )
+        )
     for server in servers:
         server.port = free_port()
-        configs = {"port": str(server.port), "config1": str(aiges_config(server.port, 1)),
-                   "config2": str(aiges_config(server.port, 2))}
+        configs = {
+            "port": str(server.port),
+            "config1": str(aiges_config(server.port, 1)),
+            "config2": str(aiges_config(server.port, 2)),
+        }
         server.command = [part.format(**configs) for part in server.command]
         if server.name.startswith("MLServer"):
             server.env["MLSERVER_GRPC_PORT"] = str(server.port)
@@ -328,11 +359,13 @@ def main() -> None:
             for in_flight in (64, 1):
                 samples: dict[str, list[Sample]] = {s.name: [] for s in servers}
                 for repeat in range(repeats):
-                    order = servers[repeat % len(servers):] + servers[: repeat % len(servers)]
+                    order = servers[repeat % len(servers) :] + servers[: repeat % len(servers)]
                     for server in order:
                         samples[server.name].append(h2load(server, size, in_flight, seconds, args.client_cpus))
-                        print(f"{label} x{in_flight:<3} {server.name:38s} {samples[server.name][-1].rps:9.0f} req/s",
-                              flush=True)
+                        print(
+                            f"{label} x{in_flight:<3} {server.name:38s} {samples[server.name][-1].rps:9.0f} req/s",
+                            flush=True,
+                        )
                 for server in servers:
                     results[(label, server.name, in_flight)] = median_sample(samples[server.name])
             sweep[label] = {}
@@ -348,8 +381,9 @@ def main() -> None:
     plot_path = BENCH / "throughput.png"
     plot(sweep, plot_path)
     write_results(Path(args.out), servers, results, sweep, plot_path, repeats, seconds, args)
-    (WORK / "results.json").write_text(json.dumps(
-        {f"{k[0]}|{k[1]}|{k[2]}": vars(v) for k, v in results.items()}, indent=1))
+    (WORK / "results.json").write_text(
+        json.dumps({f"{k[0]}|{k[1]}|{k[2]}": vars(v) for k, v in results.items()}, indent=1)
+    )
     print(f"wrote {args.out} and {plot_path}")
 
 

@@ -50,8 +50,10 @@ def main() -> None:
         with aiges_server(WRAPPER, workers=workers) as address:
             load = asyncio.run(measure(address, 8, args.seconds))
         rates[workers] = load.rate
-        print(f"  {workers} worker(s): {load.rate:7.1f} calls/s  p50 {load.percentile(50):6.1f} ms  "
-              f"p99 {load.percentile(99):6.1f} ms")
+        print(
+            f"  {workers} worker(s): {load.rate:7.1f} calls/s  p50 {load.percentile(50):6.1f} ms  "
+            f"p99 {load.percentile(99):6.1f} ms"
+        )
     print(f"  speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x")
 
 

@@ -36,8 +36,9 @@ OPEN = request("AIIn", loader_input(state=LoaderInput.STREAM, expect=["text"]), 
 
 
 def chunk_request(handle: str, seq: int) -> ReqData:
-    return request("AIIn", loader_input(state=LoaderInput.STREAM, inputs={"text": CHUNK}, sync_id=seq, status=1),
-                   handle)
+    return request(
+        "AIIn", loader_input(state=LoaderInput.STREAM, inputs={"text": CHUNK}, sync_id=seq, status=1), handle
+    )
 
 
 async def run_for(seconds: float, concurrency: int, one) -> float:

@@ -47,8 +47,9 @@ def main() -> int:
         '[log]\nformat = "json"\n'
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    server = subprocess.Popen([sys.executable, "-m", "aiges", "serve", "-c", str(config)], env=env,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aiges", "serve", "-c", str(config)], env=env, start_new_session=True
+    )
     failures: list[str] = []
     try:
         from aiges.client import Client

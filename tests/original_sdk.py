@@ -26,10 +26,16 @@ CACHE = ROOT / ".cache" / "original-sdk"
 CLIENTS = Path(__file__).resolve().parent / "original_clients"
 
 WHEELS = {
-    "aiges": ("aiges-0.16.0-py3-none-any.whl", "aiges==0.16.0",
-              "888bf9df2762aca19cb78e29455bb1e8266ef6fc015d63ebf8c2602ccce2d489"),
-    "aiges-wrapper": ("aiges_wrapper-0.1.0-py3-none-any.whl", "aiges-wrapper==0.1.0",
-                      "538c38b560e65d3b741cff8fcaebee3439a2a853afaf1790cbc875c41df3443a"),
+    "aiges": (
+        "aiges-0.16.0-py3-none-any.whl",
+        "aiges==0.16.0",
+        "888bf9df2762aca19cb78e29455bb1e8266ef6fc015d63ebf8c2602ccce2d489",
+    ),
+    "aiges-wrapper": (
+        "aiges_wrapper-0.1.0-py3-none-any.whl",
+        "aiges-wrapper==0.1.0",
+        "538c38b560e65d3b741cff8fcaebee3439a2a853afaf1790cbc875c41df3443a",
+    ),
 }
 
 
@@ -51,9 +57,20 @@ def original_wheel(name: str = "aiges") -> Path:
         return wheel
     CACHE.mkdir(parents=True, exist_ok=True)
     fetched = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", requirement,
-         "-d", str(CACHE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            requirement,
+            "-d",
+            str(CACHE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if fetched.returncode != 0 or not wheel.exists():
         _unavailable(f"cannot download {requirement} from PyPI: {fetched.stderr.strip()[-500:]}")
@@ -92,8 +109,9 @@ def render_template(service: Path, project_name: str = "demo") -> Path:
 
     from jinja2 import Environment
 
-    environment = Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"], trim_blocks=True,
-                              lstrip_blocks=True)
+    environment = Environment(
+        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"], trim_blocks=True, lstrip_blocks=True
+    )
     template = environment.from_string(original_file("tpls/wrapper.py.j2").read_text(encoding="utf-8"))
     folder = service / project_name / "wrapper"
     (folder / "test_data").mkdir(parents=True, exist_ok=True)
@@ -115,8 +133,15 @@ def compile_original_stubs(target: Path) -> Path:
     for relative in ("protocol/xsf.proto", "aiges_inner/ai.proto"):
         source = original_file(relative)
         shutil.copy(source, target / source.name)
-        code = protoc.main(["protoc", f"-I{target}", f"--python_out={target}", f"--grpc_python_out={target}",
-                            str(target / source.name)])
+        code = protoc.main(
+            [
+                "protoc",
+                f"-I{target}",
+                f"--python_out={target}",
+                f"--grpc_python_out={target}",
+                str(target / source.name),
+            ]
+        )
         if code != 0:
             raise AssertionError(f"protoc failed on the original {relative}")
     return target

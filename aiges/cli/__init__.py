@@ -9,7 +9,13 @@ from aiges import __version__
 from aiges.cli import call, check, health, new, schema, serve, xtest
 
 COMMANDS = {
-    "serve": serve, "call": call, "xtest": xtest, "check": check, "schema": schema, "new": new, "health": health,
+    "serve": serve,
+    "call": call,
+    "xtest": xtest,
+    "check": check,
+    "schema": schema,
+    "new": new,
+    "health": health,
 }
 
 

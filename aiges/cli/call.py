@@ -26,9 +26,20 @@ from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
 EXTENSION_TYPES = {
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".bmp": "image", ".gif": "image", ".webp": "image",
-    ".wav": "audio", ".pcm": "audio", ".mp3": "audio", ".opus": "audio", ".speex": "audio",
-    ".mp4": "video", ".h264": "video", ".avi": "video",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".bmp": "image",
+    ".gif": "image",
+    ".webp": "image",
+    ".wav": "audio",
+    ".pcm": "audio",
+    ".mp3": "audio",
+    ".opus": "audio",
+    ".speex": "audio",
+    ".mp4": "video",
+    ".h264": "video",
+    ".avi": "video",
 }
 TYPE_EXTENSIONS = {1: ".audio", 2: ".image", 3: ".video", 4: ".bin"}
 
@@ -39,17 +50,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--addr", help="HOST:PORT of the service")
     target.add_argument("-c", "--config", help="aiges.toml of the service (its host and port)")
     parser.add_argument("-s", "--service", default=DEFAULT_SERVICE, help="the config's service section")
-    parser.add_argument("--input", action="append", default=[], metavar="KEY=@FILE[:TYPE]",
-                        help="a payload from a file (or KEY=TEXT); TYPE: text, audio, image, video, other")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="KEY=@FILE[:TYPE]",
+        help="a payload from a file (or KEY=TEXT); TYPE: text, audio, image, video, other",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="a capability param")
     parser.add_argument("--header", action="append", default=[], metavar="K=V", help="a platform header")
-    parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]",
-                        help="an output to ask for (default: the outputs the server's wrapper declares)")
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME[:TYPE]",
+        help="an output to ask for (default: the outputs the server's wrapper declares)",
+    )
     parser.add_argument("--stream", action="store_true", help="send the inputs as a session, chunk by chunk")
     parser.add_argument("--chunk", type=int, default=4096, help="bytes per chunk with --stream")
     parser.add_argument("--interval", type=float, default=0, help="milliseconds between chunks with --stream")
-    parser.add_argument("--transport", choices=["stream", "xsf"], default="stream",
-                        help="with --stream: aiges' bidi stream, or the AIIn/AIOut ops")
+    parser.add_argument(
+        "--transport",
+        choices=["stream", "xsf"],
+        default="stream",
+        help="with --stream: aiges' bidi stream, or the AIIn/AIOut ops",
+    )
     parser.add_argument("-o", "--output", default=".", help="folder for binary results")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per call")
 

@@ -33,8 +33,11 @@ def render_toml(config: Config) -> str:
         lines.append(f"[{section}]")
         for key, value in values.items():
             name = key if key.replace("_", "").isalnum() else json.dumps(key)
-            text = ("true" if value else "false") if isinstance(value, bool) else (
-                str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False))
+            text = (
+                ("true" if value else "false")
+                if isinstance(value, bool)
+                else (str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False))
+            )
             lines.append(f"{name} = {text}")
         lines.append("")
     return "\n".join(lines)
@@ -99,8 +102,10 @@ def try_one_call(plugin) -> int:
     accepts = fields.accepts
     unexpected = [item.key for item in results if accepts and item.key not in accepts]
     if unexpected:
-        print(f"aiges check: the wrapper returned undeclared output(s) {unexpected}; declared: {sorted(accepts)}",
-              file=sys.stderr)
+        print(
+            f"aiges check: the wrapper returned undeclared output(s) {unexpected}; declared: {sorted(accepts)}",
+            file=sys.stderr,
+        )
         return 1
     summary = ", ".join(f"{item.key} ({len(item.data)} bytes)" for item in results) or "no outputs"
     print(f"aiges check: OK - {describe}: a one-shot call with the declared sample inputs returned {summary}")

@@ -12,8 +12,9 @@ from aiges.config import DEFAULT_SERVICE, Config, ConfigError, load_config
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="aiges.toml (default: ./aiges.toml when present)")
-    parser.add_argument("-s", "--service", default=DEFAULT_SERVICE,
-                        help=f"section holding host and port (default: {DEFAULT_SERVICE})")
+    parser.add_argument(
+        "-s", "--service", default=DEFAULT_SERVICE, help=f"section holding host and port (default: {DEFAULT_SERVICE})"
+    )
     parser.add_argument("--host", help="listen address (overrides the file)")
     parser.add_argument("--port", type=int, help="listen port (overrides the file)")
     parser.add_argument("--wrapper", help="wrapper.py, a folder holding one, or a .so (overrides the file)")

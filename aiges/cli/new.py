@@ -10,7 +10,7 @@ from string import Template
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "new"
 
-STREAM_TEST = '''
+STREAM_TEST = """
 
 def test_a_session_counts_each_chunk_and_ends_with_the_totals():
     from aiges.types import DataContinue, DataEnd
@@ -22,7 +22,7 @@ def test_a_session_counts_each_chunk_and_ends_with_the_totals():
     first, last = wrapper.wrapperRead(handle).list
     assert first.data["total"] == 2 and last.data["total"] == 3 and last.status == DataEnd
     assert wrapper.wrapperDestroy(handle) == 0
-'''
+"""
 
 # template -> path in the new folder
 FILES = {
@@ -54,10 +54,16 @@ def run(args: argparse.Namespace) -> int:
         "port": str(args.port),
         "metrics_port": str(args.port + 1000),
         "stream_flag": " --stream" if args.stream else "",
-        "call_example": ("--stream --chunk 16 --input text=@test_data/sample.txt" if args.stream
-                         else "--input text=@test_data/sample.txt"),
-        "stream_methods": (", and its streaming counterpart in wrapperCreate / wrapperWrite / wrapperRead / "
-                           "wrapperDestroy" if args.stream else ""),
+        "call_example": (
+            "--stream --chunk 16 --input text=@test_data/sample.txt"
+            if args.stream
+            else "--input text=@test_data/sample.txt"
+        ),
+        "stream_methods": (
+            ", and its streaming counterpart in wrapperCreate / wrapperWrite / wrapperRead / wrapperDestroy"
+            if args.stream
+            else ""
+        ),
         "stream_test": STREAM_TEST if args.stream else "",
     }
     files = dict(FILES)

@@ -30,8 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=float, help="seconds to run instead of a request count")
     parser.add_argument("--rate", type=float, help="open loop: start this many requests per second")
     parser.add_argument("--session", action="store_true", help="streamed sessions (sessMode=1)")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=@FILE[:TYPE]",
-                        help="a payload, when there is no xtest.toml [data]")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=@FILE[:TYPE]",
+        help="a payload, when there is no xtest.toml [data]",
+    )
     parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]")
     parser.add_argument("--json", help="write the report to this file as JSON")
 

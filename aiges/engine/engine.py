@@ -100,8 +100,12 @@ class EarlyOutputs:
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings, reports: Callable[[Report], None] = lambda report: None,
-                 launcher: Launcher | None = None) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        reports: Callable[[Report], None] = lambda report: None,
+        launcher: Launcher | None = None,
+    ) -> None:
         """``reports`` takes what wrappers report through their callbacks (metering, metrics,
         load-balancer labels, trace entries); ``launcher`` starts workers (processes, by default)."""
         self.settings = settings
@@ -151,8 +155,13 @@ class Engine:
 
     def status(self) -> EngineStatus:
         return EngineStatus(
-            licences_total=self.licences.total, licences_used=self.licences.used, sessions=len(self.sessions),
-            inflight=self.inflight, draining=self.draining, live=self.pool.live, workers=self.pool.status(),
+            licences_total=self.licences.total,
+            licences_used=self.licences.used,
+            sessions=len(self.sessions),
+            inflight=self.inflight,
+            draining=self.draining,
+            live=self.pool.live,
+            workers=self.pool.status(),
         )
 
     def info(self) -> WorkerInfo | None:
@@ -210,8 +219,9 @@ class Engine:
                 return self._register(tag, worker, service_id, [*outputs, *early.outputs], early.failure)
         raise AssertionError(f"a first frame was answered with {value!r}")
 
-    def _register(self, tag: str, worker: Worker, service_id: str, outputs: list[tuple[Output, bool]],
-                  failure: AigesError | None) -> Session:
+    def _register(
+        self, tag: str, worker: Worker, service_id: str, outputs: list[tuple[Output, bool]], failure: AigesError | None
+    ) -> Session:
         session = Session(tag=tag, worker=worker, service_id=service_id)
         self.sessions.add(session)
         worker.sessions += 1
@@ -329,16 +339,18 @@ class Engine:
         so the worker never holds two sessions under one handle."""
         task = self._spawn(self._call_quietly(Destroy(0, tag), worker))
         self._destroying[tag] = task
-        task.add_done_callback(lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done
-                               else None)
+        task.add_done_callback(
+            lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done else None
+        )
 
     async def _call_quietly(self, message: Finish | Destroy, worker: Worker) -> None:
         """A session call nobody waits for: a failure is logged, not raised."""
         try:
             await self.pool.call(message, worker=worker)
         except AigesError as exc:
-            log.warning("session call failed", call=type(message).__name__, sid=message.tag, code=exc.code,
-                        error=exc.message)
+            log.warning(
+                "session call failed", call=type(message).__name__, sid=message.tag, code=exc.code, error=exc.message
+            )
 
     def _queue_output(self, session: Session, output: Output, ended: bool) -> None:
         """Queue an output batch for the session's reader, within the session's byte budget: past
@@ -354,9 +366,13 @@ class Engine:
             session.paused = True
             self.pool.notify(session.worker, Pause(session.tag))
         if session.pending_bytes > self.output_limit:
-            error = AigesError(ErrorCode.OUTPUT_BACKLOG, (
-                f"session {session.tag} ended: {session.pending_bytes} bytes of output were not read "
-                f"(the server holds {self.output_budget} per session, [fc] session_output_kb)"))
+            error = AigesError(
+                ErrorCode.OUTPUT_BACKLOG,
+                (
+                    f"session {session.tag} ended: {session.pending_bytes} bytes of output were not read "
+                    f"(the server holds {self.output_budget} per session, [fc] session_output_kb)"
+                ),
+            )
             log.warning("session output not read", sid=session.tag, pending=session.pending_bytes)
             self.fail(session, error)
             self.close(session, reason=f"error {error.code}")
@@ -386,9 +402,12 @@ class Engine:
     def on_worker_lost(self, worker: Worker, reason: str) -> None:
         for session in self.sessions.on_worker(worker):
             self._release(session)
-            self.fail(session, AigesError(
-                ErrorCode.WORKER_CRASH, f"worker {worker.index} stopped ({reason}); session {session.tag} is lost"
-            ))
+            self.fail(
+                session,
+                AigesError(
+                    ErrorCode.WORKER_CRASH, f"worker {worker.index} stopped ({reason}); session {session.tag} is lost"
+                ),
+            )
 
     def on_report(self, message: Report) -> None:
         self._reports(message)
@@ -413,4 +432,3 @@ class Engine:
 def output_size(output: Any) -> int:
     """The bytes an ``ItemsOutput`` holds."""
     return sum(len(item.data) for item in output.items)
-

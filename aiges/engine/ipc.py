@@ -54,8 +54,14 @@ def encode(message: Any, ring: ShmRing | None = None, wait_for_ring: bool = Fals
     for buffer in buffers:
         raw = buffer.raw()
         placed = ring.put(raw) if ring is not None and raw.nbytes >= SHM_MIN else None
-        if placed is None and wait_for_ring and ring is not None and raw.nbytes >= SHM_MIN and ring.busy \
-                and raw.nbytes <= ring.size:
+        if (
+            placed is None
+            and wait_for_ring
+            and ring is not None
+            and raw.nbytes >= SHM_MIN
+            and ring.busy
+            and raw.nbytes <= ring.size
+        ):
             ring.produced = mark
             return None
         if placed is None:
@@ -328,8 +334,7 @@ class BlockingChannel:
     has arrived; ``send`` may be called from any thread, for results a wrapper pushes from its own
     threads."""
 
-    def __init__(self, sock: socket.socket, send_ring: ShmRing | None = None,
-                 recv_ring: ShmRing | None = None) -> None:
+    def __init__(self, sock: socket.socket, send_ring: ShmRing | None = None, recv_ring: ShmRing | None = None) -> None:
         self._sock = sock
         self._sock.setblocking(True)
         self._timeout: float | None = None

@@ -105,8 +105,9 @@ class Process(Protocol):
 
 
 class Launcher(Protocol):
-    async def launch(self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None,
-                     settings: PoolSettings) -> Process:
+    async def launch(
+        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+    ) -> Process:
         """Start a worker on the worker end of ``channel`` (a socket) and its rings."""
 
 
@@ -216,8 +217,9 @@ class ProcessLauncher:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def launch(self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None,
-                     settings: PoolSettings) -> Process:
+    async def launch(
+        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+    ) -> Process:
         ring_args = ("--rings", f"{rings[0].fd},{rings[1].fd},{settings.shm_bytes}") if rings else ()
         passed = (channel.fileno(), *((rings[0].fd, rings[1].fd) if rings else ()))
         env = dict(os.environ)
@@ -228,9 +230,16 @@ class ProcessLauncher:
             env.setdefault(variable, str(threads))
         env.setdefault("PYTHONUNBUFFERED", "1")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "aiges.worker",
-            "--fd", str(channel.fileno()), "--worker-id", str(slot.index),
-            "--exec-timeout-ms", str(settings.exec_timeout_ms), *ring_args,
+            sys.executable,
+            "-m",
+            "aiges.worker",
+            "--fd",
+            str(channel.fileno()),
+            "--worker-id",
+            str(slot.index),
+            "--exec-timeout-ms",
+            str(settings.exec_timeout_ms),
+            *ring_args,
             pass_fds=passed,
             env=env,
             start_new_session=True,
@@ -301,12 +310,19 @@ class WorkerPool:
         return next((w.info for w in self.workers if w.info is not None), None)
 
     def status(self) -> list[WorkerStatus]:
-        return [WorkerStatus(
-            index=slot.index, gpu=slot.gpu,
-            state=slot.worker.state.value if slot.worker is not None else WorkerState.DEAD.value,
-            pid=slot.worker.info.pid if slot.worker is not None and slot.worker.info and slot.worker.ready else None,
-            restarts=slot.restarts, failed_starts=slot.failed_starts,
-        ) for slot in self.slots]
+        return [
+            WorkerStatus(
+                index=slot.index,
+                gpu=slot.gpu,
+                state=slot.worker.state.value if slot.worker is not None else WorkerState.DEAD.value,
+                pid=slot.worker.info.pid
+                if slot.worker is not None and slot.worker.info and slot.worker.ready
+                else None,
+                restarts=slot.restarts,
+                failed_starts=slot.failed_starts,
+            )
+            for slot in self.slots
+        ]
 
     def _changed(self) -> None:
         if any(w.ready for w in self.workers):
@@ -503,8 +519,14 @@ class WorkerPool:
                 worker.info = info
                 worker.state = WorkerState.READY
                 worker.last_reply_at = time.monotonic()
-                log.info("worker ready", worker=worker.index, pid=info.pid, gpu=worker.gpu or "none",
-                         style=info.style, restarts=worker.slot.restarts)
+                log.info(
+                    "worker ready",
+                    worker=worker.index,
+                    pid=info.pid,
+                    gpu=worker.gpu or "none",
+                    style=info.style,
+                    restarts=worker.slot.restarts,
+                )
                 self._changed()
                 if not worker.started.done():
                     worker.started.set_result(info)
@@ -527,7 +549,8 @@ class WorkerPool:
         timings = answer.timings
         LEGS.record(
             type(call.message).__name__.lower(),
-            queue=(call.sent_at - call.created_at) + (timings.started_at - timings.received_at)
+            queue=(call.sent_at - call.created_at)
+            + (timings.started_at - timings.received_at)
             + max(min(timings.free_at, timings.received_at) - call.sent_at, 0.0),
             ipc_in=timings.received_at - max(call.sent_at, timings.free_at),
             exec_=timings.finished_at - timings.started_at,
@@ -543,8 +566,9 @@ class WorkerPool:
 
     # -- calls ------------------------------------------------------------------------------------------
 
-    async def call(self, message: Call, *, worker: Worker | None = None,
-                   retryable: bool = False) -> tuple[Worker, OnceReply | Opened | None]:
+    async def call(
+        self, message: Call, *, worker: Worker | None = None, retryable: bool = False
+    ) -> tuple[Worker, OnceReply | Opened | None]:
         """Run a call in a worker (``worker``, or the least loaded) and return the worker that
         answered and its answer. A ``retryable`` call that a dying worker never started moves to
         another worker."""
@@ -639,10 +663,13 @@ class WorkerPool:
                 for stuck_id in timed_out:
                     stuck = worker.pending.pop(stuck_id)
                     if not stuck.future.done():
-                        stuck.future.set_exception(AigesError(
-                            ErrorCode.ONCE_TIMEOUT,
-                            f"{type(stuck.message).__name__} ran past exec_timeout_ms={self.settings.exec_timeout_ms}; "
-                            f"worker {worker.index} is being replaced",
-                        ))
+                        stuck.future.set_exception(
+                            AigesError(
+                                ErrorCode.ONCE_TIMEOUT,
+                                f"{type(stuck.message).__name__} ran past exec_timeout_ms="
+                                f"{self.settings.exec_timeout_ms}; "
+                                f"worker {worker.index} is being replaced",
+                            )
+                        )
                 worker.head_resolved = True
                 self.kill(worker, f"a {kind} call ran past exec_timeout_ms")

@@ -50,8 +50,9 @@ class Plugin(Protocol):
 
     def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]: ...
 
-    def batch(self, tags: list[str], params: list[dict[str, str]],
-              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
         """Several one-shot calls in one go; each gets its result, or its own error."""
 
     def create(self, tag: str, params: dict[str, str]) -> str:
@@ -122,8 +123,9 @@ class DetachedHost:
         return None
 
 
-def batch_by_once(plugin: Plugin, tags: list[str], params: list[dict[str, str]],
-                  items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+def batch_by_once(
+    plugin: Plugin, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+) -> list[list[DataItem] | AigesError]:
     """``batch`` for a style with no batch call of its own: one ``once`` per call."""
     results: list[list[DataItem] | AigesError] = []
     for tag, call_params, call_items in zip(tags, params, items, strict=True):
@@ -156,12 +158,26 @@ def _json_default(value: Any) -> Any:
 
 
 ALIASES = {
-    "params": "params", "param": "params", "parameters": "params",
-    "reqData": "req", "reqdata": "req", "req_data": "req", "req": "req", "datas": "req", "data": "req",
-    "usrTag": "tag", "userTag": "tag", "usr_tag": "tag", "tag": "tag",
+    "params": "params",
+    "param": "params",
+    "parameters": "params",
+    "reqData": "req",
+    "reqdata": "req",
+    "req_data": "req",
+    "req": "req",
+    "datas": "req",
+    "data": "req",
+    "usrTag": "tag",
+    "userTag": "tag",
+    "usr_tag": "tag",
+    "tag": "tag",
     "sid": "sid",
-    "persId": "pers", "psrId": "pers", "psrIds": "pers", "pers_id": "pers",
-    "handle": "handle", "hdl": "handle",
+    "persId": "pers",
+    "psrId": "pers",
+    "psrIds": "pers",
+    "pers_id": "pers",
+    "handle": "handle",
+    "hdl": "handle",
 }
 
 
@@ -198,9 +214,7 @@ def bind_arguments(func: Callable[..., Any], order: tuple[str, ...]) -> Callable
             keywords.append((param.name, canonical))
         else:
             positional.append(canonical)
-    return lambda values: func(
-        *(values[name] for name in positional), **{kw: values[name] for kw, name in keywords}
-    )
+    return lambda values: func(*(values[name] for name in positional), **{kw: values[name] for kw, name in keywords})
 
 
 def call_text(func: Callable[[int], Any] | None, code: int) -> str:

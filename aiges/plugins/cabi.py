@@ -85,8 +85,15 @@ class Marshalled:
         head = POINTER(DataList)()
         for item in reversed(items):
             data = bytes(item.data)
-            node = DataList(item.key.encode("utf-8"), ctypes.cast(c_char_p(data), c_void_p), len(data), item.type,
-                            item.status, self.params(item.desc), head)
+            node = DataList(
+                item.key.encode("utf-8"),
+                ctypes.cast(c_char_p(data), c_void_p),
+                len(data),
+                item.type,
+                item.status,
+                self.params(item.desc),
+                head,
+            )
             self.keep.extend((data, node))
             head = ctypes.pointer(node)
         return head
@@ -102,16 +109,19 @@ def read_list(head: Any, force_status: int | None = None) -> list[DataItem]:
         entry = value.desc
         while entry:
             pair = entry.contents
-            desc[(pair.key or b"").decode("utf-8", "replace")] = ctypes.string_at(pair.value, pair.vlen).decode(
-                "utf-8", "replace") if pair.value else ""
+            desc[(pair.key or b"").decode("utf-8", "replace")] = (
+                ctypes.string_at(pair.value, pair.vlen).decode("utf-8", "replace") if pair.value else ""
+            )
             entry = pair.next
-        items.append(DataItem(
-            key=(value.key or b"").decode("utf-8", "replace"),
-            data=ctypes.string_at(value.data, value.len) if value.data and value.len else b"",
-            type=value.type,
-            status=force_status if force_status is not None else value.status,
-            desc=desc,
-        ))
+        items.append(
+            DataItem(
+                key=(value.key or b"").decode("utf-8", "replace"),
+                data=ctypes.string_at(value.data, value.len) if value.data and value.len else b"",
+                type=value.type,
+                status=force_status if force_status is not None else value.status,
+                desc=desc,
+            )
+        )
         node = value.next
     return items
 
@@ -121,8 +131,9 @@ class CPlugin:
 
     fields = NO_FIELDS
 
-    def __init__(self, path: Path, host: PluginHost, async_mode: bool = False,
-                 async_wait_s: float | None = None) -> None:
+    def __init__(
+        self, path: Path, host: PluginHost, async_mode: bool = False, async_wait_s: float | None = None
+    ) -> None:
         self.host = host
         self.async_wait_s = async_wait_s
         try:
@@ -134,14 +145,22 @@ class CPlugin:
         self._fini = _function(lib, "wrapperFini", c_int, [])
         self._error = _function(lib, "wrapperError", c_char_p, [c_int])
         version = _function(lib, "wrapperVersion", c_char_p, [])
-        self._exec = _function(lib, "wrapperExec", c_int, [c_char_p, POINTER(ParamList), POINTER(DataList),
-                                                            POINTER(POINTER(DataList)), c_void_p, c_int])
+        self._exec = _function(
+            lib,
+            "wrapperExec",
+            c_int,
+            [c_char_p, POINTER(ParamList), POINTER(DataList), POINTER(POINTER(DataList)), c_void_p, c_int],
+        )
         self._exec_free = _function(lib, "wrapperExecFree", c_int, [c_char_p, POINTER(POINTER(DataList))])
-        self._exec_async = _function(lib, "wrapperExecAsync", c_int, [c_char_p, POINTER(ParamList),
-                                                                       POINTER(DataList), CALLBACK, c_int,
-                                                                       c_void_p, c_int])
-        self._create = _function(lib, "wrapperCreate", c_void_p, [c_char_p, POINTER(ParamList), CALLBACK,
-                                                                  c_void_p, c_int, POINTER(c_int)])
+        self._exec_async = _function(
+            lib,
+            "wrapperExecAsync",
+            c_int,
+            [c_char_p, POINTER(ParamList), POINTER(DataList), CALLBACK, c_int, c_void_p, c_int],
+        )
+        self._create = _function(
+            lib, "wrapperCreate", c_void_p, [c_char_p, POINTER(ParamList), CALLBACK, c_void_p, c_int, POINTER(c_int)]
+        )
         self._write = _function(lib, "wrapperWrite", c_int, [c_void_p, POINTER(DataList)])
         self._read = _function(lib, "wrapperRead", c_int, [c_void_p, POINTER(POINTER(DataList))])
         self._destroy = _function(lib, "wrapperDestroy", c_int, [c_void_p])
@@ -167,8 +186,9 @@ class CPlugin:
     def schema(self) -> dict[str, Any] | None:
         return None
 
-    def batch(self, tags: list[str], params: list[dict[str, str]],
-              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:
@@ -218,8 +238,9 @@ class CPlugin:
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_EXEC, ret)
             if not done.wait(self.async_wait_s):
-                raise AigesError(ErrorCode.ONCE_TIMEOUT,
-                                 f"wrapperExecAsync gave no result within {self.async_wait_s} s")
+                raise AigesError(
+                    ErrorCode.ONCE_TIMEOUT, f"wrapperExecAsync gave no result within {self.async_wait_s} s"
+                )
             items, code = box[0]
             if code != 0:
                 raise self._fail(ErrorCode.WRAPPER_ASYNC, code)
@@ -250,8 +271,9 @@ class CPlugin:
         marshalled = Marshalled()
         error = c_int(0)
         callback = self._callback if self.async_mode else CALLBACK()
-        handle = self._create(ctypes.cast(self._tag(tag), c_char_p), marshalled.params(params), callback, None, 0,
-                              byref(error))
+        handle = self._create(
+            ctypes.cast(self._tag(tag), c_char_p), marshalled.params(params), callback, None, 0, byref(error)
+        )
         if error.value != 0 or not handle:
             self._tags.pop(tag, None)
             raise self._fail(ErrorCode.WRAPPER_CREATE, error.value or -1)

@@ -68,9 +68,7 @@ def load_plugin(path: str | Path, host: PluginHost | None = None, options: LoadO
         try:
             instance = wrapper_class()
         except Exception:  # noqa: BLE001
-            raise PluginLoadError(
-                f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}"
-            ) from None
+            raise PluginLoadError(f"wrapper {file}: Wrapper() failed:\n{traceback.format_exc().rstrip()}") from None
         plugin = ClassPlugin(instance, options.async_mode)
         if embed is not None:
             embed.error_text = plugin.error_text

@@ -59,8 +59,9 @@ class ClassPlugin:
         self.service_id = str(getattr(cls, "serviceId", "") or "")
         self.version = str(getattr(cls, "version", "") or "")
         mappings = getattr(cls, "__mappings__", None) or {}
-        self.fields = DeclaredFields(dict(mappings.get("params", {})), dict(mappings.get("inputs", {})),
-                                     dict(mappings.get("accepts", {})))
+        self.fields = DeclaredFields(
+            dict(mappings.get("params", {})), dict(mappings.get("inputs", {})), dict(mappings.get("accepts", {}))
+        )
         self._once = self._bind("wrapperOnceExec", ONCE_ORDER)
         self._create = self._bind("wrapperCreate", CREATE_ORDER)
         self._write = self._bind("wrapperWrite", WRITE_ORDER)
@@ -79,8 +80,10 @@ class ClassPlugin:
     def _bind(self, name: str, order: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
         method = getattr(self.wrapper, name, None)
         if method is None:
+
             def missing(values: dict[str, Any]) -> Any:
                 raise NotImplementedError(f"the Wrapper class has no {name}")
+
             return missing
         return bind_arguments(method, order)
 

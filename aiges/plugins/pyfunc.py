@@ -1,15 +1,15 @@
 """Adapter for the function style: module-level functions in wrapper.py (shim v1, §4.b.1).
 
-    wrapperInit(config) -> int
-    wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int
-        reqData: tuple of dicts {key, data, len, status, type, desc}; append result dicts
-        {key, data, len, status, type[, desc]} to respData.
-    wrapperCreate(usrTag, params, psrIds, psrCnt) -> str handle
-    wrapperWrite(handle, reqData) -> int
-    wrapperRead(handle, respData) -> int
-    wrapperDestroy(handle) -> int   (the historical spelling wrapperDestory is accepted)
-    wrapperError(ret) -> str
-    wrapperFini() -> int
+wrapperInit(config) -> int
+wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int
+    reqData: tuple of dicts {key, data, len, status, type, desc}; append result dicts
+    {key, data, len, status, type[, desc]} to respData.
+wrapperCreate(usrTag, params, psrIds, psrCnt) -> str handle
+wrapperWrite(handle, reqData) -> int
+wrapperRead(handle, respData) -> int
+wrapperDestroy(handle) -> int   (the historical spelling wrapperDestory is accepted)
+wrapperError(ret) -> str
+wrapperFini() -> int
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ class FunctionPlugin:
     def schema(self) -> dict[str, Any] | None:
         return None
 
-    def batch(self, tags: list[str], params: list[dict[str, str]],
-              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:

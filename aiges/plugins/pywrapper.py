@@ -36,8 +36,11 @@ def find_wrapper_class(module: ModuleType) -> type | None:
         from python_wrapper import WrapperBase
     except ImportError:
         return None
-    found = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-             if issubclass(obj, WrapperBase) and obj is not WrapperBase and not inspect.isabstract(obj)]
+    found = [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, WrapperBase) and obj is not WrapperBase and not inspect.isabstract(obj)
+    ]
     own = [cls for cls in found if cls.__module__ == module.__name__]
     return (own or found)[0] if found else None
 
@@ -58,8 +61,15 @@ def data_items(results: Any, what: str, force_status: int | None = None) -> list
             raise TypeError(f"{what}: result {index} must be a WrapperData, got {type(entry).__name__}") from None
         status = force_status if force_status is not None else getattr(entry, "status", DataStatus.ONCE)
         desc = getattr(entry, "desc", None) or {}
-        items.append(DataItem(key=str(key), data=to_bytes(data), type=int(getattr(entry, "type", 0) or 0),
-                              status=int(status), desc={str(k): str(v) for k, v in desc.items()}))
+        items.append(
+            DataItem(
+                key=str(key),
+                data=to_bytes(data),
+                type=int(getattr(entry, "type", 0) or 0),
+                status=int(status),
+                desc={str(k): str(v) for k, v in desc.items()},
+            )
+        )
     return items
 
 
@@ -106,11 +116,14 @@ class CallbackStub:
 
     def AsyncCallback(self, request: Any) -> CallbackResult:  # noqa: N802
         if request.err_code:
-            code = self.host.output_failed(request.usr_tag, ErrorCode.WRAPPER_ASYNC,
-                                           wrapper_error_text(request.err_msg, request.err_code))
+            code = self.host.output_failed(
+                request.usr_tag, ErrorCode.WRAPPER_ASYNC, wrapper_error_text(request.err_msg, request.err_code)
+            )
         else:
-            items = [DataItem(key=d.key, data=bytes(d.data), type=d.type, status=d.status, desc=dict(d.desc))
-                     for d in request.data_list]
+            items = [
+                DataItem(key=d.key, data=bytes(d.data), type=d.type, status=d.status, desc=dict(d.desc))
+                for d in request.data_list
+            ]
             code = self.host.output(request.usr_tag, items)
         return CallbackResult(code)
 
@@ -139,8 +152,9 @@ class PyWrapperPlugin:
     def schema(self) -> dict[str, Any] | None:
         return None
 
-    def batch(self, tags: list[str], params: list[dict[str, str]],
-              items: list[list[DataItem]]) -> list[list[DataItem] | AigesError]:
+    def batch(
+        self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
+    ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
     def error_text(self, code: int) -> str:
@@ -174,8 +188,9 @@ class PyWrapperPlugin:
         self.wrapper.fini()
 
     def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
-        results, code = self._pair(self.wrapper.exec(tag, dict(params), wrapper_data(items), []), "exec",
-                                   ErrorCode.WRAPPER_EXEC)
+        results, code = self._pair(
+            self.wrapper.exec(tag, dict(params), wrapper_data(items), []), "exec", ErrorCode.WRAPPER_EXEC
+        )
         self._check(code, ErrorCode.WRAPPER_EXEC, "exec")
         return data_items(results, "exec", force_status=DataStatus.ONCE)
 

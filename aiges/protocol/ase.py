@@ -62,8 +62,11 @@ def frame_status(request: Mapping[str, Any]) -> int | None:
     header = request.get("header") or {}
     if "status" in header:
         return _status("header.status", header["status"])
-    statuses = [_status(f"payload.{name}.status", item["status"]) for name, item in
-                (request.get("payload") or {}).items() if isinstance(item, dict) and "status" in item]
+    statuses = [
+        _status(f"payload.{name}.status", item["status"])
+        for name, item in (request.get("payload") or {}).items()
+        if isinstance(item, dict) and "status" in item
+    ]
     if not statuses:
         return None
     return 2 if 2 in statuses else max(statuses)
@@ -75,8 +78,15 @@ def _status(where: str, value: Any) -> int:
     return value
 
 
-def items_frame(request: Mapping[str, Any], service_id: str, schema: Mapping[str, Any] | None, tag: str, *,
-                default_status: int = 3, first: bool = True) -> Items:
+def items_frame(
+    request: Mapping[str, Any],
+    service_id: str,
+    schema: Mapping[str, Any] | None,
+    tag: str,
+    *,
+    default_status: int = 3,
+    first: bool = True,
+) -> Items:
     """The engine items an ASE JSON request makes; ``first``: it carries headers, params and the
     expect list (a call, or a session's first frame)."""
     items = []
@@ -111,8 +121,9 @@ def expect_entry(spec: Mapping[str, Any]) -> Expect:
 def payload_item(name: str, item: Mapping[str, Any], default_status: int) -> DataItem:
     keys = [key for key in item if key in TYPE_CODES]
     if len(keys) != 1:
-        raise invalid(f"payload.{name} needs exactly one of text, audio, image, video or other; got "
-                      f"{', '.join(keys) or 'none'}")
+        raise invalid(
+            f"payload.{name} needs exactly one of text, audio, image, video or other; got {', '.join(keys) or 'none'}"
+        )
     type_key = keys[0]
     value = item[type_key]
     if isinstance(value, str):
@@ -146,8 +157,7 @@ def response(output: ItemsOutput, tag: str) -> dict[str, Any]:
         else:
             entry[type_name] = base64.b64encode(item.data).decode()
         payload[item.key] = entry
-    return {"header": {"code": 0, "message": "success", "sid": tag, "status": int(output.status)},
-            "payload": payload}
+    return {"header": {"code": 0, "message": "success", "sid": tag, "status": int(output.status)}, "payload": payload}
 
 
 def error_response(error: AigesError, tag: str) -> dict[str, Any]:

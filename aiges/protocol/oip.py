@@ -32,14 +32,36 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.schema import declared_inputs, declared_outputs
 
 DTYPES: dict[str, str | None] = {
-    "BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BF16": None, "BYTES": None,
+    "BOOL": "?",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "BF16": None,
+    "BYTES": None,
 }
 ITEM_SIZES = {"BF16": 2}
 STREAM_ATTRIBUTES = frozenset({"status", "seq"})  # aiges' own bookkeeping, not tensor parameters
-RESERVED_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
-                                 "binary_data_output", "binary_data", "binary_data_size", "headers"})
+RESERVED_PARAMETERS = frozenset(
+    {
+        "sequence_id",
+        "sequence_start",
+        "sequence_end",
+        "priority",
+        "timeout",
+        "binary_data_output",
+        "binary_data",
+        "binary_data_size",
+        "headers",
+    }
+)
 
 
 def invalid(message: str) -> AigesError:
@@ -101,13 +123,16 @@ def check_raw_size(tensor: Tensor) -> None:
     if tensor.datatype == "BYTES":
         count = len(unpack_bytes(tensor.name, tensor.data))
         if count != tensor.elements:
-            raise invalid(f"tensor {tensor.name!r}: shape {tensor.shape} needs {tensor.elements} "
-                          f"BYTES elements, got {count}")
+            raise invalid(
+                f"tensor {tensor.name!r}: shape {tensor.shape} needs {tensor.elements} BYTES elements, got {count}"
+            )
         return
     expected = tensor.elements * item_size(tensor.datatype)
     if len(tensor.data) != expected:
-        raise invalid(f"tensor {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} "
-                      f"bytes, got {len(tensor.data)}")
+        raise invalid(
+            f"tensor {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} "
+            f"bytes, got {len(tensor.data)}"
+        )
 
 
 def from_values(name: str, datatype: str, shape: list[int], values: list[Any]) -> bytes:
@@ -145,8 +170,15 @@ class Request:
     parameters: dict[str, str]
 
 
-def items_frame(request: Request, service_id: str, schema: Mapping[str, Any] | None, tag: str, *,
-                status: int = 3, first: bool = True) -> Items:
+def items_frame(
+    request: Request,
+    service_id: str,
+    schema: Mapping[str, Any] | None,
+    tag: str,
+    *,
+    status: int = 3,
+    first: bool = True,
+) -> Items:
     """The engine items a request makes. ``first``: it carries the params and the expect list (a
     one-shot call, or the first request of a session)."""
     types = declared_inputs(schema)
@@ -159,15 +191,21 @@ def items_frame(request: Request, service_id: str, schema: Mapping[str, Any] | N
         else:
             data = tensor.data
             data_type = TYPE_CODES.get(types.get(tensor.name, "other"), DataType.OTHER)
-        attributes = {**tensor.parameters, "datatype": tensor.datatype, "shape": ",".join(map(str, tensor.shape)),
-                      "status": str(status)}
+        attributes = {
+            **tensor.parameters,
+            "datatype": tensor.datatype,
+            "shape": ",".join(map(str, tensor.shape)),
+            "status": str(status),
+        }
         items.append(DataItem(tensor.name, data, data_type, status, attributes))
     if not first:
         return Items(items, {}, {}, {}, service_id)
     params = {k: v for k, v in request.parameters.items() if k not in RESERVED_PARAMETERS}
     produced = declared_outputs(schema)
-    expect = {name: Expect(TYPE_CODES.get(produced.get(name, "text"), DataType.TEXT), {})
-              for name in dict.fromkeys([*produced, *request.outputs])}
+    expect = {
+        name: Expect(TYPE_CODES.get(produced.get(name, "text"), DataType.TEXT), {})
+        for name in dict.fromkeys([*produced, *request.outputs])
+    }
     return Items(items, params, {"sid": tag}, expect, service_id)
 
 
@@ -194,11 +232,14 @@ def numeric_output(name: str, datatype: str, shape_text: str, data: bytes, attri
     try:
         shape = [int(d) for d in shape_text.split(",") if d.strip()] if shape_text else [len(data) // size]
     except ValueError:
-        raise AigesError(ErrorCode.INVALID_OUTPUT, f"wrapper output {name!r}: shape {shape_text!r} is not "
-                                                   "a list of integers") from None
+        raise AigesError(
+            ErrorCode.INVALID_OUTPUT, f"wrapper output {name!r}: shape {shape_text!r} is not a list of integers"
+        ) from None
     if math.prod(shape) * size != len(data):
-        raise AigesError(ErrorCode.INVALID_OUTPUT, f"wrapper output {name!r}: {len(data)} bytes do not make "
-                                                   f"a {datatype} tensor of shape {shape}")
+        raise AigesError(
+            ErrorCode.INVALID_OUTPUT,
+            f"wrapper output {name!r}: {len(data)} bytes do not make a {datatype} tensor of shape {shape}",
+        )
     return Tensor(name, datatype, shape, data, attributes)
 
 

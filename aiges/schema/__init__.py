@@ -93,8 +93,10 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
         parameter[key] = {
             "type": "object",
             "description": "the output you expect; 'expect' in LoaderInput",
-            "properties": {"encoding": {"type": "string"}, "data_type": {"type": "string",
-                                                                        "enum": [TYPE_NAMES[field.data_type]]}},
+            "properties": {
+                "encoding": {"type": "string"},
+                "data_type": {"type": "string", "enum": [TYPE_NAMES[field.data_type]]},
+            },
         }
     meta = {
         "serviceId": service_id,
@@ -112,8 +114,10 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
     # Inputs are optional unless a wrapper marks one required=True (aiges' extension; the
     # original's schema listed none), so "required" appears only then.
     required_inputs = [key for key, f in inputs.items() if f.required]
-    payload_object: dict[str, Any] = {"type": "object",
-                                      "properties": {key: payload_schema(f) for key, f in inputs.items()}}
+    payload_object: dict[str, Any] = {
+        "type": "object",
+        "properties": {key: payload_schema(f) for key, f in inputs.items()},
+    }
     schema_input: dict[str, Any] = {
         "type": "object",
         "properties": {
@@ -137,10 +141,19 @@ def build_schema(wrapper_class: type) -> dict[str, Any]:
     schema_output = {
         "type": "object",
         "properties": {
-            "header": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"},
-                                                        "sid": {"type": "string"}, "status": {"type": "integer"}}},
-            "payload": {"type": "object",
-                        "properties": {key: payload_schema(f, output=True) for key, f in accepts.items()}},
+            "header": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "sid": {"type": "string"},
+                    "status": {"type": "integer"},
+                },
+            },
+            "payload": {
+                "type": "object",
+                "properties": {key: payload_schema(f, output=True) for key, f in accepts.items()},
+            },
         },
     }
     return {"meta": meta, "schemainput": schema_input, "schemaoutput": schema_output}

@@ -1,11 +1,11 @@
 """Server lifecycle: listen, start the workers, serve, drain, stop.
 
-    start    the port opens at once with health NOT_SERVING; the workers run wrapperInit
-    serve    health SERVING once enough workers are up; registered in the registry
-    drain    on SIGTERM or SIGINT: health NOT_SERVING and deregistration first, then new calls and
-             sessions are refused (10110, so clients retry elsewhere) while the running ones get up
-             to [aiges] drain_timeout_ms to finish; then wrapperFini in every worker and exit 0.
-             A second signal exits at once.
+start    the port opens at once with health NOT_SERVING; the workers run wrapperInit
+serve    health SERVING once enough workers are up; registered in the registry
+drain    on SIGTERM or SIGINT: health NOT_SERVING and deregistration first, then new calls and
+         sessions are refused (10110, so clients retry elsewhere) while the running ones get up
+         to [aiges] drain_timeout_ms to finish; then wrapperFini in every worker and exit 0.
+         A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -84,17 +84,32 @@ class App:
     def engine_settings(self, peer_addr: str) -> EngineSettings:
         config = self.config
         worker = WorkerSettings(
-            wrapper=str(config.wrapper_path), config=dict(config.wrapper), realtime=config.aiges.realTimeRlt,
-            header_pass=tuple(config.header_pass), peer_addr=peer_addr, batch_size=config.batch.max_size,
-            batch_delay_ms=config.batch.max_delay_ms, async_mode=config.aiges.asyncMode, log_level=config.log.level,
+            wrapper=str(config.wrapper_path),
+            config=dict(config.wrapper),
+            realtime=config.aiges.realTimeRlt,
+            header_pass=tuple(config.header_pass),
+            peer_addr=peer_addr,
+            batch_size=config.batch.max_size,
+            batch_delay_ms=config.batch.max_delay_ms,
+            async_mode=config.aiges.asyncMode,
+            log_level=config.log.level,
         )
         pool = PoolSettings(
-            worker=worker, gpus=self.gpus, exec_timeout_ms=config.worker.exec_timeout_ms,
-            shm_bytes=config.worker.shm_mb << 20, threads=config.worker.threads,
-            ready_timeout_ms=config.worker.ready_timeout_ms, start_failures=config.worker.start_failures,
+            worker=worker,
+            gpus=self.gpus,
+            exec_timeout_ms=config.worker.exec_timeout_ms,
+            shm_bytes=config.worker.shm_mb << 20,
+            threads=config.worker.threads,
+            ready_timeout_ms=config.worker.ready_timeout_ms,
+            start_failures=config.worker.start_failures,
         )
-        return EngineSettings(pool=pool, licences=config.fc.max, session_ttl_ms=config.fc.ttl,
-                              expiry_scan_ms=config.fc.roll, session_output_bytes=config.fc.session_output_kb << 10)
+        return EngineSettings(
+            pool=pool,
+            licences=config.fc.max,
+            session_ttl_ms=config.fc.ttl,
+            expiry_scan_ms=config.fc.roll,
+            session_output_bytes=config.fc.session_output_kb << 10,
+        )
 
     # -- what the app reports -------------------------------------------------------------------------
 
@@ -132,8 +147,19 @@ class App:
         a twentieth of the total, so a busy server rewrites it when its load moves a step."""
         state = self.snapshot()
         step = max(1, state["licences_total"] // LOAD_STEPS)
-        stable = ("address", "service", "version", "pid", "phase", "health", "workers", "workers_ready", "gpus",
-                  "licences_total", "labels")
+        stable = (
+            "address",
+            "service",
+            "version",
+            "pid",
+            "phase",
+            "health",
+            "workers",
+            "workers_ready",
+            "gpus",
+            "licences_total",
+            "labels",
+        )
         return {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
 
     def schema(self) -> dict[str, Any] | None:
@@ -162,8 +188,12 @@ class App:
         REGISTRY.register(collector)
         self._serve_metrics()
         self._install_signal_handlers()
-        log.info("listening", address=listen_address(self.config.service.host, fronts.port), workers=len(self.gpus),
-                 wrapper=str(self.config.wrapper_path))
+        log.info(
+            "listening",
+            address=listen_address(self.config.service.host, fronts.port),
+            workers=len(self.gpus),
+            wrapper=str(self.config.wrapper_path),
+        )
         try:
             code = await self._start_workers(engine)
             if code is not None:
@@ -180,15 +210,17 @@ class App:
 
     def bind(self) -> Fronts | None:
         megabyte = 1 << 20
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
-            ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
-            ("grpc.so_reuseport", 0),
-            # Calls that arrive faster than the server takes them wait in gRPC's queue, which by
-            # default cancels beyond 1000: the licences, not the transport, must limit a burst.
-            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
-            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-        ])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
+                ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
+                ("grpc.so_reuseport", 0),
+                # Calls that arrive faster than the server takes them wait in gRPC's queue, which by
+                # default cancels beyond 1000: the licences, not the transport, must limit a burst.
+                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+            ]
+        )
         host = self.config.service.host
         try:
             port = server.add_insecure_port(listen_address(host, self.config.service.port))
@@ -203,20 +235,25 @@ class App:
         assert self.engine is not None and self.health is not None
         health = self.health
         debug = self.config.log.level == "debug"
-        fronts.server.add_generic_rpc_handlers((
-            XsfService(self.engine, handles, f"{fronts.ip}:{fronts.port}", debug=debug).rpc_handlers(),
-            StreamService(self.engine, handles).rpc_handlers(),
-            ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
-            OipService(self.engine, handles, models, lambda: health.serving).rpc_handlers(),
-        ))
+        fronts.server.add_generic_rpc_handlers(
+            (
+                XsfService(self.engine, handles, f"{fronts.ip}:{fronts.port}", debug=debug).rpc_handlers(),
+                StreamService(self.engine, handles).rpc_handlers(),
+                ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
+                OipService(self.engine, handles, models, lambda: health.serving).rpc_handlers(),
+            )
+        )
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, fronts.server)
-        reflection.enable_server_reflection((
-            xsf_pb2.DESCRIPTOR.services_by_name["XsfCall"].full_name,
-            xsf_pb2.DESCRIPTOR.services_by_name["ToolBox"].full_name,
-            STREAM_SERVICE,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ), fronts.server)
+        reflection.enable_server_reflection(
+            (
+                xsf_pb2.DESCRIPTOR.services_by_name["XsfCall"].full_name,
+                xsf_pb2.DESCRIPTOR.services_by_name["ToolBox"].full_name,
+                STREAM_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            fronts.server,
+        )
 
     async def _start_workers(self, engine: Engine) -> int | None:
         """Start the workers, or give up when a signal comes first. None: serving may begin."""
@@ -252,8 +289,9 @@ class App:
     async def _drain(self, engine: Engine, health: Health) -> None:
         """Health NOT_SERVING and deregistration first, then calls and sessions may finish."""
         state = engine.status()
-        log.info("draining", inflight=state.inflight, sessions=state.sessions,
-                 timeout_ms=self.config.aiges.drain_timeout_ms)
+        log.info(
+            "draining", inflight=state.inflight, sessions=state.sessions, timeout_ms=self.config.aiges.drain_timeout_ms
+        )
         await health.set_phase(Phase.DRAINING)
         await self.registry.deregister()
         if not await engine.drain(self.config.aiges.drain_timeout_ms / 1000):
@@ -276,8 +314,14 @@ class App:
             return None
         assert self.engine is not None and self.health is not None
         health = self.health
-        front = HttpFront(self.engine, handles, models, lambda: health.serving, cors=self.config.http.cors,
-                          max_body_mb=self.config.service.maxreceive)
+        front = HttpFront(
+            self.engine,
+            handles,
+            models,
+            lambda: health.serving,
+            cors=self.config.http.cors,
+            max_body_mb=self.config.service.maxreceive,
+        )
         try:
             await front.start(listen)
         except (OSError, ValueError) as exc:

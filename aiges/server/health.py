@@ -64,8 +64,13 @@ class Health:
         status = SERVING if ready else NOT_SERVING
         if status != self.status:
             self.status = status
-            log.info("health", status=self.status_name(), phase=self.phase.value,
-                     workers_ready=state.workers_ready, workers=len(state.workers))
+            log.info(
+                "health",
+                status=self.status_name(),
+                phase=self.phase.value,
+                workers_ready=state.workers_ready,
+                workers=len(state.workers),
+            )
             self.changed.set()
         for name in self.names:
             await self.servicer.set(name, status)

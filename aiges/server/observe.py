@@ -46,8 +46,9 @@ class FrontCalls:
             return await reply if inspect.isawaitable(reply) else reply
         self.done(op, 0, started)
         if self.debug:
-            log.debug("call", front=self.front, op=op, sid=sid, code=0,
-                      ms=round((time.perf_counter() - started) * 1000, 3))
+            log.debug(
+                "call", front=self.front, op=op, sid=sid, code=0, ms=round((time.perf_counter() - started) * 1000, 3)
+            )
         return answer
 
     def failed(self, op: str, sid: str, error: AigesError, started: float | None = None) -> None:

@@ -78,8 +78,10 @@ T = TypeVar("T")
 def out_of_band(output: Output) -> Output:
     """Mark an output's payloads to travel beside the message (in the ring when large)."""
     if isinstance(output, ItemsOutput):
-        items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc)  # type: ignore[arg-type]
-                 for i in output.items]
+        items = [
+            DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc)  # type: ignore[arg-type]
+            for i in output.items
+        ]
         return output._replace(items=items)
     return ipc.out_of_band(output)  # type: ignore[return-value]
 
@@ -159,12 +161,17 @@ class Worker:
                 case _:
                     raise AigesError(ErrorCode.INVALID_OP, f"unknown message {type(message).__name__}")
         except AigesError as exc:
-            answer: Done | Failed = Failed(message.call_id, exc.code, exc.message, Timings(
-                free_at, received_at, started_at, time.monotonic()))
+            answer: Done | Failed = Failed(
+                message.call_id, exc.code, exc.message, Timings(free_at, received_at, started_at, time.monotonic())
+            )
         except Exception as exc:  # noqa: BLE001 - user code: report, keep serving
             log.error("%s failed:\n%s", type(message).__name__, traceback.format_exc().rstrip())
-            answer = Failed(message.call_id, ERROR_FOR.get(type(message), ErrorCode.WRAPPER_EXEC),
-                            f"{type(exc).__name__}: {exc}", Timings(free_at, received_at, started_at, time.monotonic()))
+            answer = Failed(
+                message.call_id,
+                ERROR_FOR.get(type(message), ErrorCode.WRAPPER_EXEC),
+                f"{type(exc).__name__}: {exc}",
+                Timings(free_at, received_at, started_at, time.monotonic()),
+            )
         else:
             answer = Done(message.call_id, value, Timings(free_at, received_at, started_at, time.monotonic()))
         self.channel.send(answer)
@@ -271,8 +278,14 @@ class Worker:
         output error) produced meanwhile is part of the answer."""
         self.validator.check(decoded.params, decoded.items, inputs=False)
         handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, decoded.params)
-        session = WorkerSession(tag, handle, decoded.encoder, Sequencer(decoded.sync_id) if ordered else None,
-                                sid=decoded.params.get("sid", tag), app_id=decoded.app_id)
+        session = WorkerSession(
+            tag,
+            handle,
+            decoded.encoder,
+            Sequencer(decoded.sync_id) if ordered else None,
+            sid=decoded.params.get("sid", tag),
+            app_id=decoded.app_id,
+        )
         self.sessions[tag] = session
         self.by_handle[handle] = tag
         self.by_sid[session.sid] = tag
@@ -500,8 +513,9 @@ def load_in_its_folder(path: Path, host: WorkerHost, options: LoadOptions) -> Pl
     return load_plugin(path, host, options)
 
 
-def run(channel: ipc.BlockingChannel, worker_id: int, exec_timeout_ms: int = 0,
-        load: PluginLoader = load_in_its_folder) -> int:
+def run(
+    channel: ipc.BlockingChannel, worker_id: int, exec_timeout_ms: int = 0, load: PluginLoader = load_in_its_folder
+) -> int:
     """A worker's life on its channel: take the settings, load and init the plugin, report ready,
     serve until told to stop (or the server is gone), fini. ``load`` builds the plugin (tests run
     a worker in a thread with a plugin of their own)."""
@@ -513,8 +527,9 @@ def run(channel: ipc.BlockingChannel, worker_id: int, exec_timeout_ms: int = 0,
     if not isinstance(init, Init):
         return 1
     settings = init.settings
-    logging.basicConfig(stream=sys.stderr, level=settings.log_level.upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     host = WorkerHost(channel)
     started = time.monotonic()
     try:
@@ -529,16 +544,20 @@ def run(channel: ipc.BlockingChannel, worker_id: int, exec_timeout_ms: int = 0,
         return 2
     worker = Worker(plugin, channel, settings)
     host.worker = worker
-    channel.send(Ready(WorkerInfo(
-        worker_id=worker_id,
-        pid=os.getpid(),
-        gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-        style=plugin.style,
-        service_id=plugin.service_id or Path(path).parent.name,
-        version=plugin.version,
-        capabilities=plugin.capabilities,
-        schema=wrapper_schema(plugin),
-    )))
+    channel.send(
+        Ready(
+            WorkerInfo(
+                worker_id=worker_id,
+                pid=os.getpid(),
+                gpu=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                style=plugin.style,
+                service_id=plugin.service_id or Path(path).parent.name,
+                version=plugin.version,
+                capabilities=plugin.capabilities,
+                schema=wrapper_schema(plugin),
+            )
+        )
+    )
     log.debug("worker %d ready in %.0f ms", worker_id, (time.monotonic() - started) * 1000)
     try:
         worker.serve()

@@ -1,8 +1,8 @@
 """Helpers run with MLServer's own interpreter (its venv has protobuf < 7):
 
-    tools.py body SIZE PATH     write a pre-framed gRPC ModelInferRequest body for h2load
-    tools.py ready ADDRESS      wait until the echo model is ready (MLServer opens its port early)
-    tools.py check ADDRESS SIZE call ModelInfer once and print the framed reply size
+tools.py body SIZE PATH     write a pre-framed gRPC ModelInferRequest body for h2load
+tools.py ready ADDRESS      wait until the echo model is ready (MLServer opens its port early)
+tools.py check ADDRESS SIZE call ModelInfer once and print the framed reply size
 """
 
 import struct
@@ -28,8 +28,9 @@ def main() -> None:
         with open(sys.argv[3], "wb") as f:
             f.write(b"\x00" + struct.pack(">I", len(raw)) + raw)
         return
-    channel = grpc.insecure_channel(sys.argv[2], options=[("grpc.max_receive_message_length", 64 << 20),
-                                                          ("grpc.max_send_message_length", 64 << 20)])
+    channel = grpc.insecure_channel(
+        sys.argv[2], options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    )
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if command == "ready":
         deadline = time.monotonic() + 120

@@ -1,7 +1,7 @@
 """Stream a tone (or a raw PCM file) to the analyser and print its per-chunk stats and summary.
 
-    python demo/audio_stream/client.py --addr 127.0.0.1:5091                # a 220 Hz then 440 Hz tone
-    python demo/audio_stream/client.py --addr 127.0.0.1:5091 --pcm speech.pcm
+python demo/audio_stream/client.py --addr 127.0.0.1:5091                # a 220 Hz then 440 Hz tone
+python demo/audio_stream/client.py --addr 127.0.0.1:5091 --pcm speech.pcm
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ def main() -> None:
     pcm = Path(args.pcm).read_bytes() if args.pcm else tone(rate=args.rate)
     step = args.rate * 2 * args.chunk_ms // 1000
     chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
-    with Client(args.addr) as client, client.session(
-        params={"sample_rate": str(args.rate)}, expect=["stats", "summary"], transport=args.transport
-    ) as session:
+    with (
+        Client(args.addr) as client,
+        client.session(
+            params={"sample_rate": str(args.rate)}, expect=["stats", "summary"], transport=args.transport
+        ) as session,
+    ):
         for index, chunk in enumerate(chunks):
             session.write({"audio": Input(chunk, type=1)}, last=index == len(chunks) - 1)
         for batch in session.results():

@@ -81,7 +81,8 @@ class StreamState:
             "pitch_hz": pitch,
             "voiced": voiced,
             "zcr": round(float(np.mean(np.abs(np.diff(np.signbit(samples).astype(np.int8))))), 4)
-            if samples.size > 1 else 0.0,
+            if samples.size > 1
+            else 0.0,
         }
         self.chunks += 1
         self.samples_seen += samples.size
@@ -127,8 +128,9 @@ class Wrapper(WrapperBase):
         state = self.sessions[handle]
         for item in reqData.list:
             if item.data:
-                state.ready.append(ResponseData(key="stats", data=json.dumps(state.analyse(item.data)),
-                                                status=DataContinue))
+                state.ready.append(
+                    ResponseData(key="stats", data=json.dumps(state.analyse(item.data)), status=DataContinue)
+                )
             if item.status == DataEnd:
                 state.ready.append(ResponseData(key="summary", data=json.dumps(state.summary()), status=DataEnd))
         return 0

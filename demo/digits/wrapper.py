@@ -69,8 +69,9 @@ class Wrapper(WrapperBase):
         onnx_model = to_onnx(model, digits.data[:1].astype(np.float32), options={id(model): {"zipmap": False}})
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
         held_out = self.session.run(None, {self.input_name: digits.data[TRAIN_SAMPLES:].astype(np.float32)})[0]
         accuracy = (held_out == digits.target[TRAIN_SAMPLES:]).mean()
@@ -78,8 +79,10 @@ class Wrapper(WrapperBase):
         return 0
 
     def wrapperError(self, ret: int) -> str:
-        return {ERR_BAD_IMAGE: "the image cannot be decoded (PNG or JPEG expected)",
-                ERR_NO_IMAGE: "no input named image"}.get(ret, f"error {ret}")
+        return {
+            ERR_BAD_IMAGE: "the image cannot be decoded (PNG or JPEG expected)",
+            ERR_NO_IMAGE: "no input named image",
+        }.get(ret, f"error {ret}")
 
     def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         image = reqData.get("image")

@@ -25,8 +25,9 @@ class Wrapper(WrapperBase):
 
     def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         prefix = params.get("prefix", "").encode()
-        return Response([ResponseData(key=i.key, data=prefix + i.data if prefix else i.data, type=i.type)
-                         for i in reqData.list])
+        return Response(
+            [ResponseData(key=i.key, data=prefix + i.data if prefix else i.data, type=i.type) for i in reqData.list]
+        )
 
     def wrapperCreate(self, params: dict, sid: str, persId: int = 0, usrTag: str = "") -> SessionCreateResponse:
         self.sessions[usrTag] = []
@@ -48,5 +49,3 @@ class Wrapper(WrapperBase):
 
     def wrapperFini(self) -> int:
         return 0
-
-

@@ -67,8 +67,7 @@ class Wrapper(WrapperBase):
                 continue
             places.append(index)
         if texts:
-            vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
-                                        normalize_embeddings=False)
+            vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, normalize_embeddings=False)
             for place, vector in zip(places, vectors, strict=True):
                 if params_list[place].get("normalize", "true").lower() in ("true", "1"):
                     vector = vector / max(float((vector**2).sum()) ** 0.5, 1e-12)

@@ -55,11 +55,15 @@ def cuda_base(engine) -> str:
 @pytest.fixture(scope="session")
 def cpu_image(engine, python_base) -> str:
     """docker/cpu/Dockerfile built on the stand-in base."""
-    seconds = engine.build(CPU_IMAGE, ROOT / "docker" / "cpu" / "Dockerfile", ROOT,
-                           build_args={"BASE_IMAGE": python_base})
+    seconds = engine.build(
+        CPU_IMAGE, ROOT / "docker" / "cpu" / "Dockerfile", ROOT, build_args={"BASE_IMAGE": python_base}
+    )
     REPORT.setdefault("images", {})[CPU_IMAGE] = {
-        "build_s": seconds, "size": engine.image_size(CPU_IMAGE), "base": python_base,
-        "base_size": engine.image_size(python_base)}
+        "build_s": seconds,
+        "size": engine.image_size(CPU_IMAGE),
+        "base": python_base,
+        "base_size": engine.image_size(python_base),
+    }
     return CPU_IMAGE
 
 

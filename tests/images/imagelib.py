@@ -99,11 +99,34 @@ class Engine:
     def podman(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         return run([self.podman_path, "--runtime", "runc", *args], timeout=timeout, check=check)
 
-    def build(self, tag: str, dockerfile: Path, context: Path, *, build_args: dict[str, str] | None = None,
-              labels: dict[str, str] | None = None, ca_bundle: bool = True, timeout: float = 900) -> float:
+    def build(
+        self,
+        tag: str,
+        dockerfile: Path,
+        context: Path,
+        *,
+        build_args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        ca_bundle: bool = True,
+        timeout: float = 900,
+    ) -> float:
         """Build ``tag``; returns the seconds it took. The log is kept in CACHE/logs."""
-        command = [self.buildah_path, "build", "--isolation", "chroot", "--network", "host", "--format", "docker",
-                   "--layers", "--force-rm", "-f", str(dockerfile), "-t", tag]
+        command = [
+            self.buildah_path,
+            "build",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+            "--layers",
+            "--force-rm",
+            "-f",
+            str(dockerfile),
+            "-t",
+            tag,
+        ]
         for name, value in (build_args or {}).items():
             command += ["--build-arg", f"{name}={value}"]
         for name, value in (labels or {}).items():
@@ -135,14 +158,16 @@ class Engine:
     def image_size(self, tag: str) -> int:
         return int(self.image(tag)["Size"])
 
-    def start(self, image: str, *args: str, name_hint: str = "ct", options: tuple[str, ...] = (),
-              address: str | None = None) -> Container:
+    def start(
+        self, image: str, *args: str, name_hint: str = "ct", options: tuple[str, ...] = (), address: str | None = None
+    ) -> Container:
         name = f"aiges-test-{name_hint}-{uuid.uuid4().hex[:8]}"
         started = time.monotonic()
         # No systemd here to run healthcheck timers: the tests run the image's HEALTHCHECK
         # themselves (podman healthcheck run), so the timer is switched off.
-        self.podman("run", "-d", "--name", name, "--network", "host", "--health-interval", "disable",
-                    *options, image, *args)
+        self.podman(
+            "run", "-d", "--name", name, "--network", "host", "--health-interval", "disable", *options, image, *args
+        )
         return Container(self, name, started, address)
 
 
@@ -193,16 +218,20 @@ class Container:
         return self.podman("healthcheck", "run", self.name, check=False, timeout=60)
 
     def wait_healthy(self, timeout: float = 120) -> float:
-        wait_for(lambda: self.healthcheck().returncode == 0, timeout, interval=0.2,
-                 what=f"{self.name} HEALTHCHECK healthy")
+        wait_for(
+            lambda: self.healthcheck().returncode == 0, timeout, interval=0.2, what=f"{self.name} HEALTHCHECK healthy"
+        )
         self.healthy_s = time.monotonic() - self.started
         return self.healthy_s
 
     def processes(self) -> list[dict[str, str]]:
         """Every process in the container, seen from outside (podman top)."""
         lines = self.podman("top", self.name, "pid", "ppid", "user", "state", "comm").stdout.splitlines()
-        return [dict(zip(("pid", "ppid", "user", "state", "comm"), line.split(None, 4), strict=False))
-                for line in lines[1:] if line.strip()]
+        return [
+            dict(zip(("pid", "ppid", "user", "state", "comm"), line.split(None, 4), strict=False))
+            for line in lines[1:]
+            if line.strip()
+        ]
 
     def exec(self, *command: str, check: bool = False) -> subprocess.CompletedProcess:
         return self.podman("exec", self.name, *command, check=check)
@@ -229,17 +258,27 @@ def write_config(directory: Path, text: str, name: str = "aiges.toml") -> Path:
     return path
 
 
-def service_config(port: int, metrics_port: int, http_port: int | None, *, wrapper: str = "/home/aiges",
-                   drain_ms: int = 30000, workers: int = 0, gpus: str = "auto") -> str:
+def service_config(
+    port: int,
+    metrics_port: int,
+    http_port: int | None,
+    *,
+    wrapper: str = "/home/aiges",
+    drain_ms: int = 30000,
+    workers: int = 0,
+    gpus: str = "auto",
+) -> str:
     """The image's own docker/aiges.toml with its ports moved to free ones (the containers share the
     host's network)."""
     text = (ROOT / "docker" / "aiges.toml").read_text()
-    replaced = (text.replace("port = 5090", f"port = {port}")
-                .replace("port = 9090", f"port = {metrics_port}")
-                .replace('wrapper = "/home/aiges"', f'wrapper = "{wrapper}"')
-                .replace("drain_timeout_ms = 30000", f"drain_timeout_ms = {drain_ms}")
-                .replace("count = 0 ", f"count = {workers} ")
-                .replace('gpus = "auto"', f'gpus = "{gpus}"'))
+    replaced = (
+        text.replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics_port}")
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{wrapper}"')
+        .replace("drain_timeout_ms = 30000", f"drain_timeout_ms = {drain_ms}")
+        .replace("count = 0 ", f"count = {workers} ")
+        .replace('gpus = "auto"', f'gpus = "{gpus}"')
+    )
     if http_port is None:
         replaced = replaced.replace('listen = "0.0.0.0:8080"', 'listen = ""')
     else:

@@ -128,15 +128,29 @@ def build_debian(engine: Engine, mirror: str) -> bool:
         log = CACHE / "logs" / "debootstrap.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
-            result = subprocess.run([debootstrap, "--variant=minbase", SUITE, str(rootfs), mirror],
-                                    stdout=out, stderr=subprocess.STDOUT, timeout=900)
+            result = subprocess.run(
+                [debootstrap, "--variant=minbase", SUITE, str(rootfs), mirror],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+            )
         if result.returncode != 0:
             raise RuntimeError(f"debootstrap failed ({result.returncode}):\n{log.read_text()[-4000:]}")
         (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(DPKG_EXCLUDES)
         (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
-        for pattern in ("usr/share/doc/*/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*",
-                        "usr/share/groff/*", "usr/share/lintian/*", "var/cache/apt/*", "var/lib/apt/lists/*",
-                        "var/cache/debconf/*-old", "var/log/*.log", "var/log/apt/*"):
+        for pattern in (
+            "usr/share/doc/*/*",
+            "usr/share/man/*",
+            "usr/share/info/*",
+            "usr/share/locale/*",
+            "usr/share/groff/*",
+            "usr/share/lintian/*",
+            "var/cache/apt/*",
+            "var/lib/apt/lists/*",
+            "var/cache/debconf/*-old",
+            "var/log/*.log",
+            "var/log/apt/*",
+        ):
             for path in rootfs.glob(pattern):
                 if path.name == "copyright":
                     continue
@@ -144,13 +158,25 @@ def build_debian(engine: Engine, mirror: str) -> bool:
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."],
-                               stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            [engine.podman_path, "import", "--change", 'CMD ["bash"]', "--change", f"LABEL {LABEL}={recipe}",
-             "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "-", DEBIAN],
-            stdin=tar.stdout, capture_output=True, text=True, timeout=600)
+            [
+                engine.podman_path,
+                "import",
+                "--change",
+                'CMD ["bash"]',
+                "--change",
+                f"LABEL {LABEL}={recipe}",
+                "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "-",
+                DEBIAN,
+            ],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             raise RuntimeError(f"podman import failed: {imported.stderr}")
@@ -164,8 +190,7 @@ def build_on(engine: Engine, tag: str, containerfile: str, base: str) -> bool:
     if engine.label(tag, LABEL) == recipe:
         return False
     # No CA bundle mounted: these builds install ca-certificates, which writes that file.
-    engine.build(tag, path, path.parent, build_args={"BASE_IMAGE": base}, labels={LABEL: recipe},
-                 ca_bundle=False)
+    engine.build(tag, path, path.parent, build_args={"BASE_IMAGE": base}, labels={LABEL: recipe}, ca_bundle=False)
     return True
 
 
@@ -175,8 +200,12 @@ def ensure(engine: Engine, *wanted: str) -> dict[str, bool]:
     if mirror is None:
         raise RuntimeError(f"no Debian {SUITE} mirror in /etc/apt/sources.list*: cannot debootstrap a stand-in")
     built = {DEBIAN: build_debian(engine, mirror)}
-    recipes = {PYTHON: "python.Containerfile", CUDA: "cuda.Containerfile", ETCD: "etcd.Containerfile",
-               PROMETHEUS: "prometheus.Containerfile"}
+    recipes = {
+        PYTHON: "python.Containerfile",
+        CUDA: "cuda.Containerfile",
+        ETCD: "etcd.Containerfile",
+        PROMETHEUS: "prometheus.Containerfile",
+    }
     for tag in wanted:
         if tag in recipes:
             built[tag] = build_on(engine, tag, recipes[tag], DEBIAN)

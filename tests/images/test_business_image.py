@@ -43,8 +43,12 @@ def shop(engine, cpu_image, tmp_path_factory):
     with open(service / "requirements.txt", "a") as requirements:
         requirements.write(REQUIREMENT + "\n")
     seconds = engine.build(SHOP_IMAGE, service / "Dockerfile", service, build_args={"AIGES_IMAGE": cpu_image})
-    REPORT.setdefault("images", {})[SHOP_IMAGE] = {"build_s": seconds, "size": engine.image_size(SHOP_IMAGE),
-                                                   "base_size": engine.image_size(cpu_image), "base": cpu_image}
+    REPORT.setdefault("images", {})[SHOP_IMAGE] = {
+        "build_s": seconds,
+        "size": engine.image_size(SHOP_IMAGE),
+        "base_size": engine.image_size(cpu_image),
+        "base": cpu_image,
+    }
     container = engine.start(SHOP_IMAGE, name_hint="shop", address=f"127.0.0.1:{port}")
     try:
         REPORT["images"][SHOP_IMAGE]["serving_s"] = container.wait_serving()
@@ -68,9 +72,13 @@ def test_the_service_answers_its_own_sample_input(shop):
     assert stats["words"] == len(sample.split()) == 17
     assert stats["text"] == sample.decode().upper()
     # The call its README shows, from the service's folder.
-    call = subprocess.run([sys.executable, "-m", "aiges", "call", "-c", "aiges.toml",
-                           "--input", "text=@test_data/sample.txt"],
-                          cwd=service, capture_output=True, text=True, timeout=60)
+    call = subprocess.run(
+        [sys.executable, "-m", "aiges", "call", "-c", "aiges.toml", "--input", "text=@test_data/sample.txt"],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert call.returncode == 0, call.stdout + call.stderr
     assert '"words": 17' in call.stdout, call.stdout
 

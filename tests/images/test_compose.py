@@ -54,8 +54,9 @@ class Stack:
         return f"{self.project}_{service}_1"
 
     def etcd_get(self) -> dict[str, dict]:
-        result = self.engine.podman("exec", self.container("etcd"), "etcdctl", "get", "--prefix", "/aiges/services/",
-                                    check=False)
+        result = self.engine.podman(
+            "exec", self.container("etcd"), "etcdctl", "get", "--prefix", "/aiges/services/", check=False
+        )
         lines = result.stdout.splitlines() if result.returncode == 0 else []
         return {key: json.loads(value) for key, value in zip(lines[::2], lines[1::2], strict=False)}
 
@@ -73,13 +74,22 @@ def stack(engine, cpu_image):
     podman_compose()
     backend = engine.podman("info", "--format", "{{.Host.NetworkBackend}}").stdout.strip()
     if backend == "cni" and not Path("/usr/lib/cni/dnsname").exists():
-        unavailable("the compose network needs CNI's dnsname plugin for service names "
-                    "(Debian golang-github-containernetworking-plugin-dnsname; .ci/run installs it)")
+        unavailable(
+            "the compose network needs CNI's dnsname plugin for service names "
+            "(Debian golang-github-containernetworking-plugin-dnsname; .ci/run installs it)"
+        )
     standin.ensure_noted(engine, standin.ETCD, standin.PROMETHEUS)
     grpc, metrics, http, prometheus = free_ports(4)
-    env = dict(os.environ, AIGES_TEST_ETCD_IMAGE=standin.ETCD, AIGES_TEST_PROMETHEUS_IMAGE=standin.PROMETHEUS,
-               AIGES_TEST_AIGES_IMAGE=cpu_image, AIGES_GRPC_PORT=str(grpc), AIGES_METRICS_PORT=str(metrics),
-               AIGES_HTTP_PORT=str(http), PROMETHEUS_PORT=str(prometheus))
+    env = dict(
+        os.environ,
+        AIGES_TEST_ETCD_IMAGE=standin.ETCD,
+        AIGES_TEST_PROMETHEUS_IMAGE=standin.PROMETHEUS,
+        AIGES_TEST_AIGES_IMAGE=cpu_image,
+        AIGES_GRPC_PORT=str(grpc),
+        AIGES_METRICS_PORT=str(metrics),
+        AIGES_HTTP_PORT=str(http),
+        PROMETHEUS_PORT=str(prometheus),
+    )
     stack = Stack(engine, f"aiges-test-{uuid.uuid4().hex[:8]}", env)
     try:
         stack.compose("up", "-d", "--no-build")
@@ -103,8 +113,12 @@ def test_prometheus_scrapes_aiges(stack):
     target = wait_for(aiges_up, timeout=90, interval=0.5, what="Prometheus target aiges up")
     assert target["scrapeUrl"] == "http://aiges:9090/metrics" and target["lastError"] == "", target
     query = f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}/api/v1/query?query=aiges_serving"
-    series = wait_for(lambda: json.loads(urllib.request.urlopen(query, timeout=5).read())["data"]["result"],
-                      timeout=60, interval=0.5, what="aiges_serving scraped into Prometheus")
+    series = wait_for(
+        lambda: json.loads(urllib.request.urlopen(query, timeout=5).read())["data"]["result"],
+        timeout=60,
+        interval=0.5,
+        what="aiges_serving scraped into Prometheus",
+    )
     assert series[0]["value"][1] == "1", series
 
 
@@ -116,6 +130,8 @@ def test_aiges_answers_on_its_published_port(stack):
 def test_stopping_aiges_deregisters_it_and_exits_0(stack):
     wait_for(stack.etcd_get, timeout=90, interval=0.5, what=f"{PROVIDER} in etcd")
     stack.compose("stop", "aiges", timeout=120)
-    assert stack.engine.podman("inspect", "--format", "{{.State.ExitCode}}", stack.container("aiges")).stdout.strip() \
+    assert (
+        stack.engine.podman("inspect", "--format", "{{.State.ExitCode}}", stack.container("aiges")).stdout.strip()
         == "0"
+    )
     assert stack.etcd_get() == {}  # deleted as the drain began, not left to its lease

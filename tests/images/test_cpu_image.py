@@ -30,8 +30,9 @@ def served(engine, cpu_image, tmp_path_factory):
     """The image as shipped (its echo demo), with its ports moved: the start time is measured here."""
     port, metrics, http = free_ports(3)
     config = write_config(tmp_path_factory.mktemp("cpu"), service_config(port, metrics, http))
-    container = engine.start(cpu_image, name_hint="cpu", address=f"127.0.0.1:{port}",
-                             options=("-v", f"{config}:/home/aiges/aiges.toml:ro"))
+    container = engine.start(
+        cpu_image, name_hint="cpu", address=f"127.0.0.1:{port}", options=("-v", f"{config}:/home/aiges/aiges.toml:ro")
+    )
     container.ports = {"grpc": port, "metrics": metrics, "http": http}
     try:
         REPORT["images"][cpu_image]["serving_s"] = container.wait_serving()
@@ -43,8 +44,16 @@ def served(engine, cpu_image, tmp_path_factory):
 def hardened_options(config) -> tuple[str, ...]:
     """Read-only root filesystem, a tmpfs at /tmp only (podman's default extra tmpfs mounts off),
     the tests' wrapper mounted read-only."""
-    return ("--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
-            "-v", f"{HERE / 'wrapper'}:/srv/wrapper:ro", "-v", f"{config}:/home/aiges/aiges.toml:ro")
+    return (
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs",
+        "/tmp:rw,size=64m,mode=1777",
+        "-v",
+        f"{HERE / 'wrapper'}:/srv/wrapper:ro",
+        "-v",
+        f"{config}:/home/aiges/aiges.toml:ro",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +62,9 @@ def hardened(engine, cpu_image, tmp_path_factory):
     port, metrics = free_ports(2)
     text = service_config(port, metrics, None, wrapper="/srv/wrapper", drain_ms=DRAIN_MS, workers=1, gpus="")
     config = write_config(tmp_path_factory.mktemp("hardened"), text)
-    container = engine.start(cpu_image, name_hint="hardened", address=f"127.0.0.1:{port}",
-                             options=hardened_options(config))
+    container = engine.start(
+        cpu_image, name_hint="hardened", address=f"127.0.0.1:{port}", options=hardened_options(config)
+    )
     container.ports = {"grpc": port, "metrics": metrics}
     try:
         container.wait_serving()
@@ -68,13 +78,19 @@ def metrics_of(container: Container) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(url, timeout=5) as reply:
         assert reply.status == 200
         text = reply.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def xsf_calls(container: Container) -> float:
-    return sum(value for (name, labels), value in metrics_of(container).items()
-               if name == "aiges_requests_total" and ("front", "xsf") in labels and ("code", "0") in labels)
+    return sum(
+        value
+        for (name, labels), value in metrics_of(container).items()
+        if name == "aiges_requests_total" and ("front", "xsf") in labels and ("code", "0") in labels
+    )
 
 
 def test_it_becomes_serving_through_its_own_healthcheck(engine, cpu_image, served):
@@ -93,8 +109,11 @@ def test_it_answers_a_call_over_xsf(served):
 
 def test_it_answers_a_call_over_http(served):
     body = json.dumps({"payload": {"text": {"text": base64.b64encode(b"over http").decode()}}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{served.ports['http']}/v1/private/echo", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{served.ports['http']}/v1/private/echo",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert reply.status == 200
         answer = json.loads(reply.read())
@@ -125,21 +144,34 @@ def test_the_image_is_small_and_holds_no_compilers_or_caches(engine, cpu_image):
     entry = REPORT["images"][cpu_image]
     added = entry["size"] - entry["base_size"]
     # What the Dockerfile's steps could leave behind (the base's own files aside).
-    look = ("for tool in gcc cc c++ g++ clang make; do command -v $tool; done;"
-            " ls -d /src /root/.cache /home/aiges/.cache /tmp/* 2>/dev/null;"
-            " find /var/lib/apt/lists /var/cache/apt -type f ! -name lock 2>/dev/null;"
-            " find /opt/aiges /home /root -name '*.whl' -o -name '*.tar.gz' -o -type d -name tests 2>/dev/null;"
-            " true")
+    look = (
+        "for tool in gcc cc c++ g++ clang make; do command -v $tool; done;"
+        " ls -d /src /root/.cache /home/aiges/.cache /tmp/* 2>/dev/null;"
+        " find /var/lib/apt/lists /var/cache/apt -type f ! -name lock 2>/dev/null;"
+        " find /opt/aiges /home /root -name '*.whl' -o -name '*.tar.gz' -o -type d -name tests 2>/dev/null;"
+        " true"
+    )
     leftovers = engine.podman("run", "--rm", "--user", "0", "--entrypoint", "sh", cpu_image, "-c", look).stdout
     assert leftovers.strip() == "", leftovers
-    biggest = engine.podman("run", "--rm", "--entrypoint", "sh", cpu_image, "-c",
-                            "du -sk /opt/aiges/lib/python3*/site-packages/* | sort -rn | head -8").stdout
+    biggest = engine.podman(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        cpu_image,
+        "-c",
+        "du -sk /opt/aiges/lib/python3*/site-packages/* | sort -rn | head -8",
+    ).stdout
     venv = engine.podman("run", "--rm", "--entrypoint", "du", cpu_image, "-sk", "/opt/aiges").stdout.split()[0]
-    entry["made_of"] = [f"base {mib(entry['base_size'])} (stand-in); added {mib(added)}: tini (1.8 MB), the user, and"
-                        f" /opt/aiges, the virtual environment ({int(venv) // 1024} MiB on disk), whose largest"
-                        " packages are:"]
-    entry["made_of"] += [f"  {int(kib) // 1024:>3} MiB {path.rsplit('/', 1)[-1]}"
-                         for kib, path in (line.split() for line in biggest.splitlines())]
+    entry["made_of"] = [
+        f"base {mib(entry['base_size'])} (stand-in); added {mib(added)}: tini (1.8 MB), the user, and"
+        f" /opt/aiges, the virtual environment ({int(venv) // 1024} MiB on disk), whose largest"
+        " packages are:"
+    ]
+    entry["made_of"] += [
+        f"  {int(kib) // 1024:>3} MiB {path.rsplit('/', 1)[-1]}"
+        for kib, path in (line.split() for line in biggest.splitlines())
+    ]
     assert added < 150 << 20, f"the image adds {mib(added)} to its base"
 
 
@@ -158,16 +190,21 @@ def zombies(container: Container) -> list[dict[str, str]]:
 def orphans(container: Container, count: int) -> list[str]:
     """``count`` calls that each leave an exited grandchild behind; their pids in the container."""
     with Client(container.address) as client:
-        return [client.once({"text": b"x"}, params={"orphan": "1"}, expect=["text", "orphan"])["orphan"].decode()
-                for _ in range(count)]
+        return [
+            client.once({"text": b"x"}, params={"orphan": "1"}, expect=["text", "orphan"])["orphan"].decode()
+            for _ in range(count)
+        ]
 
 
 def test_pid_1_is_tini_and_reaps_orphaned_processes(hardened):
     processes = {p["pid"]: p for p in hardened.processes()}
     assert processes["1"]["comm"] == "tini", processes
     pids = orphans(hardened, 3)
-    wait_for(lambda: not zombies(hardened) and not set(pids) & {p["pid"] for p in hardened.processes()},
-             timeout=15, what=f"orphans {pids} reaped")
+    wait_for(
+        lambda: not zombies(hardened) and not set(pids) & {p["pid"] for p in hardened.processes()},
+        timeout=15,
+        what=f"orphans {pids} reaped",
+    )
 
 
 def test_without_an_init_the_same_orphans_stay_zombies(engine, cpu_image, tmp_path_factory):
@@ -175,14 +212,24 @@ def test_without_an_init_the_same_orphans_stay_zombies(engine, cpu_image, tmp_pa
     port, metrics = free_ports(2)
     text = service_config(port, metrics, None, wrapper="/srv/wrapper", workers=1, gpus="")
     config = write_config(tmp_path_factory.mktemp("noinit"), text)
-    container = engine.start(cpu_image, "serve", "-c", "/home/aiges/aiges.toml", name_hint="noinit",
-                             address=f"127.0.0.1:{port}", options=("--entrypoint", "aiges", *hardened_options(config)))
+    container = engine.start(
+        cpu_image,
+        "serve",
+        "-c",
+        "/home/aiges/aiges.toml",
+        name_hint="noinit",
+        address=f"127.0.0.1:{port}",
+        options=("--entrypoint", "aiges", *hardened_options(config)),
+    )
     try:
         container.wait_serving()
         assert {p["pid"]: p["comm"] for p in container.processes()}["1"] == "aiges"
         pids = orphans(container, 2)
-        stuck = wait_for(lambda: {p["pid"] for p in zombies(container)} >= set(pids) and zombies(container),
-                         timeout=15, what=f"orphans {pids} left as zombies")
+        stuck = wait_for(
+            lambda: {p["pid"] for p in zombies(container)} >= set(pids) and zombies(container),
+            timeout=15,
+            what=f"orphans {pids} left as zombies",
+        )
         assert all(p["ppid"] == "1" for p in stuck), stuck
     finally:
         container.remove()
@@ -193,8 +240,9 @@ def test_podman_stop_drains_the_call_in_flight_and_exits_0(hardened):
 
     def slow_call() -> None:
         with Client(hardened.address) as client:
-            results.append(client.once({"text": b"in flight"}, params={"sleep_ms": "3000"}, expect=["text"],
-                                       check=False))
+            results.append(
+                client.once({"text": b"in flight"}, params={"sleep_ms": "3000"}, expect=["text"], check=False)
+            )
         results.append(time.monotonic())
 
     caller = threading.Thread(target=slow_call)
@@ -210,4 +258,7 @@ def test_podman_stop_drains_the_call_in_flight_and_exits_0(hardened):
     logs = hardened.logs()
     assert '"draining"' in logs and '"stopped"' in logs, logs
     REPORT.setdefault("runs", {})["podman stop with a 3 s call in flight"] = {
-        "exit code": code, "stop took": f"{time.monotonic() - sent:.1f}s", "call": "answered"}
+        "exit code": code,
+        "stop took": f"{time.monotonic() - sent:.1f}s",
+        "call": "answered",
+    }

@@ -24,13 +24,17 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def gpu_image(engine, cuda_base) -> str:
-    seconds = engine.build(GPU_IMAGE, ROOT / "docker" / "gpu" / "Dockerfile", ROOT,
-                           build_args={"BASE_IMAGE": cuda_base})
+    seconds = engine.build(
+        GPU_IMAGE, ROOT / "docker" / "gpu" / "Dockerfile", ROOT, build_args={"BASE_IMAGE": cuda_base}
+    )
     REPORT.setdefault("images", {})[GPU_IMAGE] = {
-        "build_s": seconds, "size": engine.image_size(GPU_IMAGE), "base": cuda_base,
+        "build_s": seconds,
+        "size": engine.image_size(GPU_IMAGE),
+        "base": cuda_base,
         "base_size": engine.image_size(cuda_base),
         "note": "a stand-in base for nvidia/cuda:12.4.1-runtime-ubuntu22.04 (no registry; Ubuntu is not in Debian's"
-                " mirror): Debian bookworm, no CUDA, no GPU; everything else installed and started"}
+        " mirror): Debian bookworm, no CUDA, no GPU; everything else installed and started",
+    }
     return GPU_IMAGE
 
 
@@ -38,8 +42,9 @@ def gpu_image(engine, cuda_base) -> str:
 def served(engine, gpu_image, tmp_path_factory):
     port, metrics, http = free_ports(3)
     config = write_config(tmp_path_factory.mktemp("gpu"), service_config(port, metrics, http))
-    container = engine.start(gpu_image, name_hint="gpu", address=f"127.0.0.1:{port}",
-                             options=("-v", f"{config}:/home/aiges/aiges.toml:ro"))
+    container = engine.start(
+        gpu_image, name_hint="gpu", address=f"127.0.0.1:{port}", options=("-v", f"{config}:/home/aiges/aiges.toml:ro")
+    )
     container.ports = {"grpc": port, "metrics": metrics}
     try:
         REPORT["images"][gpu_image]["serving_s"] = container.wait_serving()
@@ -61,8 +66,9 @@ def test_it_starts_healthy_without_a_gpu_and_answers(gpu_image, served):
 def test_it_runs_the_distributions_python_as_uid_1000_under_tini(gpu_image, served):
     processes = {p["pid"]: p for p in served.processes()}
     assert processes["1"]["comm"] == "tini" and {p["user"] for p in processes.values()} == {"aiges"}, processes
-    python = served.exec("sh", "-c", "readlink -f /opt/aiges/bin/python; python -c 'import pynvml, aiges'",
-                         check=True).stdout.strip()
+    python = served.exec(
+        "sh", "-c", "readlink -f /opt/aiges/bin/python; python -c 'import pynvml, aiges'", check=True
+    ).stdout.strip()
     assert python.startswith("/usr/bin/python3"), python
     environment = served.exec("env", check=True).stdout
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in environment

@@ -54,8 +54,12 @@ def websocket_that_never_reads(address: str, path: str, frame: dict) -> socket.s
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -66,8 +70,9 @@ def websocket_that_never_reads(address: str, path: str, frame: dict) -> socket.s
 
 def start(serve, **options):
     http_port = free_port()
-    server = serve("flood", licences=16, ttl=3_600_000, maxmb=4,
-                   extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n', **options)
+    server = serve(
+        "flood", licences=16, ttl=3_600_000, maxmb=4, extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n', **options
+    )
     server.http = f"127.0.0.1:{http_port}"
     return server
 
@@ -93,12 +98,19 @@ def test_clients_that_never_read_hold_at_most_their_budget(serve):
         request.parameters["sequence_start"].bool_param = True
         request.inputs.add(name="in", datatype="BYTES", shape=[1])
         request.raw_input_contents.append(struct.pack("<I", 2) + b"go")
-        held.append(oip_channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")(
-            iter([request.SerializeToString()])))
+        held.append(
+            oip_channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")(
+                iter([request.SerializeToString()])
+            )
+        )
         # WebSocket: a raw socket that never reads
-        held.append(websocket_that_never_reads(server.http, "/v1/private/flood",
-                                               {"payload": {"in": {"text": base64.b64encode(b"go").decode(),
-                                                                   "status": 2}}}))
+        held.append(
+            websocket_that_never_reads(
+                server.http,
+                "/v1/private/flood",
+                {"payload": {"in": {"text": base64.b64encode(b"go").decode(), "status": 2}}},
+            )
+        )
         wait_for(lambda: status(server)["sessions"] == 4)
         peak = baseline
         deadline = time.monotonic() + READ_FOR_S
@@ -122,8 +134,9 @@ def test_clients_that_never_read_hold_at_most_their_budget(serve):
 def test_output_pushed_by_wrapper_threads_ends_the_session_past_the_limit(serve):
     server = start(serve, fc_extra="session_output_kb = 1024")
     with server.client() as client:
-        session = client.session({"in": b"go"}, params={"mode": "push", "kb": "256", "interval_ms": "5"},
-                                 expect=["out"])
+        session = client.session(
+            {"in": b"go"}, params={"mode": "push", "kb": "256", "interval_ms": "5"}, expect=["out"]
+        )
         wait_for(lambda: status(server)["sessions"] == 0)  # ended by the server, nobody having read
         assert status(server)["licences_used"] == 0
         with pytest.raises(AigesCallError) as failure:

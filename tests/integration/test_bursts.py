@@ -20,17 +20,19 @@ OPENS = 2000
 
 def open_request(handle: str) -> bytes:
     message = loader_input(state=LoaderInput.STREAM, inputs={"in": b"x"}, expect=["out"], status=0)
-    return ReqData(op="AIIn", s=Session(h=handle), param={"SeqNo": "1"},
-                   data=[DataMeta(data=message.SerializeToString())]).SerializeToString()
+    return ReqData(
+        op="AIIn", s=Session(h=handle), param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())]
+    ).SerializeToString()
 
 
 async def burst(address: str) -> Counter:
     """OPENS session opens at once, over 4 connections; the code of each answer (or the gRPC
     status name of a transport error)."""
-    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(4)]
-    calls = [channels[i % 4].unary_unary("/utils.XsfCall/call")(open_request(f"burst-{i:05d}"), timeout=120)
-             for i in range(OPENS)]
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(4)]
+    calls = [
+        channels[i % 4].unary_unary("/utils.XsfCall/call")(open_request(f"burst-{i:05d}"), timeout=120)
+        for i in range(OPENS)
+    ]
     outcome: Counter = Counter()
     for reply in await asyncio.gather(*calls, return_exceptions=True):
         if isinstance(reply, grpc.aio.AioRpcError):

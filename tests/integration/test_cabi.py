@@ -18,8 +18,25 @@ SOURCE = ROOT / "wrappers" / "c"
 def engine(tmp_path_factory) -> str:
     gcc = require_tool("gcc")
     library = tmp_path_factory.mktemp("engine") / "libwrapper.so"
-    subprocess.run([gcc, "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-pthread", "-shared", f"-I{SOURCE}",
-                    "-o", str(library), str(SOURCE / "example" / "engine.c")], check=True, timeout=120)
+    subprocess.run(
+        [
+            gcc,
+            "-O2",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fPIC",
+            "-pthread",
+            "-shared",
+            f"-I{SOURCE}",
+            "-o",
+            str(library),
+            str(SOURCE / "example" / "engine.c"),
+        ],
+        check=True,
+        timeout=120,
+    )
     return str(library)
 
 
@@ -27,8 +44,9 @@ def engine(tmp_path_factory) -> str:
 def test_one_shot_calls(serve, engine, async_mode):
     server = serve(engine, async_mode=async_mode, wrapper_config={"prefix": ">> "})
     with server.client() as client:
-        result = client.once({"text": b"hello", "image": Input(b"\x00\xff\x10", 2)},
-                             expect={"text": "text", "image": "image"})
+        result = client.once(
+            {"text": b"hello", "image": Input(b"\x00\xff\x10", 2)}, expect={"text": "text", "image": "image"}
+        )
         assert result["text"] == b">> HELLO"
         assert result["image"] == b"\x00\xff\x10"
         assert all(item.attributes["status"] == "3" for item in result.items)
@@ -75,8 +93,9 @@ def test_a_segfault_kills_only_its_worker(serve, engine):
 def test_wrapperInit_failure_and_missing_symbols_stop_the_server(tmp_path, engine):
     config = tmp_path / "aiges.toml"
     config.write_text(render_config(engine, free_port(), wrapper_config={"fail_init": "1"}))
-    result = subprocess.run([sys.executable, "-m", "aiges", "serve", "-c", str(config)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "aiges", "serve", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "wrapperInit returned 5: the engine could not start" in result.stderr
     gcc = require_tool("gcc")
@@ -85,8 +104,9 @@ def test_wrapperInit_failure_and_missing_symbols_stop_the_server(tmp_path, engin
     source.write_text("int wrapperInit(void* c) { return 0; }\nint wrapperFini() { return 0; }\n")
     subprocess.run([gcc, "-shared", "-fPIC", "-o", str(partial), str(source)], check=True)
     config.write_text(render_config(partial, free_port()))
-    result = subprocess.run([sys.executable, "-m", "aiges", "serve", "-c", str(config)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "aiges", "serve", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "does not export wrapperError, wrapperExec or wrapperExecAsync" in result.stderr
 

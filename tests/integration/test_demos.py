@@ -37,9 +37,10 @@ def test_audio_stream_analyser(serve, transport):
     server = serve(ROOT / "demo" / "audio_stream")
     audio = pcm(220, 0.5) + pcm(440, 0.5, amplitude=0.25) + bytes(3200)
     chunks = [audio[i : i + 3200] for i in range(0, len(audio), 3200)]
-    with server.client() as client, client.session(
-        params={"sample_rate": "16000"}, expect=["stats", "summary"], transport=transport
-    ) as session:
+    with (
+        server.client() as client,
+        client.session(params={"sample_rate": "16000"}, expect=["stats", "summary"], transport=transport) as session,
+    ):
         for index, chunk in enumerate(chunks):
             session.write({"audio": Input(chunk, type=1)}, last=index == len(chunks) - 1)
         items = [item for batch in session.results() for item in batch.items]
@@ -105,9 +106,14 @@ def test_embedding_batches_real_sentence_vectors(serve):
     from concurrent.futures import ThreadPoolExecutor
 
     server = serve(ROOT / "demo" / "embedding", extra="[batch]\nmax_size = 16\nmax_delay_ms = 20\n", timeout=180)
-    sentences = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
-                 "A monkey is playing drums."] * 4
+    sentences = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The girl is carrying a baby.",
+        "A monkey is playing drums.",
+    ] * 4
     with server.client() as client:
+
         def embed(text: str) -> np.ndarray:
             body = json.loads(client.once({"text": text}, expect=["embedding"])["embedding"])
             assert body["dimensions"] == 384

@@ -18,10 +18,17 @@ SESSION_REPEAT = 10105
 
 
 def first_frame(handle: str, state: int, inputs: dict, params: dict | None = None, expect=None) -> ReqData:
-    message = loader_input(state=state, inputs=inputs, params=params, headers={"sid": handle}, expect=expect,
-                           status=3 if state == LoaderInput.ONCE else 0)
-    return ReqData(op="AIIn", s=Session(h=handle), param={"SeqNo": "1"},
-                   data=[DataMeta(data=message.SerializeToString())])
+    message = loader_input(
+        state=state,
+        inputs=inputs,
+        params=params,
+        headers={"sid": handle},
+        expect=expect,
+        status=3 if state == LoaderInput.ONCE else 0,
+    )
+    return ReqData(
+        op="AIIn", s=Session(h=handle), param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())]
+    )
 
 
 def code_of(reply) -> int:
@@ -38,8 +45,13 @@ def test_concurrent_one_shot_calls_on_one_handle(serve):
     with server.client() as client:
         futures = []
         for pair in range(100):
-            request = first_frame(f"dup-once-{pair:04d}", LoaderInput.ONCE, {"text": b"x"},
-                                  params={"mode": "sleep", "seconds": "0.02"}, expect=["text"])
+            request = first_frame(
+                f"dup-once-{pair:04d}",
+                LoaderInput.ONCE,
+                {"text": b"x"},
+                params={"mode": "sleep", "seconds": "0.02"},
+                expect=["text"],
+            )
             futures.append((client.stub.call.future(request, timeout=60), client.stub.call.future(request, timeout=60)))
         codes = [(code_of(a.result()), code_of(b.result())) for a, b in futures]  # a gRPC error raises here
         assert all(set(pair) <= {0, SESSION_REPEAT} and 0 in pair for pair in codes), codes
@@ -50,8 +62,12 @@ def test_concurrent_one_shot_calls_on_one_handle(serve):
 
 def test_concurrent_session_opens_on_one_handle(serve, tmp_path):
     created, destroyed = tmp_path / "created.txt", tmp_path / "destroyed.txt"
-    server = serve("streamer", licences=300, ttl=3_600_000,
-                   wrapper_config={"create_log": str(created), "destroy_log": str(destroyed)})
+    server = serve(
+        "streamer",
+        licences=300,
+        ttl=3_600_000,
+        wrapper_config={"create_log": str(created), "destroy_log": str(destroyed)},
+    )
     with server.client() as client:
         futures = []
         for pair in range(50):
@@ -74,8 +90,9 @@ def test_a_handle_is_reusable_once_its_session_has_ended(serve, tmp_path, transp
     server = serve("streamer", wrapper_config={"create_log": str(created), "destroy_log": str(destroyed)})
     with server.client() as client:
         for round_ in range(20):
-            with client.session({"in": f"r{round_}".encode()}, expect=["out"], handle="reused-handle",
-                                transport=transport) as session:
+            with client.session(
+                {"in": f"r{round_}".encode()}, expect=["out"], handle="reused-handle", transport=transport
+            ) as session:
                 session.write({"in": b"end"}, last=True)
                 assert [i.data for b in session.results() for i in b.items] == [f"r{round_}".encode(), b"end"]
     wait_for(lambda: len(lines(destroyed)) == 20)

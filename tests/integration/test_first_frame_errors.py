@@ -32,8 +32,9 @@ def streamer(serve, tmp_path):
     """The streamer with an HTTP front, noting every wrapper session it creates and destroys."""
     http_port = free_port()
     logs = {"create_log": str(tmp_path / "created.txt"), "destroy_log": str(tmp_path / "destroyed.txt")}
-    server = serve("streamer", licences=4, ttl=3_600_000, wrapper_config=logs,
-                   extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n')
+    server = serve(
+        "streamer", licences=4, ttl=3_600_000, wrapper_config=logs, extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+    )
     server.http = f"127.0.0.1:{http_port}"
     server.created = lambda: lines(tmp_path / "created.txt")
     server.destroyed = lambda: lines(tmp_path / "destroyed.txt")
@@ -68,8 +69,14 @@ def test_oip_stream_answers_the_first_request_with_the_error(streamer):
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     tensor = grpcclient.InferInput("in", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([b"x"], dtype=object))
-    client.async_stream_infer("streamer", [tensor], request_id="first", sequence_id=7, sequence_start=True,
-                              outputs=[grpcclient.InferRequestedOutput("other")])
+    client.async_stream_infer(
+        "streamer",
+        [tensor],
+        request_id="first",
+        sequence_id=7,
+        sequence_start=True,
+        outputs=[grpcclient.InferRequestedOutput("other")],
+    )
     _, error = results.get(timeout=20)
     client.stop_stream()
     assert error is not None and str(INVALID_OUTPUT) in str(error) and "'out'" in str(error)

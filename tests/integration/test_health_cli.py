@@ -10,8 +10,7 @@ from conftest import ROOT, free_port
 
 
 def health(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aiges", "health", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "aiges", "health", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_health_asks_the_port_its_config_names(serve, tmp_path):

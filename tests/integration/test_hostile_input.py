@@ -51,8 +51,10 @@ def echo(serve):
 ASE_CASES = [
     ({"header": {LONE: "x"}, "payload": {"text": {"text": b64(b"x")}}}, "a key in header"),
     ({"header": {"app_id": LONE}, "payload": {"text": {"text": b64(b"x")}}}, "header.app_id"),
-    ({"parameter": {"echo": {"prefix": "a" + LONE}}, "payload": {"text": {"text": b64(b"x")}}},
-     "parameter.echo.prefix"),
+    (
+        {"parameter": {"echo": {"prefix": "a" + LONE}}, "payload": {"text": {"text": b64(b"x")}}},
+        "parameter.echo.prefix",
+    ),
     ({"payload": {"text": {"text": b64(b"x"), "encoding": LONE}}}, "payload.text.encoding"),
 ]
 
@@ -75,8 +77,10 @@ def test_over_websocket_it_is_an_error_frame(echo):
 
 
 def oip_body(value: str, parameters: str = "{}") -> str:
-    return (f'{{"parameters": {parameters}, "inputs": [{{"name": "x", "datatype": "FP32", "shape": [2], '
-            f'"data": [1.0, {value}]}}]}}')
+    return (
+        f'{{"parameters": {parameters}, "inputs": [{{"name": "x", "datatype": "FP32", "shape": [2], '
+        f'"data": [1.0, {value}]}}]}}'
+    )
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
@@ -95,27 +99,42 @@ def test_oip_rest_refuses_parameters_that_are_not_unicode(serve):
 def test_an_infinite_output_in_json_is_a_clear_error_and_binary_carries_it(serve):
     server = http_server(serve, "tensors")
     infinite = struct.pack("<f", float("inf"))
-    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
-                                     "parameters": {"binary_data_size": 4}}]}).encode()
-    status, reply = post(f"http://{server.http}/v2/models/tensors/infer", header + infinite,
-                         {"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}
+    ).encode()
+    status, reply = post(
+        f"http://{server.http}/v2/models/tensors/infer",
+        header + infinite,
+        {"Inference-Header-Content-Length": str(len(header))},
+    )
     assert status == 500 and "NaN or Infinity" in reply["error"] and "binary" in reply["error"], reply
-    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {
-        "binary_data_size": 4}}], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
-    request = urllib.request.Request(f"http://{server.http}/v2/models/tensors/infer", data=header + infinite,
-                                     headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://{server.http}/v2/models/tensors/infer",
+        data=header + infinite,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     with urllib.request.urlopen(request, timeout=20) as reply:
         raw = reply.read()
         split = int(reply.headers["Inference-Header-Content-Length"])
-    assert struct.unpack("<f", raw[split:split + 4])[0] == float("inf")
+    assert struct.unpack("<f", raw[split : split + 4])[0] == float("inf")
 
 
 def test_an_unmasked_websocket_frame_closes_the_socket_with_1002(echo):
     host, port = echo.http.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET /v1/private/echo HTTP/1.1\r\nHost: {echo.http}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"GET /v1/private/echo HTTP/1.1\r\nHost: {echo.http}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(1)
@@ -138,8 +157,12 @@ def test_masked_frames_still_work_frame_by_frame(echo):
     host, port = echo.http.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET /v1/private/echo HTTP/1.1\r\nHost: {echo.http}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"GET /v1/private/echo HTTP/1.1\r\nHost: {echo.http}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(1)

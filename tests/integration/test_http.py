@@ -50,26 +50,40 @@ def get(url: str) -> tuple[int, bytes, dict]:
 
 def test_ase_one_shot_call(serve):
     server = http_server(serve, ECHO)
-    status, reply = post(server.http + "/v1/private/echo", {
-        "header": {"app_id": "a1", "uid": "u"},
-        "parameter": {"echo": {"prefix": "> ", "text": {"encoding": "utf8"}}},
-        "payload": {"text": {"text": b64("héllo".encode()), "encoding": "utf8", "status": 3}},
-    })
+    status, reply = post(
+        server.http + "/v1/private/echo",
+        {
+            "header": {"app_id": "a1", "uid": "u"},
+            "parameter": {"echo": {"prefix": "> ", "text": {"encoding": "utf8"}}},
+            "payload": {"text": {"text": b64("héllo".encode()), "encoding": "utf8", "status": 3}},
+        },
+    )
     assert status == 200
     assert reply["header"]["code"] == 0 and reply["header"]["sid"] and reply["header"]["status"] == 3
     assert reply["payload"]["text"]["text"] == "> héllo" and reply["payload"]["text"]["encoding"] == "utf8"
 
 
-@pytest.mark.parametrize(("body", "status", "code", "message"), [
-    (b"{not json", 400, 10009, "not JSON"),
-    ({"payload": {"text": {"text": "***"}}}, 400, 10009, "payload.text.text is not base64"),
-    ({"parameter": {"declared": {"lang": "en"}}, "payload": {"nope": {"text": b64(b"x")}}}, 400, 10009,
-     "input 'text' is missing"),
-    ({"payload": {"text": {"text": b64(b"x"), "status": 9}}}, 400, 10009, "status must be 0, 1, 2 or 3"),
-    ({"parameter": {"declared": {"lang": "fr"}}, "payload": {"text": {"text": b64(b"x")}}}, 400, 10107, "'lang'"),
-    ({"parameter": {"declared": {"lang": "en"}}, "payload": {"image": {"image": b64(b"i")}}}, 400, 10009,
-     "input 'text' is missing"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        (b"{not json", 400, 10009, "not JSON"),
+        ({"payload": {"text": {"text": "***"}}}, 400, 10009, "payload.text.text is not base64"),
+        (
+            {"parameter": {"declared": {"lang": "en"}}, "payload": {"nope": {"text": b64(b"x")}}},
+            400,
+            10009,
+            "input 'text' is missing",
+        ),
+        ({"payload": {"text": {"text": b64(b"x"), "status": 9}}}, 400, 10009, "status must be 0, 1, 2 or 3"),
+        ({"parameter": {"declared": {"lang": "fr"}}, "payload": {"text": {"text": b64(b"x")}}}, 400, 10107, "'lang'"),
+        (
+            {"parameter": {"declared": {"lang": "en"}}, "payload": {"image": {"image": b64(b"i")}}},
+            400,
+            10009,
+            "input 'text' is missing",
+        ),
+    ],
+)
 def test_ase_errors_have_a_code_and_an_http_status(serve, body, status, code, message):
     server = http_server(serve, "declared")
     got, reply = post(server.http + "/v2/private/declared", body)
@@ -80,15 +94,22 @@ def test_ase_errors_have_a_code_and_an_http_status(serve, body, status, code, me
 def test_undeclared_inputs_are_passed_to_the_wrapper(serve):
     """As the xsf front and the original's HTTP front do: echo declares only "text"."""
     server = http_server(serve, ECHO)
-    body = {"parameter": {"echo": {"extra": {"data_type": "text"}, "text": {}}},
-            "payload": {"text": {"text": b64(b"a")}, "extra": {"text": b64(b"b"), "note": "kept"}}}
+    body = {
+        "parameter": {"echo": {"extra": {"data_type": "text"}, "text": {}}},
+        "payload": {"text": {"text": b64(b"a")}, "extra": {"text": b64(b"b"), "note": "kept"}},
+    }
     status, reply = post(server.http + "/v1/private/echo", body)
     assert status == 200, reply
     assert reply["payload"]["text"]["text"] == "a" and reply["payload"]["extra"]["text"] == "b"
     url = server.http.replace("http", "ws") + "/v1/private/echo"
-    frames = [{"header": {"status": 0}, "parameter": {"echo": {"extra": {"data_type": "text"}}},
-               "payload": {"extra": {"text": b64(b"one"), "status": 0}}},
-              {"header": {"status": 2}, "payload": {"extra": {"text": b64(b"two"), "status": 2}}}]
+    frames = [
+        {
+            "header": {"status": 0},
+            "parameter": {"echo": {"extra": {"data_type": "text"}}},
+            "payload": {"extra": {"text": b64(b"one"), "status": 0}},
+        },
+        {"header": {"status": 2}, "payload": {"extra": {"text": b64(b"two"), "status": 2}}},
+    ]
     replies, close_code = websocket_session(url, frames)
     assert all(r["header"]["code"] == 0 for r in replies), replies
     assert "".join(r["payload"]["extra"]["text"] for r in replies if r["payload"]) == "onetwo"
@@ -132,10 +153,17 @@ def test_websocket_session_streams_every_chunk_back(serve):
     server = http_server(serve, ECHO)
     url = server.http.replace("http", "ws") + "/v1/private/echo"
     chunks = [b"one ", b"two ", b"three"]
-    frames = [{"header": {"app_id": "a", "status": 0}, "parameter": {"echo": {}},
-               "payload": {"text": {"text": b64(chunks[0]), "status": 0}}}]
-    frames += [{"header": {"status": 1}, "payload": {"text": {"text": b64(chunks[1]), "status": 1}}},
-               {"header": {"status": 2}, "payload": {"text": {"text": b64(chunks[2]), "status": 2}}}]
+    frames = [
+        {
+            "header": {"app_id": "a", "status": 0},
+            "parameter": {"echo": {}},
+            "payload": {"text": {"text": b64(chunks[0]), "status": 0}},
+        }
+    ]
+    frames += [
+        {"header": {"status": 1}, "payload": {"text": {"text": b64(chunks[1]), "status": 1}}},
+        {"header": {"status": 2}, "payload": {"text": {"text": b64(chunks[2]), "status": 2}}},
+    ]
     replies, close_code = websocket_session(url, frames)
     assert all(r["header"]["code"] == 0 for r in replies)
     assert "".join(r["payload"]["text"]["text"] for r in replies if r["payload"]) == "one two three"
@@ -183,8 +211,9 @@ def test_openapi_document_and_docs_page(serve):
 
 def test_readiness_while_starting(serve):
     port = free_port()
-    server = serve("faulty", wait=False, extra=f'[http]\nlisten = "127.0.0.1:{port}"\n',
-                   wrapper_config={"init_delay": "3"})
+    server = serve(
+        "faulty", wait=False, extra=f'[http]\nlisten = "127.0.0.1:{port}"\n', wrapper_config={"init_delay": "3"}
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: get(base + "/v2/health/live")[0] == 200 if _listening(port) else False)
     assert get(base + "/v2/health/ready")[0] == 503
@@ -220,10 +249,26 @@ def test_schemathesis_finds_no_server_errors(serve, tmp_path):
     pytest.importorskip("schemathesis")
     server = http_server(serve, "joiner")
     result = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", server.http + "/openapi.json",
-         "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "1",
-         "--url", server.http, "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            server.http + "/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--url",
+            server.http,
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
@@ -240,9 +285,11 @@ def test_absurdly_nested_json_is_a_400(serve, route):
 
 def test_cors_preflight(serve):
     server = http_server(serve, ECHO)
-    request = urllib.request.Request(server.http + "/v2/models/echo/infer", method="OPTIONS",
-                                     headers={"Origin": "https://example.com",
-                                              "Access-Control-Request-Method": "POST"})
+    request = urllib.request.Request(
+        server.http + "/v2/models/echo/infer",
+        method="OPTIONS",
+        headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"},
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert reply.status == 204
         assert reply.headers["Access-Control-Allow-Origin"] == "*"

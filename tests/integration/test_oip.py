@@ -64,8 +64,11 @@ def test_health_and_metadata(echo, module):
         client.get_model_metadata("nope")
 
 
-@pytest.mark.parametrize(("module", "binary"), [(grpcclient, True), (httpclient, True), (httpclient, False)],
-                         ids=["grpc", "http-binary", "http-json"])
+@pytest.mark.parametrize(
+    ("module", "binary"),
+    [(grpcclient, True), (httpclient, True), (httpclient, False)],
+    ids=["grpc", "http-binary", "http-json"],
+)
 def test_infer_bytes_with_parameters(echo, module, binary):
     url = echo.address if module is grpcclient else echo.http
     client = module.InferenceServerClient(url)
@@ -135,8 +138,14 @@ def test_stream_infer_sequences_share_one_stream(echo):
     for step in range(3):
         for sequence in (11, 22):
             chunk = text_input(grpcclient, "text", f"{sequence}-{step}".encode())
-            client.async_stream_infer("echo", [chunk], request_id=f"{sequence}.{step}", sequence_id=sequence,
-                                      sequence_start=step == 0, sequence_end=step == 2)
+            client.async_stream_infer(
+                "echo",
+                [chunk],
+                request_id=f"{sequence}.{step}",
+                sequence_id=sequence,
+                sequence_start=step == 0,
+                sequence_end=step == 2,
+            )
     client.async_stream_infer("echo", [text_input(grpcclient, "text", b"alone")], request_id="solo")
     seen: dict[str, list[bytes]] = {}
     while sum(len(v) for v in seen.values()) < 7:
@@ -172,9 +181,11 @@ def test_grpc_typed_contents_instead_of_raw(tensors):
     tensor = request.inputs.add(name="x", datatype="INT32", shape=[3])
     tensor.contents.int_contents.extend([1, 2, 3])
     with grpc.insecure_channel(tensors.address) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=oip_pb2.ModelInferRequest.SerializeToString,
-                                    response_deserializer=oip_pb2.ModelInferResponse.FromString)
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=oip_pb2.ModelInferRequest.SerializeToString,
+            response_deserializer=oip_pb2.ModelInferResponse.FromString,
+        )
         response = infer(request, timeout=10)
         names = [o.name for o in response.outputs]
         y = np.frombuffer(response.raw_output_contents[names.index("y")], np.float32)

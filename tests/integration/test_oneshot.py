@@ -49,8 +49,9 @@ def test_echo_is_byte_exact(serve, size, data_type):
 def test_concurrent_callers_each_get_their_own_answer(serve):
     server = serve("../../demo/echo", workers=2)
     with server.client() as client:
+
         def call(i: int) -> bytes:
-            return client.once({"text": f"caller {i} " .encode() * (i + 1)}, expect=["text"])["text"]
+            return client.once({"text": f"caller {i} ".encode() * (i + 1)}, expect=["text"])["text"]
 
         with ThreadPoolExecutor(32) as executor:
             answers = list(executor.map(call, range(32)))
@@ -61,6 +62,7 @@ def test_each_worker_sees_only_its_own_gpu(serve):
     server = serve("faulty", workers=2, gpus="0,1")
     seen = {}
     with server.client() as client:
+
         def call(_):
             result = client.once({"text": b"x"}, params={"mode": "env", "seconds": "0.2"}, expect=["text"])
             return json.loads(result["text"])
@@ -84,8 +86,9 @@ def test_no_gpu_means_an_empty_cuda_visible_devices(serve):
 def test_wrapper_section_and_header_pass_reach_the_wrapper(serve):
     server = serve("faulty", wrapper_config={"model": "tiny", "threshold": "0.5"})
     with server.client() as client:
-        result = client.once({"text": b"x"}, params={"mode": "env"}, headers={"sid": "sid-123", "appid": "a"},
-                             expect=["text"])
+        result = client.once(
+            {"text": b"x"}, params={"mode": "env"}, headers={"sid": "sid-123", "appid": "a"}, expect=["text"]
+        )
     info = json.loads(result["text"])
     assert info["config"] == {"model": "tiny", "threshold": "0.5"}
     assert info["sid"] == "sid-123"
@@ -187,12 +190,9 @@ def test_handles_have_the_xsf_form(faulty):
 def test_licences_exhausted_gets_10110_in_resdata(serve):
     server = serve("faulty", licences=1)
     with server.client() as client, ThreadPoolExecutor(2) as executor:
-        slow = executor.submit(client.once, {"text": b"x"}, params={"mode": "sleep", "seconds": "1.5"},
-                               expect=["text"])
+        slow = executor.submit(client.once, {"text": b"x"}, params={"mode": "sleep", "seconds": "1.5"}, expect=["text"])
         time.sleep(0.5)
-        code, error, _, output = client.call(
-            "AIIn", client_input(), params={"SeqNo": "1"}
-        )
+        code, error, _, output = client.call("AIIn", client_input(), params={"SeqNo": "1"})
         assert code == 10110 and "license" in error
         assert output.code == 10110
         assert slow.result()["text"] == b"x"

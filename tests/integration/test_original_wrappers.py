@@ -51,6 +51,7 @@ def state(server: Server) -> dict:
 
 def assert_released(server: Server) -> None:
     """No licence held and no session open (a session may take a moment to be destroyed)."""
+
     def idle() -> bool:
         now = state(server)
         return now["licences_used"] == 0 and now["sessions"] == 0 and now["inflight"] == 0
@@ -90,8 +91,13 @@ def stubs(tmp_path_factory) -> Path:
 
 def original_xsf(stubs: Path, request: dict) -> list[dict]:
     """Run the original-stubs xsf client; its replies."""
-    done = subprocess.run([sys.executable, str(CLIENTS / "xsf_client.py"), str(stubs)], input=json.dumps(request),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(CLIENTS / "xsf_client.py"), str(stubs)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["replies"]
 
@@ -102,8 +108,14 @@ def original_http(workdir: Path, url: str, request_data: dict, media: dict[str, 
     (folder / "resource" / "output").mkdir(parents=True)
     for name, data in media.items():
         (folder / name).write_bytes(data)
-    done = subprocess.run([sys.executable, str(CLIENTS / "aipass_call.py"), str(original_root()), url],
-                          input=json.dumps(request_data), capture_output=True, text=True, timeout=120, cwd=folder)
+    done = subprocess.run(
+        [sys.executable, str(CLIENTS / "aipass_call.py"), str(original_root()), url],
+        input=json.dumps(request_data),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+    )
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
     return reply["status"], reply["body"]
@@ -125,6 +137,7 @@ def websocket(url: str, frames: list[dict], timeout: float = 30) -> list[dict]:
 
 # -- the template that `aiges create` renders -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("template")
@@ -139,18 +152,24 @@ def test_template_serves_a_call_carrying_only_data(template, png):
         result = client.once({"data": Input(png, IMAGE)}, params={"p2": "x"}, expect={"result": "image"})
         [item] = result.items
         assert (item.name, item.type, item.data, item.status) == ("result", IMAGE, png, 3)
-        everything = client.once({"data": Input(png, IMAGE), "data2": Input(png, IMAGE), "switch": b"ctrl"},
-                                 params={"p1": "eee", "p2": "x", "p3": "y"}, expect={"result": "image"})
+        everything = client.once(
+            {"data": Input(png, IMAGE), "data2": Input(png, IMAGE), "switch": b"ctrl"},
+            params={"p1": "eee", "p2": "x", "p3": "y"},
+            expect={"result": "image"},
+        )
         assert everything["result"] == png
     assert_released(template)
 
 
-@pytest.mark.parametrize(("params", "inputs", "code", "fragment"), [
-    ({}, {"data": b"x"}, 10107, "parameter 'p2' is required"),
-    ({"p2": "x", "p1": "nope"}, {"data": b"x"}, 10107, "parameter 'p1' must be one of ['3', 'eee']"),
-    ({"p2": "x" * 45}, {"data": b"x"}, 10107, "parameter 'p2' must be 0 to 44 characters long"),
-    ({"p2": "x"}, {}, 10009, "carries no payloads"),
-])
+@pytest.mark.parametrize(
+    ("params", "inputs", "code", "fragment"),
+    [
+        ({}, {"data": b"x"}, 10107, "parameter 'p2' is required"),
+        ({"p2": "x", "p1": "nope"}, {"data": b"x"}, 10107, "parameter 'p1' must be one of ['3', 'eee']"),
+        ({"p2": "x" * 45}, {"data": b"x"}, 10107, "parameter 'p2' must be 0 to 44 characters long"),
+        ({"p2": "x"}, {}, 10009, "carries no payloads"),
+    ],
+)
 def test_template_bad_input_keeps_its_code(template, params, inputs, code, fragment):
     with template.client() as client:
         result = client.once(inputs, params=params, expect={"result": "image"}, check=False)
@@ -161,21 +180,39 @@ def test_template_bad_input_keeps_its_code(template, params, inputs, code, fragm
 def test_template_has_no_sessions(template, png):
     """A one-shot wrapper: the base wrapperCreate answers no session (the original's returned
     None, which its loaders took as a failed create) -> 10905."""
-    with template.client() as client, pytest.raises(AigesCallError) as failure, client.session(
-            {"data": Input(png, IMAGE)}, params=P2, expect={"result": "image"}) as session:
+    with (
+        template.client() as client,
+        pytest.raises(AigesCallError) as failure,
+        client.session({"data": Input(png, IMAGE)}, params=P2, expect={"result": "image"}) as session,
+    ):
         list(session.results())
     assert failure.value.code == 10905 and "one-shot calls only" in failure.value.message
-    replies = websocket(template.http.replace("http", "ws") + ROUTE, [
-        {"header": {"app_id": "a", "status": 0}, "parameter": {"mmocr": {"p2": "x"}},
-         "payload": {"data": {"image": b64(png), "status": 0}}}])
+    replies = websocket(
+        template.http.replace("http", "ws") + ROUTE,
+        [
+            {
+                "header": {"app_id": "a", "status": 0},
+                "parameter": {"mmocr": {"p2": "x"}},
+                "payload": {"data": {"image": b64(png), "status": 0}},
+            }
+        ],
+    )
     assert replies[-1]["header"]["code"] == 10905
     assert_released(template)
 
 
 def test_template_over_the_original_xsf_stubs(template, stubs, png):
-    [reply] = original_xsf(stubs, {
-        "address": template.address, "mode": "once", "params": {"p2": "x"}, "headers": {"sid": new_handle()},
-        "expect": ["result"], "inputs": [{"name": "data", "type": IMAGE, "data": b64(png)}]})
+    [reply] = original_xsf(
+        stubs,
+        {
+            "address": template.address,
+            "mode": "once",
+            "params": {"p2": "x"},
+            "headers": {"sid": new_handle()},
+            "expect": ["result"],
+            "inputs": [{"name": "data", "type": IMAGE, "data": b64(png)}],
+        },
+    )
     output = reply["output"]
     assert reply["code"] == 0 and output["code"] == 0 and output["status"] == 3, reply
     [item] = output["pl"]
@@ -185,8 +222,11 @@ def test_template_over_the_original_xsf_stubs(template, stubs, png):
 
 def test_template_over_http_with_the_original_client(template, png, tmp_path):
     """aipass_client signs the URL (host, date, authorization); the call is served."""
-    request_data = {"header": {"app_id": "app-1", "status": 3}, "parameter": {"mmocr": {"p2": "x"}},
-                    "payload": {"data": {"encoding": "png", "image": "test.png", "status": 3}}}
+    request_data = {
+        "header": {"app_id": "app-1", "status": 3},
+        "parameter": {"mmocr": {"p2": "x"}},
+        "payload": {"data": {"encoding": "png", "image": "test.png", "status": 3}},
+    }
     status, body = original_http(tmp_path, template.http + ROUTE, request_data, {"test.png": png})
     assert status == 200 and body["header"]["code"] == 0, body
     assert base64.b64decode(body["payload"]["result"]["image"]) == png
@@ -197,6 +237,7 @@ def test_template_over_http_with_the_original_client(template, png, tmp_path):
 
 
 # -- the original's wrapper_test.py ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def wrapper_test(tmp_path_factory) -> Iterator[Server]:
@@ -217,11 +258,22 @@ def test_wrapper_test_one_shot(wrapper_test, png, stubs, tmp_path):
         assert [(i.name, i.data) for i in result.items] == [("ccc", b"cc")] * 3
         refused = client.once({"data": Input(png, IMAGE)}, params=P2, expect=["boxes"], check=False)
         assert refused.code == 10106 and "'ccc'" in refused.message
-    [reply] = original_xsf(stubs, {"address": wrapper_test.address, "mode": "once", "expect": ["ccc"], "params": P2,
-                                   "inputs": [{"name": "data", "type": IMAGE, "data": b64(png)}]})
+    [reply] = original_xsf(
+        stubs,
+        {
+            "address": wrapper_test.address,
+            "mode": "once",
+            "expect": ["ccc"],
+            "params": P2,
+            "inputs": [{"name": "data", "type": IMAGE, "data": b64(png)}],
+        },
+    )
     assert reply["output"]["code"] == 0 and len(reply["output"]["pl"]) == 3
-    request_data = {"header": {"app_id": "app-1"}, "parameter": {"mmocr": {**P2, "ccc": {"data_type": "text"}}},
-                    "payload": {"data": {"encoding": "png", "image": "test.png", "status": 3}}}
+    request_data = {
+        "header": {"app_id": "app-1"},
+        "parameter": {"mmocr": {**P2, "ccc": {"data_type": "text"}}},
+        "payload": {"data": {"encoding": "png", "image": "test.png", "status": 3}},
+    }
     status, body = original_http(tmp_path, wrapper_test.http + ROUTE, request_data, {"test.png": png})
     assert status == 200 and body["payload"]["ccc"]["text"] == "cc", body
     assert_released(wrapper_test)
@@ -232,21 +284,36 @@ def test_wrapper_test_sessions_fail_to_create(wrapper_test, png, stubs):
     init_handle_pool. The original raised there (AttributeError: no handle_pool; its loaders
     did not even get that far: both called wrapperCreate with arguments this one does not
     take), so the create failed: here 10905, saying what is missing."""
-    with wrapper_test.client() as client, pytest.raises(AigesCallError) as failure, client.session(
-            params=P2, expect=["ccc"]) as session:
+    with (
+        wrapper_test.client() as client,
+        pytest.raises(AigesCallError) as failure,
+        client.session(params=P2, expect=["ccc"]) as session,
+    ):
         session.write({"data": Input(png, IMAGE)}, last=True)
     assert failure.value.code == 10905 and "init_handle_pool" in failure.value.message
     handle = new_handle()
-    replies = original_xsf(stubs, {"address": wrapper_test.address, "mode": "session", "handle": handle,
-                                   "params": P2, "expect": ["ccc"], "chunks": [[{"name": "data", "data": b64(b"x")}]]})
+    replies = original_xsf(
+        stubs,
+        {
+            "address": wrapper_test.address,
+            "mode": "session",
+            "handle": handle,
+            "params": P2,
+            "expect": ["ccc"],
+            "chunks": [[{"name": "data", "data": b64(b"x")}]],
+        },
+    )
     assert replies[0]["handle"] == handle and replies[0]["output"]["code"] == 10905
-    replies = websocket(wrapper_test.http.replace("http", "ws") + ROUTE, [
-        {"header": {"status": 0}, "parameter": {"mmocr": P2}, "payload": {"data": {"image": b64(png), "status": 0}}}])
+    replies = websocket(
+        wrapper_test.http.replace("http", "ws") + ROUTE,
+        [{"header": {"status": 0}, "parameter": {"mmocr": P2}, "payload": {"data": {"image": b64(png), "status": 0}}}],
+    )
     assert replies[-1]["header"]["code"] == 10905 and "init_handle_pool" in replies[-1]["header"]["message"]
     assert_released(wrapper_test)
 
 
 # -- examples/once/mmocr ----------------------------------------------------------------------------
+
 
 def test_once_mmocr_example(tmp_path, png):
     """Declares StringBodyField(value="cc"), a str, which the original SDK refused at import
@@ -265,6 +332,7 @@ def test_once_mmocr_example(tmp_path, png):
 
 
 # -- examples/stream/mock and examples/stream/mmocr (asyncMode: results only through the callback) --
+
 
 @pytest.fixture(scope="module")
 def logo(png) -> Iterator[bytes]:
@@ -321,8 +389,9 @@ def test_stream_mock_session_with_the_original_stubs(mock, stubs, logo):
     """A session opened as an xsf client does: the handle (s.h) is the request's sid."""
     handle = new_handle()
     chunks = [[{"name": "data", "type": IMAGE, "data": b64(chunk)}] for chunk in (b"a", b"b")]
-    replies = original_xsf(stubs, {"address": mock.address, "mode": "session", "handle": handle,
-                                   "expect": ["boxes"], "chunks": chunks})
+    replies = original_xsf(
+        stubs, {"address": mock.address, "mode": "session", "handle": handle, "expect": ["boxes"], "chunks": chunks}
+    )
     assert all(r["handle"] == handle for r in replies)
     outputs = [r["output"] for r in replies if r["op"] in ("AIIn", "AIOut")]
     assert all(o["code"] == 0 for o in outputs), outputs
@@ -343,6 +412,7 @@ def test_stream_mock_handles_return_to_the_wrappers_pool(mock, logo):
             client.session(headers={"sid": "one-too-many"}, expect={"boxes": "text"})
         assert refused.value.code == 10905 and "other error code;code=-1" in refused.value.message
         with ThreadPoolExecutor(4) as pool:
+
             def finish(session):
                 session.write({"data": Input(b"end", IMAGE)}, last=True)
                 return [i.status for batch in session.results() for i in batch.items]
@@ -353,15 +423,24 @@ def test_stream_mock_handles_return_to_the_wrappers_pool(mock, logo):
 
 
 def test_stream_mock_over_websocket(mock, logo):
-    frames = [{"header": {"app_id": "a", "status": 0}, "parameter": {"mmocr": {}},
-               "payload": {"data": {"image": b64(b"first"), "status": 0}}},
-              {"header": {"status": 1}, "payload": {"data": {"image": b64(b"more"), "status": 1}}},
-              {"header": {"status": 2}, "payload": {"data": {"image": b64(b"last"), "status": 2}}}]
+    frames = [
+        {
+            "header": {"app_id": "a", "status": 0},
+            "parameter": {"mmocr": {}},
+            "payload": {"data": {"image": b64(b"first"), "status": 0}},
+        },
+        {"header": {"status": 1}, "payload": {"data": {"image": b64(b"more"), "status": 1}}},
+        {"header": {"status": 2}, "payload": {"data": {"image": b64(b"last"), "status": 2}}},
+    ]
     replies = websocket(mock.http.replace("http", "ws") + ROUTE, frames)
     assert all(r["header"]["code"] == 0 for r in replies), replies
     with_data = [r for r in replies if r["payload"]]
-    assert [base64.b64decode(r["payload"]["boxes"]["text"]) if r["payload"]["boxes"].get("base64")
-            else r["payload"]["boxes"]["text"].encode() for r in with_data] == [logo] * 3
+    assert [
+        base64.b64decode(r["payload"]["boxes"]["text"])
+        if r["payload"]["boxes"].get("base64")
+        else r["payload"]["boxes"]["text"].encode()
+        for r in with_data
+    ] == [logo] * 3
     assert replies[-1]["header"]["status"] == 2
     assert_released(mock)
 
@@ -372,8 +451,12 @@ def test_stream_mock_one_shot_is_a_clear_error(mock, tmp_path):
     with mock.client() as client:
         result = client.once({"data": Input(b"x", IMAGE)}, expect=["boxes"], check=False)
     assert result.code == 10909 and "returned None" in result.message
-    status, body = original_http(tmp_path, mock.http + ROUTE, {
-        "header": {"app_id": "app-1"}, "payload": {"data": {"image": "x.jpg", "status": 3}}}, {"x.jpg": b"x"})
+    status, body = original_http(
+        tmp_path,
+        mock.http + ROUTE,
+        {"header": {"app_id": "app-1"}, "payload": {"data": {"image": "x.jpg", "status": 3}}},
+        {"x.jpg": b"x"},
+    )
     assert status == 500 and body["header"]["code"] == 10909
     assert_released(mock)
 

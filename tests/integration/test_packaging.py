@@ -114,8 +114,11 @@ def test_chart_probes_drain_and_gpu_wiring():
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
     services = {s["metadata"]["name"]: s["spec"] for s in kinds["Service"]}
     assert services["shop-aiges-headless"]["clusterIP"] == "None"
-    assert {p["name"]: p["port"] for p in services["shop-aiges"]["ports"]} == {"grpc": 5090, "metrics": 9090,
-                                                                            "http": 8080}
+    assert {p["name"]: p["port"] for p in services["shop-aiges"]["ports"]} == {
+        "grpc": 5090,
+        "metrics": 9090,
+        "http": 8080,
+    }
 
 
 def test_chart_without_gpus_or_with_autoscaling():
@@ -135,8 +138,12 @@ def chart_config(*values: str) -> str:
 
 
 def test_chart_config_is_one_aiges_accepts(tmp_path):
-    text = chart_config("aiges.registry.backend=etcd", "aiges.registry.endpoints=etcd-0:2379",
-                        "aiges.licences=7", "aiges.drainSeconds=12")
+    text = chart_config(
+        "aiges.registry.backend=etcd",
+        "aiges.registry.endpoints=etcd-0:2379",
+        "aiges.licences=7",
+        "aiges.drainSeconds=12",
+    )
     assert tomllib.loads(text)["wrapper"] == {"model_dir": "/models"}
     path = tmp_path / "aiges.toml"
     path.write_text(text)
@@ -152,12 +159,14 @@ def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
     """The chart's aiges.toml, pointed at the echo demo and free ports, serves; ``aiges health``
     (the images' HEALTHCHECK) and the liveness service the probes ask both answer."""
     port, metrics = free_port(), free_port()
-    text = (chart_config()
-            .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
-            .replace("port = 5090", f"port = {port}")
-            .replace("port = 9090", f"port = {metrics}")
-            .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
-            .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"'))
+    text = (
+        chart_config()
+        .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics}")
+        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+    )
     server = serve("", config=text, port=port)
     assert aiges("health", "--addr", server.address).returncode == 0
     assert health_status(server.address, "aiges.liveness") == SERVING

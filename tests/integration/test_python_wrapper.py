@@ -97,13 +97,25 @@ def route(server) -> str:
 
 def test_the_echo_example_answers_over_http_and_websocket(echo):
     assert route(echo) == "/1.0.0/private/echo"  # version() and the service folder's name
-    code, reply = post(f"http://{echo.http}{route(echo)}",
-                       {"header": {"app_id": "a"}, "parameter": {"echo": {"text": {"data_type": "text"}}},
-                        "payload": {"text": {"text": b64(b"over http")}}})
+    code, reply = post(
+        f"http://{echo.http}{route(echo)}",
+        {
+            "header": {"app_id": "a"},
+            "parameter": {"echo": {"text": {"data_type": "text"}}},
+            "payload": {"text": {"text": b64(b"over http")}},
+        },
+    )
     assert code == 200 and reply["payload"]["text"]["text"] == "over http", reply
-    replies = websocket(f"ws://{echo.http}{route(echo)}",
-                        [{"header": {"status": 0}, "parameter": {"echo": {"text": {"data_type": "text"}}},
-                          "payload": {"text": {"text": b64(b"over ws"), "status": 0}}}])
+    replies = websocket(
+        f"ws://{echo.http}{route(echo)}",
+        [
+            {
+                "header": {"status": 0},
+                "parameter": {"echo": {"text": {"data_type": "text"}}},
+                "payload": {"text": {"text": b64(b"over ws"), "status": 0}},
+            }
+        ],
+    )
     assert [r["header"]["code"] for r in replies] == [0] and replies[0]["payload"]["text"]["text"] == "over ws"
     nothing_held(echo)
 
@@ -139,16 +151,27 @@ def test_async_callback_is_session_output_and_its_errors_end_the_session(reporte
             with client.session(expect=["out"], transport=transport) as session:
                 for i in range(5):
                     session.write({"text": f"c{i}".encode()}, last=i == 4)
-                assert [i.data for batch in session.results() for i in batch.items] == [b"C0", b"C1", b"C2", b"C3",
-                                                                                        b"C4"]
+                assert [i.data for batch in session.results() for i in batch.items] == [
+                    b"C0",
+                    b"C1",
+                    b"C2",
+                    b"C3",
+                    b"C4",
+                ]
         session = client.session(expect=["out"])
         with pytest.raises(AigesCallError) as failure:
             session.write({"text": b"boom"})  # the error may already be there when the write returns
             list(session.results())
         assert failure.value.code == 10910 and "the chunk exploded" in failure.value.message
-    replies = websocket(f"ws://{reporter.http}{route(reporter)}",
-                        [{"header": {"status": 0}, "parameter": {"x": {"out": {"data_type": "text"}}},
-                          "payload": {"text": {"text": b64(b"ws"), "status": 2}}}])
+    replies = websocket(
+        f"ws://{reporter.http}{route(reporter)}",
+        [
+            {
+                "header": {"status": 0},
+                "parameter": {"x": {"out": {"data_type": "text"}}},
+                "payload": {"text": {"text": b64(b"ws"), "status": 2}},
+            }
+        ],
+    )
     assert [r["payload"]["out"]["text"] for r in replies if r["payload"]] == ["WS"]
     nothing_held(reporter)
-

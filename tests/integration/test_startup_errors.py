@@ -38,12 +38,12 @@ def test_unreadable_toml(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[worker]\ncount = \"two\"\n", "[worker] count: expected an integer, got string 'two'"),
+        ('[worker]\ncount = "two"\n', "[worker] count: expected an integer, got string 'two'"),
         ("[fc]\nmax = 0\n", "[fc] max: must be >= 1, got 0"),
         ("[svcName]\nport = 70000\n", "[svcName] port: must be a port number"),
-        ("[aiges]\nrealTimeRlt = \"maybe\"\n", "[aiges] realTimeRlt: expected true or false"),
-        ("[worker]\ngpus = \"first\"\n", "[worker] gpus: expected 'auto', '' or a list"),
-        ("[log]\nlevel = \"loud\"\n", "[log] level: must be one of"),
+        ('[aiges]\nrealTimeRlt = "maybe"\n', "[aiges] realTimeRlt: expected true or false"),
+        ('[worker]\ngpus = "first"\n', "[worker] gpus: expected 'auto', '' or a list"),
+        ('[log]\nlevel = "loud"\n', "[log] level: must be one of"),
         ("[nonsense]\na = 1\n", "[nonsense]: unknown section"),
     ],
 )
@@ -57,7 +57,7 @@ def test_bad_values_name_the_file_section_and_key(tmp_path, text, message):
 
 def test_unknown_keys_warn_and_legacy_keys_are_accepted(tmp_path):
     text = render_config(WRAPPERS / "missing.py", free_port()) + "[trace]\nable = 0\n"
-    text = text.replace("[fc]\n", "[fc]\nable = 1\nrouter = \"sessionManager\"\nspeed = 3\n")
+    text = text.replace("[fc]\n", '[fc]\nable = 1\nrouter = "sessionManager"\nspeed = 3\n')
     result = run_serve("-c", str(write(tmp_path, text)), cwd=tmp_path)
     assert "[fc] speed: unknown key, ignored" in result.stderr
     assert "able" not in result.stderr and "trace" not in result.stderr

@@ -45,9 +45,10 @@ def test_a_full_session_of_100_chunks_arrives_in_order(serve, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_output_only_at_the_end(serve, transport):
     server = serve("streamer")
-    with server.client() as client, client.session(
-        params={"mode": "collect"}, expect=["out"], transport=transport
-    ) as session:
+    with (
+        server.client() as client,
+        client.session(params={"mode": "collect"}, expect=["out"], transport=transport) as session,
+    ):
         for i in range(5):
             session.write({"in": str(i).encode()}, last=(i == 4))
         [item] = collect(session)
@@ -57,9 +58,10 @@ def test_output_only_at_the_end(serve, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_results_pushed_from_a_wrapper_thread(serve, transport):
     server = serve("streamer")
-    with server.client() as client, client.session(
-        params={"mode": "async"}, expect=["out"], transport=transport
-    ) as session:
+    with (
+        server.client() as client,
+        client.session(params={"mode": "async"}, expect=["out"], transport=transport) as session,
+    ):
         for i in range(10):
             session.write({"in": f"a{i}".encode()}, last=(i == 9))
         items = collect(session)
@@ -101,6 +103,7 @@ def test_a_gap_is_skipped_after_waiting(serve):
 def test_20_concurrent_sessions_on_2_workers(serve, transport):
     server = serve("streamer", workers=2, licences=32)
     with server.client() as client:
+
         def run(n: int) -> list[bytes]:
             with client.session(expect=["out"], transport=transport) as session:
                 for i in range(10):

@@ -18,8 +18,9 @@ from aiges.protocol.v2_pb2 import LoaderInput
 
 
 def aiges(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aiges", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "aiges", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -27,15 +28,23 @@ def test_new_makes_a_service_that_checks_tests_serves_and_answers(tmp_path, stre
     made = aiges("new", "wordy", *(["--stream"] if stream else []), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     folder = tmp_path / "wordy"
-    expected = {"wrapper.py", "aiges.toml", "requirements.txt", "Dockerfile", "README.md",
-                "test_data/sample.txt", "tests/test_wrapper.py"}
+    expected = {
+        "wrapper.py",
+        "aiges.toml",
+        "requirements.txt",
+        "Dockerfile",
+        "README.md",
+        "test_data/sample.txt",
+        "tests/test_wrapper.py",
+    }
     assert expected <= {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     assert "FROM ${AIGES_IMAGE}" in (folder / "Dockerfile").read_text()
     checked = aiges("check", cwd=folder)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "aiges check: OK" in checked.stdout
-    tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests"], cwd=folder, capture_output=True,
-                            text=True, timeout=120)
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "tests"], cwd=folder, capture_output=True, text=True, timeout=120
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     port = free_port()
     server = Server(tmp_path, folder / "wrapper.py", port=port)
@@ -60,16 +69,30 @@ def test_call_prints_text_saves_binary_and_reports_failures(serve, tmp_path):
     server = serve(ROOT / "demo" / "echo")
     image = tmp_path / "dot.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
-    called = aiges("call", "--addr", server.address, "--input", "text=hello there", "--input",
-                   f"image=@{image}", "--expect", "text", "--expect", "image:image", "-o", str(tmp_path / "out"))
+    called = aiges(
+        "call",
+        "--addr",
+        server.address,
+        "--input",
+        "text=hello there",
+        "--input",
+        f"image=@{image}",
+        "--expect",
+        "text",
+        "--expect",
+        "image:image",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert called.returncode == 0, called.stderr
     assert "text: hello there" in called.stdout
     assert (tmp_path / "out" / "image.image").read_bytes() == image.read_bytes()
     failed = aiges("call", "--addr", server.address, "--input", "text=hi", "--expect", "other")
     assert failed.returncode == 1
     assert "error 10106" in failed.stderr and "'text'" in failed.stderr
-    unreachable = aiges("call", "--addr", f"127.0.0.1:{free_port()}", "--input", "text=hi", "--expect", "text",
-                        "--timeout", "2")
+    unreachable = aiges(
+        "call", "--addr", f"127.0.0.1:{free_port()}", "--input", "text=hi", "--expect", "text", "--timeout", "2"
+    )
     assert unreachable.returncode == 1 and "UNAVAILABLE" in unreachable.stderr
 
 
@@ -160,17 +183,35 @@ type = "audio"
 
 def test_xtest_open_loop_keeps_its_rate(serve):
     server = serve(ROOT / "demo" / "echo")
-    result = aiges("xtest", "--addr", server.address, "--input", "text=hi", "--expect", "text", "--rate", "200",
-                   "--duration", "2", "--json", "/dev/stdout")
+    result = aiges(
+        "xtest",
+        "--addr",
+        server.address,
+        "--input",
+        "text=hi",
+        "--expect",
+        "text",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--json",
+        "/dev/stdout",
+    )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert 360 <= report["requests"] <= 401
     assert report["errors"] == 0
 
 
 def declared_call(client, params, inputs=None):
-    message = loader_input(state=LoaderInput.ONCE, inputs=inputs if inputs is not None else {"text": b"x"},
-                           params=params, expect=["result"], status=3)
+    message = loader_input(
+        state=LoaderInput.ONCE,
+        inputs=inputs if inputs is not None else {"text": b"x"},
+        params=params,
+        expect=["result"],
+        status=3,
+    )
     return client.call("AIIn", message, params={"SeqNo": "1"})[3]
 
 

@@ -21,7 +21,6 @@ if not Path(aipass_client.__file__).resolve().is_relative_to(wheel_root):
     raise SystemExit(f"imported {aipass_client.__file__}, not the original package under {wheel_root}")
 
 replies = []
-aipass_client.execute(sys.argv[2], json.load(sys.stdin), "POST", "app-1", "key-1", "secret-1",
-                      callback=replies.append)
+aipass_client.execute(sys.argv[2], json.load(sys.stdin), "POST", "app-1", "key-1", "secret-1", callback=replies.append)
 [reply] = replies
 json.dump({"status": reply.status_code, "body": reply.json()}, sys.stdout)

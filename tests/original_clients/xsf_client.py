@@ -30,8 +30,11 @@ END = 2
 def payloads(inputs, status):
     result = []
     for item in inputs:
-        meta = ai_pb2.MetaDesc(name=item["name"], dataType=item.get("type", 0),
-                               attribute={"status": str(status), **item.get("attributes", {})})
+        meta = ai_pb2.MetaDesc(
+            name=item["name"],
+            dataType=item.get("type", 0),
+            attribute={"status": str(status), **item.get("attributes", {})},
+        )
         result.append(ai_pb2.Payload(meta=meta, data=base64.b64decode(item["data"])))
     return result
 
@@ -41,9 +44,18 @@ def described(reply, op):
     if reply.data:
         output = ai_pb2.LoaderOutput.FromString(reply.data[0].data)
         entry["output"] = {
-            "code": output.code, "err": output.err, "status": output.status,
-            "pl": [{"name": p.meta.name, "type": p.meta.dataType, "attribute": dict(p.meta.attribute),
-                    "data": base64.b64encode(p.data).decode()} for p in output.pl],
+            "code": output.code,
+            "err": output.err,
+            "status": output.status,
+            "pl": [
+                {
+                    "name": p.meta.name,
+                    "type": p.meta.dataType,
+                    "attribute": dict(p.meta.attribute),
+                    "data": base64.b64encode(p.data).decode(),
+                }
+                for p in output.pl
+            ],
         }
     return entry
 
@@ -61,8 +73,12 @@ def main():
             return replies[-1]
 
         expect = [ai_pb2.MetaDesc(name=name) for name in request.get("expect", [])]
-        first = ai_pb2.LoaderInput(serviceId=request.get("service_id", ""), headers=request.get("headers", {}),
-                                   params=request.get("params", {}), expect=expect)
+        first = ai_pb2.LoaderInput(
+            serviceId=request.get("service_id", ""),
+            headers=request.get("headers", {}),
+            params=request.get("params", {}),
+            expect=expect,
+        )
         if request["mode"] == "once":
             first.state = ai_pb2.LoaderInput.ONCE
             first.pl.extend(payloads(request["inputs"], 3))
@@ -78,8 +94,9 @@ def main():
                 if ended:
                     break
                 status = END if index == len(chunks) - 1 else 1
-                frame = ai_pb2.LoaderInput(state=ai_pb2.LoaderInput.STREAM, sync_id=index + 1,
-                                           pl=payloads(chunk, status))
+                frame = ai_pb2.LoaderInput(
+                    state=ai_pb2.LoaderInput.STREAM, sync_id=index + 1, pl=payloads(chunk, status)
+                )
                 reply = call("AIIn", handle, frame, {"waitTime": "0"})
                 output = reply["output"]
                 ended = output is not None and (output["code"] != 0 or output["status"] == END)

@@ -7,10 +7,27 @@ import importlib
 import pytest
 
 PATHS = {
-    "aiges.sdk": ["WrapperBase", "StringParamField", "ImageBodyField", "StringBodyField", "AudioBodyField",
-                  "SessionManager", "JsonBodyField", "NumberParamField", "IntegerParamField", "BooleanParamField"],
-    "aiges.dto": ["Response", "ResponseData", "DataListNode", "DataListCls", "SessionCreateResponse", "callback",
-                  "init_rq"],
+    "aiges.sdk": [
+        "WrapperBase",
+        "StringParamField",
+        "ImageBodyField",
+        "StringBodyField",
+        "AudioBodyField",
+        "SessionManager",
+        "JsonBodyField",
+        "NumberParamField",
+        "IntegerParamField",
+        "BooleanParamField",
+    ],
+    "aiges.dto": [
+        "Response",
+        "ResponseData",
+        "DataListNode",
+        "DataListCls",
+        "SessionCreateResponse",
+        "callback",
+        "init_rq",
+    ],
     "aiges.stream": ["StreamHandleThread", "SessionManager", "WorkerThread"],
     "aiges.types": ["DataText", "DataImage", "DataEnd", "DataOnce", "Once", "Types", "Status"],
     "aiges.core.types": ["DataText", "DataImage", "DataEnd", "DataOnce", "Once", "THREAD_MODE"],

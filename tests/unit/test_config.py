@@ -22,7 +22,10 @@ def test_defaults_without_a_file():
 
 
 def test_original_sections_and_values(tmp_path):
-    config = load_config(write(tmp_path, """
+    config = load_config(
+        write(
+            tmp_path,
+            """
 [myService]
 host = "127.0.0.1"
 port = "6000"
@@ -44,7 +47,10 @@ flag = true
 path = "/models/a"
 [trace]
 able = 0
-"""), service="myService")
+""",
+        ),
+        service="myService",
+    )
     assert config.service.port == 6000
     assert config.service.host == "127.0.0.1"
     assert config.aiges.realTimeRlt is False

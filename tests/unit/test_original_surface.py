@@ -76,8 +76,17 @@ def test_every_public_name_of_the_original_module_is_here(root, module):
 
 def test_the_lists_are_what_the_wrappers_use(root):
     """A check on the reader: the names the original's examples import are in its lists."""
-    assert {"SessionManager", "WrapperBase", "StringBodyField", "callback", "init_rq", "DataEnd", "tpl",
-            "Metaclass", "lock"} <= public_names(root, "aiges.sdk")
+    assert {
+        "SessionManager",
+        "WrapperBase",
+        "StringBodyField",
+        "callback",
+        "init_rq",
+        "DataEnd",
+        "tpl",
+        "Metaclass",
+        "lock",
+    } <= public_names(root, "aiges.sdk")
     assert {"StreamHandleThread", "WorkerThread", "ProcessThreadPool"} <= public_names(root, "aiges.stream")
     assert public_names(root, "aiges.errors") == {"OK", "INIT_ERROR", "USER_INIT_ERROR", "USER_EXEC_ERROR"}
     assert "json" not in public_names(root, "aiges.sdk") and "Template" not in public_names(root, "aiges.sdk")

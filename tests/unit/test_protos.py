@@ -12,8 +12,14 @@ from aiges.protocol import v2_pb2, xsf_pb2
 
 def test_stubs_are_not_stale(tmp_path):
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
-    args = ["protoc", f"-I{ROOT / 'proto'}", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-            f"--grpc_python_out={tmp_path}", *protos]
+    args = [
+        "protoc",
+        f"-I{ROOT / 'proto'}",
+        f"--python_out={tmp_path}",
+        f"--pyi_out={tmp_path}",
+        f"--grpc_python_out={tmp_path}",
+        *protos,
+    ]
     assert protoc.main(args) == 0
     generated = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert generated
@@ -30,9 +36,20 @@ def test_stubs_are_not_stale(tmp_path):
         (xsf_pb2.ResData, "utils.ResData", {"code": 1, "error_info": 2, "s": 3, "param": 4, "data": 5}),
         (xsf_pb2.Session, "utils.Session", {"t": 1, "h": 2, "sess": 3}),
         (xsf_pb2.DataMeta, "utils.DataMeta", {"data": 1, "desc": 3}),
-        (v2_pb2.LoaderInput, "protocol.LoaderInput",
-         {"serviceId": 1, "serviceName": 2, "state": 3, "headers": 4, "params": 5, "expect": 6, "pl": 7,
-          "sync_id": 8}),
+        (
+            v2_pb2.LoaderInput,
+            "protocol.LoaderInput",
+            {
+                "serviceId": 1,
+                "serviceName": 2,
+                "state": 3,
+                "headers": 4,
+                "params": 5,
+                "expect": 6,
+                "pl": 7,
+                "sync_id": 8,
+            },
+        ),
         (v2_pb2.LoaderOutput, "protocol.LoaderOutput", {"serviceId": 1, "code": 2, "err": 3, "status": 4, "pl": 5}),
         (v2_pb2.MetaDesc, "protocol.MetaDesc", {"name": 1, "dataType": 2, "attribute": 3}),
         (v2_pb2.Payload, "protocol.Payload", {"meta": 1, "data": 2}),

@@ -232,8 +232,10 @@ def test_legacy_schema_and_check_resp():
     wrapper = Wrapper()
     legacy = json.loads(wrapper.schema())
     assert legacy["meta"]["hosts"] == "api.xf-yun.com" and legacy["meta"]["route"] == "/v3/private/legacy"
-    assert legacy["meta"]["legacy"] == {"input": {"img": {"dataType": "image"}},
-                                        "accept": {"out": {"dataType": "text"}}}
+    assert legacy["meta"]["legacy"] == {
+        "input": {"img": {"dataType": "image"}},
+        "accept": {"out": {"dataType": "text"}},
+    }
     parameter = legacy["schemainput"]["properties"]["parameter"]["properties"]["legacy"]
     assert parameter["required"] == ["p"] and "appid" in legacy["schemainput"]["properties"]["header"]["properties"]
     assert json.loads(Wrapper(legacy=False).schema())["meta"]["service"] == ["legacy"]
@@ -267,9 +269,11 @@ def test_the_sdk_needs_neither_jinja2_nor_pydantic():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['jinja2'] = sys.modules['pydantic'] = None\n"
-            "import aiges.sdk, aiges.stream, aiges.dto\n"
-            "class W(aiges.sdk.WrapperBase):\n    serviceId = 's'\n"
-            "print(len(W().schema()) > 0)")
+    code = (
+        "import sys; sys.modules['jinja2'] = sys.modules['pydantic'] = None\n"
+        "import aiges.sdk, aiges.stream, aiges.dto\n"
+        "class W(aiges.sdk.WrapperBase):\n    serviceId = 's'\n"
+        "print(len(W().schema()) > 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "True", done.stderr

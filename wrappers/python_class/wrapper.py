@@ -1,6 +1,6 @@
 """Template: a class-style wrapper. Copy this folder, fill in the three methods, serve it.
 
-    aiges serve --wrapper wrappers/python_class
+aiges serve --wrapper wrappers/python_class
 """
 
 from aiges.dto import DataListCls, Response, ResponseData

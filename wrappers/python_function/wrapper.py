@@ -1,6 +1,6 @@
 """Template: a function-style wrapper (the original AIGes v1 Python ABI).
 
-    aiges serve --wrapper wrappers/python_function
+aiges serve --wrapper wrappers/python_function
 """
 
 

@@ -41,15 +41,24 @@ def error_response(error: AigesError, body: dict[str, object] | None = None) -> 
     the body given, or ``{"error": "<code>: <message>"}``."""
     status = http_status(error.code)
     headers = {"Retry-After": "1"} if status == 503 else None
-    return web.json_response(body if body is not None else {"error": f"{error.code}: {error.message}"},
-                             status=status, headers=headers)
+    return web.json_response(
+        body if body is not None else {"error": f"{error.code}: {error.message}"}, status=status, headers=headers
+    )
 
 
 class HttpFront:
     """What the HTTP handlers share: the engine, handles, the model and readiness."""
 
-    def __init__(self, engine: Engine, handles: HandleGenerator, models: ModelSource,
-                 ready: Callable[[], bool], *, cors: str = "*", max_body_mb: int = 4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        handles: HandleGenerator,
+        models: ModelSource,
+        ready: Callable[[], bool],
+        *,
+        cors: str = "*",
+        max_body_mb: int = 4,
+    ) -> None:
         self.engine = engine
         self.handles = handles
         self.models = models
@@ -72,12 +81,15 @@ class HttpFront:
     async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """CORS: ``Access-Control-Allow-Origin`` on every reply, and answers to preflights."""
         if self.cors and request.method == "OPTIONS":
-            return web.Response(status=204, headers={
-                "Access-Control-Allow-Origin": self.cors,
-                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
-                "Access-Control-Max-Age": "600",
-            })
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": self.cors,
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
+                    "Access-Control-Max-Age": "600",
+                },
+            )
         response: web.StreamResponse = await handler(request)
         if self.cors and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = self.cors

@@ -41,14 +41,22 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, session: Session) ->
             return error_response(exc, ase.error_response(exc, tag))
         route = model_route(model)
         if request.path != route:
-            return web.json_response({"error": f"no route {request.path}; the ASE JSON API is at {route}, "
-                                               "the API is described at /openapi.json"}, status=404)
+            return web.json_response(
+                {
+                    "error": f"no route {request.path}; the ASE JSON API is at {route}, "
+                    "the API is described at /openapi.json"
+                },
+                status=404,
+            )
         if request.method == "POST":
             return await once(front, model, request, tag)
         if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
             return await session(front, model, request, tag)
-        return web.json_response({"error": f"{request.method} {route}: POST a call, or open a WebSocket"},
-                                 status=405, headers={"Allow": "GET, POST"})
+        return web.json_response(
+            {"error": f"{request.method} {route}: POST a call, or open a WebSocket"},
+            status=405,
+            headers={"Allow": "GET, POST"},
+        )
 
     router.add_route("*", "/{tail:.*}", dispatch)
 

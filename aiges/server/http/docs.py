@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from aiges.server.http.app import HttpFront
     from aiges.server.model import Model
 
-STYLE = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
-         "code,pre{font:13px ui-monospace,monospace;background:#f4f4f4}pre{padding:.8em;overflow:auto}"
-         "td{padding:.2em .8em .2em 0;vertical-align:top}.m{font-weight:bold}")
+STYLE = (
+    "body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+    "code,pre{font:13px ui-monospace,monospace;background:#f4f4f4}pre{padding:.8em;overflow:auto}"
+    "td{padding:.2em .8em .2em 0;vertical-align:top}.m{font-weight:bold}"
+)
 
 
 def schema_of(model: Model) -> dict[str, Any]:
@@ -52,8 +54,10 @@ def page(schema: dict[str, Any], document: dict[str, Any], base: str) -> str:
     rows = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            rows.append(f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                        f"<td>{html.escape(operation.get('operationId', ''))}</td></tr>")
+            rows.append(
+                f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation.get('operationId', ''))}</td></tr>"
+            )
     example = json.dumps(example_call(schema), indent=2, ensure_ascii=False)
     curl = f"curl -s {base}{meta['route']} -H 'content-type: application/json' -d @request.json"
 
@@ -61,16 +65,16 @@ def page(schema: dict[str, Any], document: dict[str, Any], base: str) -> str:
         return f"<pre>{html.escape(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
 
     return f"""<!doctype html>
-<html><head><meta charset=utf-8><title>{html.escape(meta['serviceId'])} - aiges</title><style>{STYLE}</style></head>
-<body><h1>{html.escape(meta['serviceId'])} <small>{html.escape(meta['version'])}</small></h1>
+<html><head><meta charset=utf-8><title>{html.escape(meta["serviceId"])} - aiges</title><style>{STYLE}</style></head>
+<body><h1>{html.escape(meta["serviceId"])} <small>{html.escape(meta["version"])}</small></h1>
 <p>Served by aiges. The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</p>
-<h2>Routes</h2><table>{''.join(rows)}</table>
+<h2>Routes</h2><table>{"".join(rows)}</table>
 <p>The ASE JSON route also takes a WebSocket: each text frame one request (status 0 first, 1 continuing,
 2 last), each output batch pushed back as a response as soon as it is produced.</p>
 <h2>Example call</h2><p><code>request.json</code>:</p><pre>{html.escape(example)}</pre>
 <pre>{html.escape(curl)}</pre>
-<h2>Request</h2>{block(schema['schemainput'])}
-<h2>Response</h2>{block(schema['schemaoutput'])}
+<h2>Request</h2>{block(schema["schemainput"])}
+<h2>Response</h2>{block(schema["schemaoutput"])}
 </body></html>"""
 
 

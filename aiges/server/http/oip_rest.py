@@ -95,19 +95,23 @@ def parse_request(raw: bytes, header_length: str | None) -> RestRequest:
             raise oip.invalid(f"input {name!r} has neither data nor binary_data_size")
         tensors.append(oip.Tensor(name, datatype, shape, data, {k: scalar_text(v) for k, v in parameters.items()}))
     outputs = body.get("outputs", [])
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
         raise oip.invalid("outputs must be a list of {name, parameters}")
     parameters = json_object(body.get("parameters"), "parameters")
-    binary_outputs = {o["name"]: oip.parse_flag(json_object(o.get("parameters"), "output parameters")
-                                                .get("binary_data", False)) for o in outputs}
+    binary_outputs = {
+        o["name"]: oip.parse_flag(json_object(o.get("parameters"), "output parameters").get("binary_data", False))
+        for o in outputs
+    }
     call = oip.Request(tensors, [o["name"] for o in outputs], {k: scalar_text(v) for k, v in parameters.items()})
     request_id = str(body["id"]) if isinstance(body.get("id"), str) else ""
     return RestRequest(call, request_id, binary_outputs, oip.parse_flag(parameters.get("binary_data_output", False)))
 
 
-def infer_response(model: Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool],
-                   binary_default: bool) -> web.Response:
+def infer_response(
+    model: Model, request_id: str, tensors: list[oip.Tensor], binary: dict[str, bool], binary_default: bool
+) -> web.Response:
     outputs, parts = [], []
     for tensor in tensors:
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
@@ -125,12 +129,18 @@ def infer_response(model: Model, request_id: str, tensors: list[oip.Tensor], bin
     try:
         header = json.dumps(body, allow_nan=False).encode()
     except ValueError:
-        raise AigesError(ErrorCode.INVALID_OUTPUT, "an output tensor holds NaN or Infinity, which JSON cannot "
-                                                   "carry; ask for it as binary data (binary_data_output)") from None
+        raise AigesError(
+            ErrorCode.INVALID_OUTPUT,
+            "an output tensor holds NaN or Infinity, which JSON cannot "
+            "carry; ask for it as binary data (binary_data_output)",
+        ) from None
     if not parts:
         return web.Response(body=header, content_type="application/json")
-    return web.Response(body=header + b"".join(parts), content_type="application/octet-stream",
-                        headers={HEADER_LENGTH: str(len(header))})
+    return web.Response(
+        body=header + b"".join(parts),
+        content_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
 
 
 def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
@@ -155,8 +165,9 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
     async def model_ready(request: web.Request) -> web.Response:
         model_of(request)
         is_ready = front.ready()
-        return web.json_response({"name": request.match_info["name"], "ready": is_ready},
-                                 status=200 if is_ready else 503)
+        return web.json_response(
+            {"name": request.match_info["name"], "ready": is_ready}, status=200 if is_ready else 503
+        )
 
     async def infer(request: web.Request) -> web.Response:
         from aiges.server.http.app import error_response
@@ -170,8 +181,9 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
             model.check_outputs(call.outputs)
             output = await front.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
             assert isinstance(output, ItemsOutput)
-            return infer_response(model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary,
-                                  parsed.binary_default)
+            return infer_response(
+                model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary, parsed.binary_default
+            )
 
         return await front.calls.run("infer", tag, body, error_response)
 

@@ -52,8 +52,11 @@ class MaskedFramesOnly:
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if not self._failed and not self._frames_masked(memoryview(data)):
             self._failed = True
-            self.queue.set_exception(WebSocketError(
-                WSCloseCode.PROTOCOL_ERROR, "a frame from the client is not masked (RFC 6455 section 5.1)"))
+            self.queue.set_exception(
+                WebSocketError(
+                    WSCloseCode.PROTOCOL_ERROR, "a frame from the client is not masked (RFC 6455 section 5.1)"
+                )
+            )
         if self._failed:
             return True, b""
         done: tuple[bool, bytes] = self.reader.feed_data(data)

@@ -10,8 +10,25 @@ from aiges.sdk import StringBodyField, StringParamField, WrapperBase
 
 
 class Request:
-    mode = StringParamField(key="mode", enums=["echo", "error", "raise", "undeclared", "exit", "segv", "hang",
-                                               "env", "sleep", "json", "none", "print", "flaky"], value="echo")
+    mode = StringParamField(
+        key="mode",
+        enums=[
+            "echo",
+            "error",
+            "raise",
+            "undeclared",
+            "exit",
+            "segv",
+            "hang",
+            "env",
+            "sleep",
+            "json",
+            "none",
+            "print",
+            "flaky",
+        ],
+        value="echo",
+    )
     text = StringBodyField(key="text", value=b"hi")
 
 

@@ -41,8 +41,15 @@ def wrapperWrite(handle, reqData):
 
 def wrapperRead(handle, respData):
     for item in sessions[handle]:
-        respData.append({"key": item["key"], "data": item["data"][::-1], "len": len(item["data"]),
-                         "status": item["status"], "type": item["type"]})
+        respData.append(
+            {
+                "key": item["key"],
+                "data": item["data"][::-1],
+                "len": len(item["data"]),
+                "status": item["status"],
+                "type": item["type"],
+            }
+        )
     sessions[handle].clear()
     return 0
 

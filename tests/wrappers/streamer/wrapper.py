@@ -38,8 +38,13 @@ class Wrapper(WrapperBase):
             return SessionCreateResponse(error_code=21)
         handle = f"h-{usrTag}"
         self._note("create_log", usrTag)
-        self.sessions[handle] = {"mode": params.get("mode", "echo"), "ready": [], "all": [], "tag": usrTag,
-                                 "worker": os.environ.get("AIGES_WORKER_ID")}
+        self.sessions[handle] = {
+            "mode": params.get("mode", "echo"),
+            "ready": [],
+            "all": [],
+            "tag": usrTag,
+            "worker": os.environ.get("AIGES_WORKER_ID"),
+        }
         return SessionCreateResponse(handle=handle)
 
     def wrapperWrite(self, handle: str, reqData: DataListCls) -> int:

@@ -34,12 +34,19 @@ class Wrapper(WrapperBase):
         shape = [int(d) for d in item.desc["shape"].split(",")]
         array = np.frombuffer(item.data, DTYPES[item.desc["datatype"]]).reshape(shape)
         doubled = (array.astype("<f4") * 2).tobytes()
-        stats = {"datatype": item.desc["datatype"], "shape": shape, "sum": float(array.sum()), "params": params,
-                 "inputs": [i.key for i in reqData.list]}
-        return Response([
-            ResponseData(key="y", data=doubled, desc={"datatype": "FP32", "shape": item.desc["shape"]}),
-            ResponseData(key="stats", data=json.dumps(stats).encode()),
-        ])
+        stats = {
+            "datatype": item.desc["datatype"],
+            "shape": shape,
+            "sum": float(array.sum()),
+            "params": params,
+            "inputs": [i.key for i in reqData.list],
+        }
+        return Response(
+            [
+                ResponseData(key="y", data=doubled, desc={"datatype": "FP32", "shape": item.desc["shape"]}),
+                ResponseData(key="stats", data=json.dumps(stats).encode()),
+            ]
+        )
 
     def wrapperFini(self):
         return 0
