@@ -676,7 +676,7 @@ class WrapperBase(metaclass=WrapperMeta):
 
         The original wrote the chunk with status ONCE, which its own stream example never
         answers with an end, and then waited forever."""
-        from aiges.plugins.base import bind_arguments
+        from aiges.plugins.contract import bind_arguments
         from aiges.plugins.pyclass import CREATE_ORDER, WRITE_ORDER
 
         results = init_rq()

@@ -1,10 +1,10 @@
 """Data type and status constants, as in the original AIGes Python SDK (``aiges.core.types``),
-as plain ints taken from the engine's one definition (``aiges.engine.types``).
+as plain ints taken from the engine's one definition (``aiges.engine.items``).
 
 ``Types`` and ``Status`` name the codes (``Types[2] == "image"``, ``Status[2] == "end"``).
 """
 
-from aiges.engine.types import DataStatus, DataType
+from aiges.engine.items import DataStatus, DataType
 
 STRING = DataText = int(DataType.TEXT)
 AUDIO = DataAudio = int(DataType.AUDIO)

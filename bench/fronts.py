@@ -31,7 +31,7 @@ def bodies(folder: Path) -> dict[str, tuple[str, Path, list[str], bool]]:
     """front -> (path, body file, extra headers, HTTP/1.1)."""
     from aiges.client.messages import loader_input
     from aiges.protocol import oip_pb2
-    from aiges.protocol.oip import pack_bytes
+    from aiges.protocol.oip_tensors import pack_bytes
     from aiges.protocol.v2_pb2 import LoaderInput
     from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 

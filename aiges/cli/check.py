@@ -15,9 +15,9 @@ import traceback
 
 from aiges.cli.common import add_config_options, load, load_wrapper
 from aiges.config import Config
-from aiges.engine.types import DataItem
+from aiges.engine.items import DataItem
 from aiges.errors import AigesError
-from aiges.plugins.base import PluginLoadError
+from aiges.plugins.contract import PluginLoadError
 from aiges.schema.validation import Validator
 
 

@@ -36,7 +36,7 @@ def load_wrapper(config: Config):
     """Import the wrapper in this process, from its own folder (as a worker would), pinned to the
     first worker's GPU. Returns the Plugin, or None after printing why."""
     from aiges.gpu import plan_workers
-    from aiges.plugins.base import PluginLoadError
+    from aiges.plugins.contract import PluginLoadError
     from aiges.plugins.loader import load_plugin, resolve_wrapper_path
 
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", plan_workers(config.worker.gpus, config.worker.count)[0])

@@ -8,7 +8,7 @@ import sys
 
 from aiges.cli.common import add_config_options, load
 from aiges.logs import configure_logging
-from aiges.plugins.base import PluginLoadError
+from aiges.plugins.contract import PluginLoadError
 from aiges.plugins.loader import resolve_wrapper_path
 
 

@@ -26,8 +26,8 @@ import grpc
 
 from aiges.client.messages import AigesCallError, InputValue, Result
 from aiges.client.xsf import Client, Expect
-from aiges.registry.base import providers_prefix
 from aiges.registry.etcd import BACKOFF_S, parse_endpoints
+from aiges.registry.interface import providers_prefix
 
 RETRY_ELSEWHERE = {10110}
 UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}

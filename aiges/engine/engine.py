@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from aiges.engine.items import WorkerInfo
 from aiges.engine.licences import Licences
 from aiges.engine.messages import (
     Destroy,
@@ -48,7 +49,6 @@ from aiges.engine.messages import (
 )
 from aiges.engine.pool import Launcher, PoolSettings, Worker, WorkerPool, WorkerStatus
 from aiges.engine.sessions import Session, SessionTable
-from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 
 log = structlog.get_logger("aiges.engine")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, NamedTuple, TypeAlias
 
-from aiges.engine.types import DataItem, WorkerInfo
+from aiges.engine.items import DataItem, WorkerInfo
 
 Payload: TypeAlias = "bytes | memoryview | pickle.PickleBuffer"
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from aiges.engine import ipc
+from aiges.engine.items import WorkerInfo
 from aiges.engine.messages import (
     Call,
     Done,
@@ -53,7 +54,6 @@ from aiges.engine.messages import (
     WorkerSettings,
 )
 from aiges.engine.shm import ShmRing
-from aiges.engine.types import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 from aiges.metrics import BATCH_SIZE, LEGS
 

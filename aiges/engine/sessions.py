@@ -5,7 +5,7 @@ A session's encoded outputs are queued as batches for readers, and it ends when 
 the output is read, when it is aborted, when it sits idle for ``[fc] ttl``, or when its worker
 dies. Handles of recently ended sessions are remembered so a late call gets 10101 rather than
 10008. (The wrapper handle, output encoding and input reordering live in the worker:
-``aiges.worker.sessions``.)
+``aiges.worker.session_state``.)
 """
 
 from __future__ import annotations

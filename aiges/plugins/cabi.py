@@ -20,9 +20,9 @@ from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char, c_char_p, c_int
 from pathlib import Path
 from typing import Any
 
-from aiges.engine.types import DataItem, DataStatus
+from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
 
 
 class ParamList(Structure):

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiges import dto
 from aiges.errors import ErrorCode
-from aiges.plugins.base import PluginHost
+from aiges.plugins.contract import PluginHost
 
 MODULE = "aiges_embed"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from aiges.plugins.base import DetachedHost, Plugin, PluginHost, PluginLoadError
+from aiges.plugins.contract import DetachedHost, Plugin, PluginHost, PluginLoadError
 from aiges.plugins.embed import install as install_embed
 
 MODULE_NAME = "wrapper"

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiges.dto import DataListCls, DataListNode
-from aiges.engine.types import DataItem, DataStatus
+from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes
+from aiges.plugins.contract import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes
 
 ONCE_ORDER = ("params", "req", "tag", "pers")
 CREATE_ORDER = ("params", "sid", "pers", "tag")

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from aiges.engine.types import DataItem, DataStatus
+from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes
+from aiges.plugins.contract import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes
 
 REQUIRED_RESULT_KEYS = ("key", "data", "len", "status", "type")
 

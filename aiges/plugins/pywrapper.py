@@ -22,9 +22,9 @@ import inspect
 from types import ModuleType
 from typing import Any
 
-from aiges.engine.types import DataItem, DataStatus
+from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.base import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes
 
 SESSION_METHODS = ("create", "write", "read", "destroy")
 

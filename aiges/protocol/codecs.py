@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.messages import Expect, Head, Items, ItemsOutput, Output
-from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
 
 ITEMS = "items"

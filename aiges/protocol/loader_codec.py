@@ -21,8 +21,8 @@ from typing import Any, cast
 
 from google.protobuf.message import DecodeError
 
+from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.messages import Expect, Head, Payload
-from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.codecs import Decoded, OutputNaming, app_id_of, batch_status, input_params
 from aiges.protocol.envelope_pb2 import XsfReply

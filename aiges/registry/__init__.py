@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiges.config import RegistrySection
-from aiges.registry.base import NullRegistry, Registry, provider_key
+from aiges.registry.interface import NullRegistry, Registry, provider_key
 
 
 def make_registry(section: RegistrySection, key: str, snapshot: Callable[[], dict]) -> Registry:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiges.engine.types import TYPE_NAMES
+from aiges.engine.items import TYPE_NAMES
 from aiges.sdk import (
     BooleanParamField,
     IntegerParamField,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from aiges.engine.types import DataItem
+from aiges.engine.items import DataItem
 from aiges.errors import AigesError, ErrorCode
-from aiges.plugins.base import DeclaredFields
+from aiges.plugins.contract import DeclaredFields
 from aiges.sdk import BooleanParamField, IntegerParamField, NumberParamField, ParamField, PayloadField, StringParamField
 
 

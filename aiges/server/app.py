@@ -33,13 +33,13 @@ from aiges.metrics import REGISTRY, StateCollector
 from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the descriptors reflection serves
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
 from aiges.registry import make_registry, provider_key
-from aiges.registry.base import NullRegistry, Registry
+from aiges.registry.interface import NullRegistry, Registry
+from aiges.server.grpc.native_stream import SERVICE as STREAM_SERVICE
+from aiges.server.grpc.native_stream import StreamService
 from aiges.server.grpc.oip import OipService
-from aiges.server.grpc.stream import SERVICE as STREAM_SERVICE
-from aiges.server.grpc.stream import StreamService
 from aiges.server.grpc.toolbox import ToolBoxService
 from aiges.server.grpc.xsf import XsfService
-from aiges.server.health import Health, Phase
+from aiges.server.health_service import Health, Phase
 from aiges.server.http import HttpFront
 from aiges.server.model import ModelSource
 from aiges.server.reports import WrapperReports

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiges.engine.types import WorkerInfo
+from aiges.engine.items import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
 from aiges.schema import declared_inputs, declared_outputs
 

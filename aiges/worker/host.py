@@ -1,4 +1,4 @@
-"""The worker's answers to a plugin's callbacks (``aiges.plugins.base.PluginHost``).
+"""The worker's answers to a plugin's callbacks (``aiges.plugins.contract.PluginHost``).
 
 Session results go to the worker, which encodes and sends them; everything else (metering,
 wrapper metrics, load-balancer labels, trace and event entries) is reported to the server as is,
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiges.engine import ipc
+from aiges.engine.items import DataItem
 from aiges.engine.messages import LbLabels, Metric, Trace, Usage
-from aiges.engine.types import DataItem
 
 if TYPE_CHECKING:
     from aiges.worker.main import Worker

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiges.engine import ipc
+from aiges.engine.items import DataItem, DataStatus, WorkerInfo
 from aiges.engine.messages import (
     Destroy,
     Done,
@@ -59,14 +60,13 @@ from aiges.engine.messages import (
     Write,
 )
 from aiges.engine.shm import ShmRing
-from aiges.engine.types import DataItem, DataStatus, WorkerInfo
 from aiges.errors import AigesError, ErrorCode
-from aiges.plugins.base import Plugin, PluginLoadError
+from aiges.plugins.contract import Plugin, PluginLoadError
 from aiges.plugins.loader import LoadOptions, load_plugin, resolve_wrapper_path
 from aiges.protocol.codecs import ITEMS, Codec, Decoded, codecs
 from aiges.schema.validation import Validator
 from aiges.worker.host import WorkerHost
-from aiges.worker.sessions import GAP_WAIT_S, Sequencer, WorkerSession
+from aiges.worker.session_state import GAP_WAIT_S, Sequencer, WorkerSession
 
 log = logging.getLogger("aiges.worker")
 

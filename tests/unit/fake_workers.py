@@ -16,12 +16,12 @@ from typing import Any
 
 from aiges.engine import ipc
 from aiges.engine.engine import Engine, EngineSettings
+from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.messages import Report, WorkerSettings
 from aiges.engine.pool import PoolSettings, WorkerSlot
 from aiges.engine.shm import ShmRing
-from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
-from aiges.plugins.base import NO_FIELDS, PluginHost, batch_by_once
+from aiges.plugins.contract import NO_FIELDS, PluginHost, batch_by_once
 from aiges.worker.main import run
 
 _pids = itertools.count(100000)

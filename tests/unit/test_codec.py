@@ -2,8 +2,8 @@
 
 import pytest
 
+from aiges.engine.items import DataItem
 from aiges.engine.messages import Expect, Head, Items, ItemsOutput
-from aiges.engine.types import DataItem
 from aiges.errors import AigesError
 from aiges.protocol.codecs import Decoded, ItemsCodec
 from aiges.protocol.loader_codec import STREAM, XSF, LoaderCodec

@@ -45,7 +45,7 @@ def test_every_compatibility_path_imports_with_its_names(path):
 
 def test_the_constants_are_the_engines_own():
     from aiges.core import types as core_types
-    from aiges.engine.types import DataStatus, DataType
+    from aiges.engine.items import DataStatus, DataType
     from aiges.types import DataEnd, DataImage
 
     assert (DataEnd, DataImage) == (DataStatus.END, DataType.IMAGE)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fake_workers import engine_with_fakes
 
+from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.messages import Expect, Items, ItemsOutput
-from aiges.engine.types import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
 
 OUT = {"out": Expect(0, {})}

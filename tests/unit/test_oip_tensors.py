@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from aiges.engine.items import DataItem
 from aiges.engine.messages import ItemsOutput
-from aiges.engine.types import DataItem
 from aiges.errors import AigesError, http_status
-from aiges.protocol import oip
+from aiges.protocol import oip_tensors as oip
 
 SCHEMA = {
     "meta": {

@@ -5,9 +5,9 @@ import sys
 import pytest
 from conftest import ROOT, WRAPPERS
 
-from aiges.engine.types import DataItem
+from aiges.engine.items import DataItem
 from aiges.errors import AigesError
-from aiges.plugins.base import PluginLoadError, bind_arguments, to_bytes
+from aiges.plugins.contract import PluginLoadError, bind_arguments, to_bytes
 from aiges.plugins.loader import load_plugin
 
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiges.engine.items import DataItem
 from aiges.engine.licences import Licences
 from aiges.engine.sessions import RELEASED_RING, Session, SessionTable
-from aiges.engine.types import DataItem
 from aiges.errors import AigesError, ErrorCode
-from aiges.worker.sessions import Sequencer
+from aiges.worker.session_state import Sequencer
 
 
 def test_licences_run_out_and_come_back():

@@ -23,12 +23,12 @@ import grpc
 
 from aiges import __version__
 from aiges.engine.engine import Engine
+from aiges.engine.items import DataStatus
 from aiges.engine.messages import ItemsOutput
 from aiges.engine.sessions import Session
-from aiges.engine.types import DataStatus
 from aiges.errors import AigesError, ErrorCode, http_status
-from aiges.protocol import oip
 from aiges.protocol import oip_pb2 as pb
+from aiges.protocol import oip_tensors as oip
 from aiges.protocol.handle import HandleGenerator
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError
-from aiges.protocol import ase
+from aiges.protocol import ase_json as ase
 from aiges.schema import route_of
 from aiges.server.model import Model
 
 if TYPE_CHECKING:
-    from aiges.server.http.app import HttpFront
+    from aiges.server.http.front import HttpFront
 
 Session = Callable[["HttpFront", Model, web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -32,7 +32,7 @@ def model_route(model: Model) -> str:
 
 def add_routes(router: web.UrlDispatcher, front: HttpFront, session: Session) -> None:
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        from aiges.server.http.app import error_response
+        from aiges.server.http.front import error_response
 
         tag = front.handles.next()
         try:
@@ -62,7 +62,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, session: Session) ->
 
 
 async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.Response:
-    from aiges.server.http.app import error_response
+    from aiges.server.http.front import error_response
 
     async def body() -> web.Response:
         frame = ase.items_frame(ase.parse_body(await request.read()), model.name, model.schema, tag)

@@ -18,7 +18,7 @@ from aiges.schema import route_of
 from aiges.schema.openapi import build_openapi
 
 if TYPE_CHECKING:
-    from aiges.server.http.app import HttpFront
+    from aiges.server.http.front import HttpFront
     from aiges.server.model import Model
 
 STYLE = (

@@ -14,13 +14,13 @@ from aiohttp import web
 from aiges import __version__
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError, ErrorCode
-from aiges.protocol import oip
-from aiges.protocol.ase import scalar_text
+from aiges.protocol import oip_tensors as oip
+from aiges.protocol.ase_json import scalar_text
 from aiges.protocol.json_body import parse_json
 from aiges.server.model import Model
 
 if TYPE_CHECKING:
-    from aiges.server.http.app import HttpFront
+    from aiges.server.http.front import HttpFront
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -170,7 +170,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
         )
 
     async def infer(request: web.Request) -> web.Response:
-        from aiges.server.http.app import error_response
+        from aiges.server.http.front import error_response
 
         model = model_of(request)
         tag = front.handles.next()

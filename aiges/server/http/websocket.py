@@ -22,12 +22,12 @@ from aiohttp import WSMsgType, web
 from aiges.engine.messages import ItemsOutput
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
-from aiges.protocol import ase
+from aiges.protocol import ase_json as ase
 from aiges.server.http.rfc6455 import StrictWebSocketResponse
 from aiges.server.model import Model
 
 if TYPE_CHECKING:
-    from aiges.server.http.app import HttpFront
+    from aiges.server.http.front import HttpFront
 
 log = structlog.get_logger("aiges.http")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from aiges.engine.items import TYPE_CODES, DataItem, DataType
 from aiges.engine.messages import Expect, Items, ItemsOutput
-from aiges.engine.types import TYPE_CODES, DataItem, DataType
 from aiges.errors import AigesError, ErrorCode
 from aiges.schema import declared_inputs, declared_outputs
 

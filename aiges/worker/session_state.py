@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiges.engine.items import DataItem
 from aiges.engine.messages import Output
-from aiges.engine.types import DataItem
 from aiges.errors import AigesError
 from aiges.protocol.codecs import Encoder
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from aiges.engine.types import DataItem
+from aiges.engine.items import DataItem
 from aiges.errors import AigesError
 
 

@@ -26,8 +26,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from aiges.engine.items import TYPE_CODES, TYPE_NAMES, DataItem, DataType
 from aiges.engine.messages import Expect, Items, ItemsOutput
-from aiges.engine.types import TYPE_CODES, TYPE_NAMES, DataItem, DataType
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.json_body import parse_json
 from aiges.schema import declared_outputs
