@@ -221,6 +221,14 @@ class BalancedClient:
             self.balancer.mark_down(address, "connection failed")
         elif state == grpc.ChannelConnectivity.READY:
             self.balancer.mark_up(address, "connected")
+        elif state == grpc.ChannelConnectivity.IDLE and address in self.providers.entries():
+            # a lost connection leaves the channel idle: ask gRPC to connect again (with its own
+            # back-off), so that READY can tell us the provider is back
+            with self._lock:
+                client = self._clients.get(address)
+            if client is not None:
+                client.channel.subscribe(_ignore, try_to_connect=True)
+                client.channel.unsubscribe(_ignore)
 
     def _choose(self, tried: list[str]) -> str:
         address = self.balancer.choose(exclude=tried)
@@ -281,3 +289,7 @@ class BalancedClient:
                 raise
             self.balancer.end(address, started, Outcome.OK)
             return session
+
+
+def _ignore(state: grpc.ChannelConnectivity) -> None:
+    return None
