@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean
+.PHONY: install helm test cluster-test cluster-clean serve proto lint bench gpu-check c-example asan-check clean
 
 install: $(STAMP)
 
@@ -19,6 +19,15 @@ helm: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Four aiges hosts, a 3-member etcd and a client in network namespaces, under load, with faults
+# (tests/cluster; root; a few minutes). Whatever happens, no aiges-cl-* namespace is left behind.
+cluster-test: install
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+	$(PY) -m pytest tests/cluster -s -v -p no:cacheprovider; status=$$?; $(PY) tests/cluster/netns.py; exit $$status
+
+cluster-clean:
+	$(PYTHON) tests/cluster/netns.py --all
 
 serve: install
 	$(VENV)/bin/aiges serve -c aiges.toml
