@@ -418,6 +418,7 @@ def run(tmp_path_factory):
         cluster.start()
         print(f"\ncluster up in {time.monotonic() - began:.1f} s: {cluster.world.name}, logs in {workdir}")
         scenario = Scenario(cluster, workdir)
+        scenario.log.append(f"[cluster] 3 etcd members, 4 hosts up and registered in {time.monotonic() - began:.1f} s")
         result = scenario.play()
         result.scenario = scenario
         yield result
