@@ -5,11 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 IMAGES_STAMP := $(VENV)/.images-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-<<<<<<< HEAD
-.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean image image-gpu image-test
-=======
-.PHONY: install helm test cluster-test cluster-clean serve proto lint bench gpu-check c-example asan-check clean
->>>>>>> issue-16
+.PHONY: install helm test cluster-test cluster-clean serve proto lint bench gpu-check c-example asan-check clean \
+	image image-gpu image-test
 
 install: $(STAMP)
 
