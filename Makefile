@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 IMAGES_STAMP := $(VENV)/.images-stamp
 PROTOS := $(wildcard proto/aiges/protocol/*.proto)
 
-.PHONY: install helm test serve proto lint bench gpu-check c-example asan-check clean image image-gpu image-test
+.PHONY: install helm test cluster-test cluster-clean serve proto lint bench gpu-check c-example asan-check clean \
+	image image-gpu image-test
 
 install: $(STAMP)
 
@@ -20,6 +21,15 @@ helm: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Four aiges hosts, a 3-member etcd and a client in network namespaces, under load, with faults
+# (tests/cluster; root; a few minutes). Whatever happens, no aiges-cl-* namespace is left behind.
+cluster-test: install
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+	$(PY) -m pytest tests/cluster -s -v -p no:cacheprovider; status=$$?; $(PY) tests/cluster/netns.py; exit $$status
+
+cluster-clean:
+	$(PYTHON) tests/cluster/netns.py --all
 
 serve: install
 	$(VENV)/bin/aiges serve -c aiges.toml

@@ -3,7 +3,9 @@
 Reads the original AIGes xtest.toml keys ([xtest] taddrs, [svcMode], [header], [parameter], [data]
 and its sections, [downstream]); flags override them. Prints a closing report (requests, errors by
 code, throughput, latency percentiles from an HDR histogram, first-result latency for sessions)
-and writes it as JSON with ``--json``.
+and writes it as JSON with ``--json``. With ``--etcd`` the calls are balanced over the registered
+providers and retried where safe (``aiges.client.balancer``), and the report adds the calls per
+host, the retries, a per-second timeline and the registry changes seen.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a payload, when there is no xtest.toml [data]",
     )
     parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]")
+    parser.add_argument("--timeout-ms", type=int, help="a call's time limit, ms (svcMode timeout)")
+    parser.add_argument("--idempotent", action="store_true",
+                        help="with --etcd: one-shot calls may run twice, so retry those whose connection was lost")
     parser.add_argument("--json", help="write the report to this file as JSON")
+    parser.add_argument("--calls", help="write every call and registry change to this file as JSON lines, "
+                                        "while the run goes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
         from aiges.client.registry import EtcdProviders
 
         providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
-    targets = Targets(config.addresses, providers)
-    recorder = asyncio.run(run_xtest(config, targets, write_output(config.output_mode, config.output_path)))
+    targets = Targets(config.addresses, providers, idempotent=args.idempotent)
+    recorder = asyncio.run(run_xtest(config, targets, write_output(config.output_mode, config.output_path),
+                                     Path(args.calls) if args.calls else None))
     if providers is not None:
         providers.close()
     result = report(recorder, config)
@@ -84,6 +92,8 @@ def apply_flags(config, args: argparse.Namespace) -> None:
         config.rate = args.rate
     if args.session:
         config.session = True
+    if args.timeout_ms:
+        config.timeout_ms = args.timeout_ms
     for spec in args.input:
         name, value = parse_input(spec)
         config.inputs.append(InputSpec(name, value.type, [], {}, inline=value.data))
@@ -112,3 +122,8 @@ def print_report(result: dict) -> None:
     print("latency ms  " + "  ".join(f"{k} {v:.2f}" for k, v in latency.items()))
     if "first_result_ms" in result:
         print("first ms    " + "  ".join(f"{k} {v:.2f}" for k, v in result["first_result_ms"].items()))
+    if "hosts" in result:
+        total = max(sum(result["hosts"].values()), 1)
+        print("hosts       " + "  ".join(f"{host} {n} ({n / total:.0%})" for host, n in result["hosts"].items()))
+        print(f"retried     {result['retried']}" + (f"  after: {result['retried_errors_by_code']}"
+                                                      if result["retried"] else ""))

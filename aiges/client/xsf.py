@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -16,14 +17,17 @@ Expect = Iterable[str] | Mapping[str, int | str] | None
 
 
 class Client:
-    def __init__(self, address: str, *, timeout: float = 60.0, max_message_mb: int = 64, service_id: str = "") -> None:
+    def __init__(self, address: str, *, timeout: float = 60.0, max_message_mb: int = 64, service_id: str = "",
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
+        """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...)."""
         limit = max_message_mb << 20
         self.address = address
         self.timeout = timeout
         self.service_id = service_id
         self.channel = grpc.insecure_channel(
             address,
-            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)],
+            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
+                     *options],
         )
         self.stub = XsfCallStub(self.channel)
 

@@ -4,7 +4,11 @@ The entry is a key bound to a lease of ``ttl`` seconds, so it disappears on its 
 dies; its JSON value (address, version, workers, GPUs, licences, health, labels: what clients
 balance on) is rewritten only when it changes, and the lease is kept alive at a third of its
 ttl with keep-alives, which write no revision. Losing etcd never
-disturbs serving: the loop retries with backoff, and registers again with a new lease.
+disturbs serving: the loop retries with backoff (never longer than a third of the ttl, so that it
+is back before its lease can expire), and first resumes its lease: etcd keeps leases while it has
+no leader and extends them when one is elected, so after a member failure or a lost quorum the
+key stays where it was, with no gap for clients. Only a lease that did expire means registering
+again with a new one.
 """
 
 from __future__ import annotations
@@ -62,20 +66,40 @@ class EtcdRegistry:
             host, port = self.endpoints[endpoint % len(self.endpoints)]
             client = aetcd.Client(host=host, port=port, timeout=max(min(self.ttl / 2, 5), 1))
             try:
-                await self._register(client)
+                if not await self._resume(client):
+                    await self._register(client)
                 attempt = 0
                 await self._keep(client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any etcd or network failure: retry
                 self.registered = False
-                wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                wait = min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], self.ttl / 3)
                 log.warning("etcd registration lost, retrying", endpoint=f"{host}:{port}",
                             error=f"{type(exc).__name__}: {exc}", retry_s=wait)
                 await self._close(client)
                 attempt += 1
                 endpoint += 1
                 await asyncio.sleep(wait)
+
+    async def _resume(self, client: aetcd.Client) -> bool:
+        """Keep the lease a lost connection left behind, if etcd still has it (the key bound to
+        it is then still there); the value is written again in case it changed meanwhile."""
+        if self._lease is None:
+            return False
+        await client.connect()
+        lease = aetcd.leases.Lease(self._lease.id, self.ttl, client)
+        reply = await lease.refresh()
+        if reply is None or reply.TTL <= 0:
+            self._lease = None
+            return False
+        self._client = client
+        self._lease = lease
+        self._last = self._value()
+        await client.put(self.key, self._last, lease=lease)
+        self.registered = True
+        log.info("registration resumed in etcd", key=self.key.decode(), lease=lease.id, ttl_s=reply.TTL)
+        return True
 
     async def _register(self, client: aetcd.Client) -> None:
         await client.connect()

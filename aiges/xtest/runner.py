@@ -4,21 +4,43 @@ Closed loop: ``concurrency`` callers, each starting its next request when the la
 (started over ``ramp_ms``). Open loop (``rate``): requests start on a fixed schedule whatever the
 server does, and each one's latency counts from its scheduled start, so a slow server cannot hide
 its queueing (no coordinated omission).
+
+Against the registry (``--etcd``) each call goes where ``aiges.client.balancer`` says, and is
+tried on another provider where its retry rule allows (``--idempotent`` lets one-shot calls
+whose connection was lost be tried again). The report then holds a per-second timeline
+(successes, errors by code, calls per host), the calls per host, the retries, and the changes
+the client saw; ``--calls`` writes every call and change as JSON lines while the run goes.
+SIGINT or SIGTERM stops starting calls, lets the running ones finish, and reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from hdrh.histogram import HdrHistogram
 
+from aiges.client.balancer import (
+    CHANNEL_OPTIONS,
+    MAX_ATTEMPTS,
+    Balancer,
+    Outcome,
+    classify_code,
+    classify_status,
+    may_retry,
+)
+from aiges.client.registry import NoProviderError
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
@@ -29,60 +51,185 @@ END = LoaderOutput.END
 ENDED_OK = 10101
 
 
-class Recorder:
-    """Latencies (HDR histograms, microseconds) and outcomes."""
+@dataclass
+class CallTrace:
+    """Where one call went: the providers tried, the last one, and the attempts that failed
+    (address, when sent, code) before the last."""
 
-    def __init__(self) -> None:
+    tried: list[str] = field(default_factory=list)
+    host: str | None = None
+    sent: float | None = None
+    tries: list[tuple[str, float, str]] = field(default_factory=list)
+
+
+class Recorder:
+    """Latencies (HDR histograms, microseconds) and outcomes; with ``calls_path``, every call
+    (when it was scheduled, how long it took, its code, the host that answered and the attempts
+    that failed before) and every change the client saw in the registry or marked on a provider,
+    as JSON lines written while the run goes (flushed twice a second)."""
+
+    def __init__(self, calls_path: Path | None = None) -> None:
         self.latency = HdrHistogram(1, MAX_US, 3)
         self.first = HdrHistogram(1, MAX_US, 3)
         self.successes = 0
         self.errors: Counter[str] = Counter()
+        self.attempt_errors: Counter[str] = Counter()
+        self.retried = 0
+        self.hosts: Counter[str] = Counter()
         self.started = time.perf_counter()
+        self.started_monotonic = time.monotonic()
         self.finished = self.started
+        self.calls: list[tuple[float, float, str | None, str | None]] = []
+        """(start offset s, latency s, code or None, host) per call."""
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._log = calls_path.open("w") if calls_path is not None else None  # noqa: SIM115 - closed in close()
+        self._write({"start_monotonic": round(self.started_monotonic, 6), "start_unix": round(time.time(), 6)})
 
     @property
     def requests(self) -> int:
         return self.successes + sum(self.errors.values())
 
-    def record(self, code: str | None, latency_s: float, first_s: float | None = None) -> None:
+    def offset(self, perf: float) -> float:
+        return perf - self.started
+
+    def record(self, code: str | None, latency_s: float, first_s: float | None = None, *,
+               started: float | None = None, host: str | None = None,
+               tries: list[tuple[str, float, str]] | None = None, kind: str = "once",
+               sent: float | None = None) -> None:
         self.latency.record_value(min(max(int(latency_s * 1e6), 1), MAX_US))
         if first_s is not None:
             self.first.record_value(min(max(int(first_s * 1e6), 1), MAX_US))
         if code is None:
             self.successes += 1
+            if host is not None:
+                self.hosts[host] += 1
         else:
             self.errors[code] += 1
+        if tries:
+            self.retried += 1
+            for _, _, failed in tries:
+                self.attempt_errors[failed] += 1
         self.finished = time.perf_counter()
+        at = self.offset(started if started is not None else self.finished - latency_s)
+        self.calls.append((at, latency_s, code, host))
+        if self._log is not None:
+            line = {"t": round(at, 4), "ms": round(latency_s * 1000, 2), "code": code, "host": host, "kind": kind}
+            if tries:
+                line["tries"] = [[address, round(self.offset(when), 4), failed] for address, when, failed in tries]
+            if sent is not None and tries:
+                line["sent"] = round(self.offset(sent), 4)  # the last attempt, when others came first
+            self._write(line)
+
+    def event(self, kind: str, address: str, detail: str = "") -> None:
+        """A registry change or a provider marked down or up (from any thread)."""
+        entry = {"t": round(self.offset(time.perf_counter()), 4), "event": kind, "address": address}
+        if detail:
+            entry["detail"] = detail
+        with self._lock:
+            self.events.append(entry)
+        self._write(entry)
+
+    def _write(self, entry: dict) -> None:
+        if self._log is not None:
+            with self._lock:
+                self._log.write(json.dumps(entry) + "\n")
+
+    def flush(self) -> None:
+        if self._log is not None:
+            with self._lock:
+                self._log.flush()
+
+    def close(self) -> None:
+        if self._log is not None:
+            with self._lock:
+                self._log.close()
+                self._log = None
 
 
 class Targets:
-    """Where each request goes: round-robin over addresses, or the registry's best provider."""
+    """Where each request goes: round-robin over fixed addresses, or, with the registry's
+    providers, the choice and retry rule of ``aiges.client.balancer`` (the same as
+    ``BalancedClient``), each provider's channel followed with gRPC's connectivity state."""
 
-    def __init__(self, addresses: list[str], providers=None) -> None:
+    def __init__(self, addresses: list[str], providers=None, *, idempotent: bool = False) -> None:
         self.addresses = addresses
         self.providers = providers
+        self.idempotent = idempotent
+        self.balancer = Balancer(providers) if providers is not None else None
         self._next = itertools.cycle(addresses) if addresses else None
         self._stubs: dict[str, XsfCallStub] = {}
         self._channels: list[grpc.aio.Channel] = []
+        self._watchers: list[asyncio.Task] = []
 
-    def pick(self) -> str:
-        if self.providers is not None:
-            address = self.providers.best()
+    @property
+    def balanced(self) -> bool:
+        return self.balancer is not None
+
+    def attach(self, recorder: Recorder) -> None:
+        """Send the registry's changes and the balancer's marks to ``recorder``."""
+        if self.balancer is None:
+            return
+        self.balancer.on_event = recorder.event
+
+        def changed(kind: str, address: str, value) -> None:
+            if kind == "changed":  # only health moves are worth a line, not each licence step
+                health = (value or {}).get("health", "")
+                if self._health.get(address) == health:
+                    return
+                kind = f"health {health}"
+            if value is not None:
+                self._health[address] = value.get("health", "")
+            recorder.event(kind, address)
+
+        self._health: dict[str, str] = {a: e.value.get("health", "") for a, e in self.providers.entries().items()}
+        self.providers.on_change = changed
+
+    def pick(self, exclude: Iterable[str] = ()) -> str:
+        if self.balancer is not None:
+            address = self.balancer.choose(exclude)
             if address is None:
-                raise RuntimeError("the registry lists no SERVING provider")
+                raise NoProviderError("the registry lists no SERVING provider" +
+                                      (f" outside {sorted(exclude)}" if exclude else ""))
             return address
         return next(self._next)
+
+    def begin(self, address: str) -> float:
+        return self.balancer.begin(address) if self.balancer is not None else 0.0
+
+    def end(self, address: str, started: float, outcome: Outcome) -> None:
+        if self.balancer is not None:
+            self.balancer.end(address, started, outcome)
 
     def stub(self, address: str) -> XsfCallStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=[
-                ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+            options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+            if self.balancer is not None:
+                options += CHANNEL_OPTIONS
+            channel = grpc.aio.insecure_channel(address, options=options)
             self._channels.append(channel)
             stub = self._stubs[address] = XsfCallStub(channel)
+            if self.balancer is not None:
+                self._watchers.append(asyncio.create_task(self._follow(address, channel)))
         return stub
 
+    async def _follow(self, address: str, channel: grpc.aio.Channel) -> None:
+        """gRPC's view of the connection: TRANSIENT_FAILURE marks the provider down, READY up.
+        While the registry lists it, the channel is kept connecting (gRPC's own back-off)."""
+        connectivity = grpc.ChannelConnectivity
+        state = channel.get_state(try_to_connect=False)
+        while True:
+            if state == connectivity.TRANSIENT_FAILURE:
+                self.balancer.mark_down(address, "connection failed")
+            elif state == connectivity.READY:
+                self.balancer.mark_up(address, "connected")
+            await channel.wait_for_state_change(state)
+            state = channel.get_state(try_to_connect=address in self.providers.entries())
+
     async def close(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
         for channel in self._channels:
             await channel.close()
 
@@ -121,16 +268,20 @@ class Workload:
 
     async def run_one(self, index: int, scheduled: float | None = None) -> None:
         started = scheduled if scheduled is not None else time.perf_counter()
+        call = CallTrace()
         try:
             if self.config.session:
-                code, first = await self._session(index, started)
+                code, first = await self._session(index, started, call)
             else:
-                code, first = await self._once(index), None
+                code, first = await self._once(index, call), None
         except grpc.aio.AioRpcError as exc:
             code, first = f"grpc:{exc.code().name}", None
+        except NoProviderError:
+            code, first = "client:no-provider", None
         except Exception as exc:  # noqa: BLE001 - counted as an error of this request, not a crash
             code, first = f"client:{type(exc).__name__}: {exc}", None
-        self.recorder.record(code, time.perf_counter() - started, first)
+        self.recorder.record(code, time.perf_counter() - started, first, started=started, host=call.host,
+                             tries=call.tries, kind="session" if self.config.session else "once", sent=call.sent)
 
     def _check(self, reply: ResData, index: int) -> tuple[str | None, LoaderOutput | None]:
         if reply.code:
@@ -142,21 +293,84 @@ class Workload:
             self.on_output(index, output)
         return None, output
 
-    async def _once(self, index: int) -> str | None:
-        stub = self.targets.stub(self.targets.pick())
-        reply = await stub.call(self.once_request(index), timeout=self.timeout)
+    async def _attempt(self, request: ReqData, call: CallTrace, deadline: float, *,
+                       retry_lost: bool) -> tuple[XsfCallStub, ResData]:
+        """Send a first frame to the chosen provider, and to others while the retry rule allows.
+        Returns the stub that answered and its reply (which may carry an error code)."""
+        targets = self.targets
+        last: grpc.aio.AioRpcError | tuple[XsfCallStub, ResData] | None = None
+        while True:
+            try:
+                address = targets.pick(exclude=call.tried)
+            except NoProviderError:
+                if last is None:
+                    raise
+                break  # nowhere else to go: the last failure stands
+            call.tried.append(address)
+            call.host = address
+            stub = targets.stub(address)
+            sent = call.sent = time.perf_counter()
+            began = targets.begin(address)
+            try:
+                reply = await stub.call(request, timeout=max(deadline - time.perf_counter(), 0.001))
+            except grpc.aio.AioRpcError as exc:
+                outcome = classify_status(exc.code(), exc.details())
+                targets.end(address, began, outcome)
+                last = exc
+                if not (targets.balanced and may_retry(outcome, retry_lost) and len(call.tried) < MAX_ATTEMPTS
+                        and time.perf_counter() < deadline):
+                    break
+                call.tries.append((address, sent, f"grpc:{exc.code().name}"))
+                continue
+            code = reply.code or self._output_code(reply)
+            outcome = classify_code(code)
+            targets.end(address, began, outcome)
+            last = (stub, reply)
+            if not (targets.balanced and outcome is Outcome.REFUSED and len(call.tried) < MAX_ATTEMPTS
+                    and time.perf_counter() < deadline):
+                break
+            call.tries.append((address, sent, str(code)))
+        if call.tries and call.tries[-1][0] == call.host:  # the last failure is the answer, not a retry
+            call.tries.pop()
+        if isinstance(last, grpc.aio.AioRpcError):
+            raise last
+        return last
+
+    @staticmethod
+    def _output_code(reply: ResData) -> int:
+        if not reply.data:
+            return 0
+        code = LoaderOutput.FromString(reply.data[0].data).code
+        return 0 if code == ENDED_OK else code
+
+    async def _once(self, index: int, call: CallTrace) -> str | None:
+        deadline = time.perf_counter() + self.timeout
+        _, reply = await self._attempt(self.once_request(index), call, deadline, retry_lost=self.targets.idempotent)
         return self._check(reply, index)[0]
 
-    async def _session(self, index: int, started: float) -> tuple[str | None, float | None]:
-        stub = self.targets.stub(self.targets.pick())
+    async def _session(self, index: int, started: float, call: CallTrace) -> tuple[str | None, float | None]:
         opening = LoaderInput(serviceId=self.config.service_id, state=LoaderInput.STREAM, headers=self.config.headers,
                               params=self.config.params, expect=self.expect)
-        reply = await stub.call(ReqData(op="AIIn", param={"SeqNo": "1", "waitTime": self.wait},
-                                        data=[DataMeta(data=opening.SerializeToString())]), timeout=self.timeout)
-        handle = reply.s.h
+        # only the opening moves to another provider, when it was refused or never arrived; the
+        # session's frames stay on the provider that opened it
+        request = ReqData(op="AIIn", param={"SeqNo": "1", "waitTime": self.wait},
+                          data=[DataMeta(data=opening.SerializeToString())])
+        stub, reply = await self._attempt(request, call, time.perf_counter() + self.timeout, retry_lost=False)
         code, output = self._check(reply, index)
         if code is not None:
             return code, None
+        address = call.host
+        began = self.targets.begin(address)  # an open session counts as outstanding on its provider
+        try:
+            code, first = await self._frames_and_results(index, started, stub, reply.s.h)
+        except grpc.aio.AioRpcError as exc:
+            self.targets.end(address, began, classify_status(exc.code(), exc.details()))
+            raise
+        self.targets.end(address, began, Outcome.OK if code is None else classify_code(int(code)))
+        return code, first
+
+    async def _frames_and_results(self, index: int, started: float, stub: XsfCallStub,
+                                  handle: str) -> tuple[str | None, float | None]:
         first = None
         frames = self._frames(index)
         interval = (self.config.inputs[0].interval_ms / 1000) if self.config.inputs else 0
@@ -204,14 +418,16 @@ class Workload:
         return frames
 
 
-async def closed_loop(workload: Workload, config: XtestConfig, stop_at: float | None) -> None:
+async def closed_loop(workload: Workload, config: XtestConfig, stop_at: float | None,
+                      stopped: asyncio.Event | None = None) -> None:
     counter = itertools.count()
+    stopped = stopped or asyncio.Event()
 
     async def caller(number: int) -> None:
         if config.ramp_ms:
             await asyncio.sleep(config.ramp_ms / 1000 * number / config.concurrency)
         while True:
-            if stop_at is not None and time.perf_counter() >= stop_at:
+            if stopped.is_set() or (stop_at is not None and time.perf_counter() >= stop_at):
                 return
             index = next(counter)
             if stop_at is None and index >= config.requests:
@@ -221,17 +437,22 @@ async def closed_loop(workload: Workload, config: XtestConfig, stop_at: float | 
     await asyncio.gather(*(caller(i) for i in range(config.concurrency)))
 
 
-async def open_loop(workload: Workload, config: XtestConfig, stop_at: float | None) -> None:
+async def open_loop(workload: Workload, config: XtestConfig, stop_at: float | None,
+                    stopped: asyncio.Event | None = None) -> None:
     period = 1 / config.rate
     start = time.perf_counter()
     tasks: set[asyncio.Task] = set()
+    stopped = stopped or asyncio.Event()
     for index in itertools.count():
         scheduled = start + index * period
         if (stop_at is not None and scheduled >= stop_at) or (stop_at is None and index >= config.requests):
             break
         delay = scheduled - time.perf_counter()
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopped.wait(), delay)
+        if stopped.is_set():
+            break
         task = asyncio.create_task(workload.run_one(index, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -254,19 +475,36 @@ async def progress_bar(recorder: Recorder, total: int | None, duration_s: float 
         sys.stderr.flush()
 
 
-async def run_xtest(config: XtestConfig, targets: Targets, on_output=None) -> Recorder:
-    recorder = Recorder()
+async def flush_often(recorder: Recorder) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        recorder.flush()
+
+
+async def run_xtest(config: XtestConfig, targets: Targets, on_output=None, calls_path: Path | None = None) -> Recorder:
+    recorder = Recorder(calls_path)
+    targets.attach(recorder)
     workload = Workload(config, targets, recorder, on_output)
     stop_at = time.perf_counter() + config.duration_s if config.duration_s else None
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stopped.set)
     bar = asyncio.create_task(progress_bar(recorder, None if config.duration_s else config.requests, config.duration_s))
+    flusher = asyncio.create_task(flush_often(recorder))
     try:
         if config.rate:
-            await open_loop(workload, config, stop_at)
+            await open_loop(workload, config, stop_at, stopped)
         else:
-            await closed_loop(workload, config, stop_at)
+            await closed_loop(workload, config, stop_at, stopped)
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         bar.cancel()
+        flusher.cancel()
         await targets.close()
+        recorder.close()
         if sys.stderr.isatty():
             sys.stderr.write("\n")
     return recorder
@@ -324,4 +562,27 @@ def report(recorder: Recorder, config: XtestConfig) -> dict:
     }
     if config.session:
         result["first_result_ms"] = {k: round(v, 3) for k, v in percentiles(recorder.first).items()}
+    if recorder.hosts or recorder.retried or recorder.events:
+        result["hosts"] = dict(sorted(recorder.hosts.items()))
+        result["retried"] = recorder.retried
+        result["retried_errors_by_code"] = dict(sorted(recorder.attempt_errors.items()))
+        result["events"] = list(recorder.events)
+    result["start_monotonic"] = round(recorder.started_monotonic, 6)
+    result["timeline"] = timeline(recorder)
     return result
+
+
+def timeline(recorder: Recorder) -> list[dict]:
+    """Per second of the run, by when each call was due to start: successes, errors by code,
+    and successes per host."""
+    buckets: dict[int, dict] = {}
+    for at, _, code, host in recorder.calls:
+        bucket = buckets.setdefault(max(int(at), 0), {"ok": 0, "errors": Counter(), "hosts": Counter()})
+        if code is None:
+            bucket["ok"] += 1
+            if host is not None:
+                bucket["hosts"][host] += 1
+        else:
+            bucket["errors"][code] += 1
+    return [{"t": second, "ok": b["ok"], "errors": dict(b["errors"]), "hosts": dict(b["hosts"])}
+            for second, b in sorted(buckets.items())]
