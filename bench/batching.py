@@ -12,7 +12,7 @@ import asyncio
 import grpc
 from common import ROOT, aiges_server, closed_loop
 
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub

@@ -29,7 +29,7 @@ def grpc_frame(message: bytes) -> bytes:
 
 def bodies(folder: Path) -> dict[str, tuple[str, Path, list[str], bool]]:
     """front -> (path, body file, extra headers, HTTP/1.1)."""
-    from aiges.client.messages import loader_input
+    from aiges.client.values import loader_input
     from aiges.protocol import oip_pb2
     from aiges.protocol.oip_tensors import pack_bytes
     from aiges.protocol.v2_pb2 import LoaderInput

@@ -74,7 +74,7 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def xsf_body(size: int, path: Path) -> None:
-    from aiges.client.messages import loader_input
+    from aiges.client.values import loader_input
     from aiges.protocol.v2_pb2 import LoaderInput
     from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 
@@ -93,7 +93,7 @@ def xsf_check(address: str, size: int) -> int:
         result = client.once({"text": payload}, expect=["text"])
         if result["text"] != payload:
             raise SystemExit(f"{address}: the echo reply does not hold the payload")
-    from aiges.client.messages import loader_input
+    from aiges.client.values import loader_input
     from aiges.protocol.v2_pb2 import LoaderInput
     from aiges.protocol.xsf_pb2 import DataMeta, ReqData
 

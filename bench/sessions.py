@@ -18,7 +18,7 @@ import time
 import grpc
 from common import ROOT, aiges_server
 
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol.stream_pb2_grpc import SessionStub
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session

@@ -67,7 +67,10 @@ class Server:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aiges", "serve", "-c", str(self.config_path), *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=env,
         )
         if wait:
             self.wait_serving(timeout)
@@ -191,12 +194,25 @@ def etcd(tmp_path):
     endpoint = f"127.0.0.1:{client_port}"
     log = open(tmp_path / "etcd.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [binary, "--name", "test", "--data-dir", str(tmp_path / "etcd-data"),
-         "--listen-client-urls", f"http://{endpoint}", "--advertise-client-urls", f"http://{endpoint}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"test=http://127.0.0.1:{peer_port}"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--name",
+            "test",
+            "--data-dir",
+            str(tmp_path / "etcd-data"),
+            "--listen-client-urls",
+            f"http://{endpoint}",
+            "--advertise-client-urls",
+            f"http://{endpoint}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster",
+            f"test=http://127.0.0.1:{peer_port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     import urllib.request

@@ -20,7 +20,7 @@ import grpc
 
 from aiges.cli.common import load
 from aiges.client import AigesCallError, Client, Input
-from aiges.client.messages import TYPE_CODES, Item
+from aiges.client.values import TYPE_CODES, Item
 from aiges.config import DEFAULT_SERVICE
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from aiges.xtest.config import XtestConfigError, load_xtest, parse_addresses
+from aiges.xtest.plan import XtestConfigError, load_xtest, parse_addresses
 from aiges.xtest.runner import Targets, report, run_xtest, write_output
 
 
@@ -41,11 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--expect", action="append", default=[], metavar="NAME[:TYPE]")
     parser.add_argument("--timeout-ms", type=int, help="a call's time limit, ms (svcMode timeout)")
-    parser.add_argument("--idempotent", action="store_true",
-                        help="with --etcd: one-shot calls may run twice, so retry those whose connection was lost")
+    parser.add_argument(
+        "--idempotent",
+        action="store_true",
+        help="with --etcd: one-shot calls may run twice, so retry those whose connection was lost",
+    )
     parser.add_argument("--json", help="write the report to this file as JSON")
-    parser.add_argument("--calls", help="write every call and registry change to this file as JSON lines, "
-                                        "while the run goes")
+    parser.add_argument(
+        "--calls", help="write every call and registry change to this file as JSON lines, while the run goes"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
         providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
     targets = Targets(config.addresses, providers, idempotent=args.idempotent)
-    recorder = asyncio.run(run_xtest(config, targets, write_output(config.output_mode, config.output_path),
-                                     Path(args.calls) if args.calls else None))
+    recorder = asyncio.run(
+        run_xtest(
+            config,
+            targets,
+            write_output(config.output_mode, config.output_path),
+            Path(args.calls) if args.calls else None,
+        )
+    )
     if providers is not None:
         providers.close()
     result = report(recorder, config)
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def apply_flags(config, args: argparse.Namespace) -> None:
     from aiges.cli.call import parse_expect, parse_input
-    from aiges.xtest.config import ExpectSpec, InputSpec
+    from aiges.xtest.plan import ExpectSpec, InputSpec
 
     if args.addr:
         config.addresses = [a for spec in args.addr for a in parse_addresses(spec)]
@@ -125,5 +135,7 @@ def print_report(result: dict) -> None:
     if "hosts" in result:
         total = max(sum(result["hosts"].values()), 1)
         print("hosts       " + "  ".join(f"{host} {n} ({n / total:.0%})" for host, n in result["hosts"].items()))
-        print(f"retried     {result['retried']}" + (f"  after: {result['retried_errors_by_code']}"
-                                                      if result["retried"] else ""))
+        print(
+            f"retried     {result['retried']}"
+            + (f"  after: {result['retried_errors_by_code']}" if result["retried"] else "")
+        )

@@ -64,10 +64,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 
 class Outcome(enum.Enum):
     OK = "ok"
-    REFUSED = "refused"        # the server answered without running it (10110)
-    UNREACHED = "unreached"    # the call never reached a server
-    LOST = "lost"              # the connection went away during the call: it may have run
-    FAILED = "failed"          # a final answer (or the deadline): not retried
+    REFUSED = "refused"  # the server answered without running it (10110)
+    UNREACHED = "unreached"  # the call never reached a server
+    LOST = "lost"  # the connection went away during the call: it may have run
+    FAILED = "failed"  # a final answer (or the deadline): not retried
 
 
 def classify_status(code: grpc.StatusCode, details: str | None) -> Outcome:
@@ -125,8 +125,9 @@ Event = Callable[[str, str, str], None]
 class Balancer:
     """Thread-safe provider choice over a ``ProviderSource`` (see the module doc)."""
 
-    def __init__(self, providers: ProviderSource, *, rng: random.Random | None = None,
-                 on_event: Event | None = None) -> None:
+    def __init__(
+        self, providers: ProviderSource, *, rng: random.Random | None = None, on_event: Event | None = None
+    ) -> None:
         self.providers = providers
         self.rng = rng or random.Random()
         self.on_event = on_event

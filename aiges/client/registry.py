@@ -36,8 +36,8 @@ from aiges.client.balancer import (
     classify_status,
     may_retry,
 )
-from aiges.client.messages import AigesCallError, InputValue, Result
-from aiges.client.xsf import Client, Expect
+from aiges.client.values import AigesCallError, InputValue, Result
+from aiges.client.xsf_client import Client, Expect
 from aiges.registry.etcd import BACKOFF_S, parse_endpoints
 from aiges.registry.interface import providers_prefix
 
@@ -52,8 +52,16 @@ class NoProviderError(Exception):
 
 
 class EtcdProviders:
-    def __init__(self, endpoints: str = "127.0.0.1:2379", *, service: str, version: str,
-                 prefix: str = "/aiges/services", wait_s: float = 5.0, on_change: Change | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: str = "127.0.0.1:2379",
+        *,
+        service: str,
+        version: str,
+        prefix: str = "/aiges/services",
+        wait_s: float = 5.0,
+        on_change: Change | None = None,
+    ) -> None:
         self.endpoints = parse_endpoints(endpoints)
         self.prefix = providers_prefix(prefix, service, version)
         self.on_change = on_change
@@ -140,8 +148,11 @@ class EtcdProviders:
                     self._notify("etcd-lost", f"{host}:{port}")
                 attempt += 1
                 # each member once quickly, then back off
-                wait = 0.1 if attempt % len(self.endpoints) else BACKOFF_S[min(attempt // len(self.endpoints),
-                                                                               len(BACKOFF_S) - 1)]
+                wait = (
+                    0.1
+                    if attempt % len(self.endpoints)
+                    else BACKOFF_S[min(attempt // len(self.endpoints), len(BACKOFF_S) - 1)]
+                )
                 await self._sleep(wait)
             finally:
                 with contextlib.suppress(Exception):
@@ -236,9 +247,16 @@ class BalancedClient:
             raise NoProviderError(f"no provider left for {self.providers.prefix} (tried {tried or 'none'})")
         return address
 
-    def once(self, inputs: Mapping[str, InputValue], *, params: Mapping[str, str] | None = None,
-             headers: Mapping[str, str] | None = None, expect: Expect = None, check: bool = True,
-             idempotent: bool = False) -> Result:
+    def once(
+        self,
+        inputs: Mapping[str, InputValue],
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = None,
+        check: bool = True,
+        idempotent: bool = False,
+    ) -> Result:
         """A one-shot call on the chosen provider. Refused calls (10110) and calls that never
         reached a server are tried on another provider; calls whose connection was lost on the
         way only when ``idempotent`` (they may have run)."""
@@ -248,8 +266,7 @@ class BalancedClient:
             tried.append(address)
             started = self.balancer.begin(address)
             try:
-                result = self.client(address).once(inputs, params=params, headers=headers, expect=expect,
-                                                   check=False)
+                result = self.client(address).once(inputs, params=params, headers=headers, expect=expect, check=False)
             except grpc.RpcError as exc:
                 outcome = classify_status(exc.code(), exc.details())
                 self.balancer.end(address, started, outcome)

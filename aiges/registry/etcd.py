@@ -18,6 +18,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aetcd
 import structlog
@@ -47,7 +48,8 @@ class EtcdRegistry:
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._client: aetcd.Client | None = None
-        self._lease = None
+        self._lease: Any = None
+        self._last = b""
         self.registered = False
 
     async def start(self) -> None:
@@ -75,8 +77,12 @@ class EtcdRegistry:
             except Exception as exc:  # noqa: BLE001 - any etcd or network failure: retry
                 self.registered = False
                 wait = min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], self.ttl / 3)
-                log.warning("etcd registration lost, retrying", endpoint=f"{host}:{port}",
-                            error=f"{type(exc).__name__}: {exc}", retry_s=wait)
+                log.warning(
+                    "etcd registration lost, retrying",
+                    endpoint=f"{host}:{port}",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_s=wait,
+                )
                 await self._close(client)
                 attempt += 1
                 endpoint += 1

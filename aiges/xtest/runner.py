@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 from hdrh.histogram import HdrHistogram
@@ -44,7 +45,7 @@ from aiges.client.registry import NoProviderError
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
-from aiges.xtest.config import XtestConfig
+from aiges.xtest.plan import XtestConfig
 
 MAX_US = 3_600_000_000
 END = LoaderOutput.END
@@ -93,10 +94,18 @@ class Recorder:
     def offset(self, perf: float) -> float:
         return perf - self.started
 
-    def record(self, code: str | None, latency_s: float, first_s: float | None = None, *,
-               started: float | None = None, host: str | None = None,
-               tries: list[tuple[str, float, str]] | None = None, kind: str = "once",
-               sent: float | None = None) -> None:
+    def record(
+        self,
+        code: str | None,
+        latency_s: float,
+        first_s: float | None = None,
+        *,
+        started: float | None = None,
+        host: str | None = None,
+        tries: list[tuple[str, float, str]] | None = None,
+        kind: str = "once",
+        sent: float | None = None,
+    ) -> None:
         self.latency.record_value(min(max(int(latency_s * 1e6), 1), MAX_US))
         if first_s is not None:
             self.first.record_value(min(max(int(first_s * 1e6), 1), MAX_US))
@@ -114,7 +123,13 @@ class Recorder:
         at = self.offset(started if started is not None else self.finished - latency_s)
         self.calls.append((at, latency_s, code, host))
         if self._log is not None:
-            line = {"t": round(at, 4), "ms": round(latency_s * 1000, 2), "code": code, "host": host, "kind": kind}
+            line: dict[str, Any] = {
+                "t": round(at, 4),
+                "ms": round(latency_s * 1000, 2),
+                "code": code,
+                "host": host,
+                "kind": kind,
+            }
             if tries:
                 line["tries"] = [[address, round(self.offset(when), 4), failed] for address, when, failed in tries]
             if sent is not None and tries:
@@ -189,9 +204,11 @@ class Targets:
         if self.balancer is not None:
             address = self.balancer.choose(exclude)
             if address is None:
-                raise NoProviderError("the registry lists no SERVING provider" +
-                                      (f" outside {sorted(exclude)}" if exclude else ""))
+                raise NoProviderError(
+                    "the registry lists no SERVING provider" + (f" outside {sorted(exclude)}" if exclude else "")
+                )
             return address
+        assert self._next is not None
         return next(self._next)
 
     def begin(self, address: str) -> float:
@@ -218,12 +235,14 @@ class Targets:
         """gRPC's view of the connection: TRANSIENT_FAILURE marks the provider down, READY up.
         While the registry lists it, the channel is kept connecting (gRPC's own back-off)."""
         connectivity = grpc.ChannelConnectivity
+        balancer = self.balancer
+        assert balancer is not None
         state = channel.get_state(try_to_connect=False)
         while True:
             if state == connectivity.TRANSIENT_FAILURE:
-                self.balancer.mark_down(address, "connection failed")
+                balancer.mark_down(address, "connection failed")
             elif state == connectivity.READY:
-                self.balancer.mark_up(address, "connected")
+                balancer.mark_up(address, "connected")
             await channel.wait_for_state_change(state)
             state = channel.get_state(try_to_connect=address in self.providers.entries())
 
@@ -235,15 +254,20 @@ class Targets:
 
 
 class Workload:
-    def __init__(self, config: XtestConfig, targets: Targets, recorder: Recorder,
-                 on_output: Callable[[int, LoaderOutput], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: XtestConfig,
+        targets: Targets,
+        recorder: Recorder,
+        on_output: Callable[[int, LoaderOutput], None] | None = None,
+    ) -> None:
         self.config = config
         self.targets = targets
         self.recorder = recorder
         self.on_output = on_output
         self.timeout = config.timeout_ms / 1000 + 5
         self.wait = str(config.timeout_ms)
-        self.expect = [MetaDesc(name=e.name, dataType=e.type, attribute=e.attributes) for e in config.expect]
+        self.expect = [MetaDesc(name=e.name, dataType=cast(Any, e.type), attribute=e.attributes) for e in config.expect]
         self._once_cache: dict[int, ReqData] = {}
 
     def _payload(self, spec, data: bytes, status: int, seq: int) -> Payload:
@@ -257,12 +281,18 @@ class Workload:
         request = self._once_cache.get(key)
         if request is None:
             message = LoaderInput(
-                serviceId=self.config.service_id, state=LoaderInput.ONCE, headers=self.config.headers,
-                params=self.config.params, expect=self.expect,
+                serviceId=self.config.service_id,
+                state=LoaderInput.ONCE,
+                headers=self.config.headers,
+                params=self.config.params,
+                expect=self.expect,
                 pl=[self._payload(spec, spec.data(key), 3, 0) for spec in self.config.inputs],
             )
-            request = ReqData(op="AIIn", param={"SeqNo": "1", "waitTime": self.wait},
-                              data=[DataMeta(data=message.SerializeToString())])
+            request = ReqData(
+                op="AIIn",
+                param={"SeqNo": "1", "waitTime": self.wait},
+                data=[DataMeta(data=message.SerializeToString())],
+            )
             self._once_cache[key] = request
         return request
 
@@ -280,8 +310,16 @@ class Workload:
             code, first = "client:no-provider", None
         except Exception as exc:  # noqa: BLE001 - counted as an error of this request, not a crash
             code, first = f"client:{type(exc).__name__}: {exc}", None
-        self.recorder.record(code, time.perf_counter() - started, first, started=started, host=call.host,
-                             tries=call.tries, kind="session" if self.config.session else "once", sent=call.sent)
+        self.recorder.record(
+            code,
+            time.perf_counter() - started,
+            first,
+            started=started,
+            host=call.host,
+            tries=call.tries,
+            kind="session" if self.config.session else "once",
+            sent=call.sent,
+        )
 
     def _check(self, reply: ResData, index: int) -> tuple[str | None, LoaderOutput | None]:
         if reply.code:
@@ -293,8 +331,9 @@ class Workload:
             self.on_output(index, output)
         return None, output
 
-    async def _attempt(self, request: ReqData, call: CallTrace, deadline: float, *,
-                       retry_lost: bool) -> tuple[XsfCallStub, ResData]:
+    async def _attempt(
+        self, request: ReqData, call: CallTrace, deadline: float, *, retry_lost: bool
+    ) -> tuple[XsfCallStub, ResData]:
         """Send a first frame to the chosen provider, and to others while the retry rule allows.
         Returns the stub that answered and its reply (which may carry an error code)."""
         targets = self.targets
@@ -317,8 +356,12 @@ class Workload:
                 outcome = classify_status(exc.code(), exc.details())
                 targets.end(address, began, outcome)
                 last = exc
-                if not (targets.balanced and may_retry(outcome, retry_lost) and len(call.tried) < MAX_ATTEMPTS
-                        and time.perf_counter() < deadline):
+                if not (
+                    targets.balanced
+                    and may_retry(outcome, retry_lost)
+                    and len(call.tried) < MAX_ATTEMPTS
+                    and time.perf_counter() < deadline
+                ):
                     break
                 call.tries.append((address, sent, f"grpc:{exc.code().name}"))
                 continue
@@ -326,8 +369,12 @@ class Workload:
             outcome = classify_code(code)
             targets.end(address, began, outcome)
             last = (stub, reply)
-            if not (targets.balanced and outcome is Outcome.REFUSED and len(call.tried) < MAX_ATTEMPTS
-                    and time.perf_counter() < deadline):
+            if not (
+                targets.balanced
+                and outcome is Outcome.REFUSED
+                and len(call.tried) < MAX_ATTEMPTS
+                and time.perf_counter() < deadline
+            ):
                 break
             call.tries.append((address, sent, str(code)))
         if call.tries and call.tries[-1][0] == call.host:  # the last failure is the answer, not a retry
@@ -349,17 +396,24 @@ class Workload:
         return self._check(reply, index)[0]
 
     async def _session(self, index: int, started: float, call: CallTrace) -> tuple[str | None, float | None]:
-        opening = LoaderInput(serviceId=self.config.service_id, state=LoaderInput.STREAM, headers=self.config.headers,
-                              params=self.config.params, expect=self.expect)
+        opening = LoaderInput(
+            serviceId=self.config.service_id,
+            state=LoaderInput.STREAM,
+            headers=self.config.headers,
+            params=self.config.params,
+            expect=self.expect,
+        )
         # only the opening moves to another provider, when it was refused or never arrived; the
         # session's frames stay on the provider that opened it
-        request = ReqData(op="AIIn", param={"SeqNo": "1", "waitTime": self.wait},
-                          data=[DataMeta(data=opening.SerializeToString())])
+        request = ReqData(
+            op="AIIn", param={"SeqNo": "1", "waitTime": self.wait}, data=[DataMeta(data=opening.SerializeToString())]
+        )
         stub, reply = await self._attempt(request, call, time.perf_counter() + self.timeout, retry_lost=False)
         code, output = self._check(reply, index)
         if code is not None:
             return code, None
         address = call.host
+        assert address is not None  # the opening reached a provider
         began = self.targets.begin(address)  # an open session counts as outstanding on its provider
         try:
             code, first = await self._frames_and_results(index, started, stub, reply.s.h)
@@ -369,8 +423,9 @@ class Workload:
         self.targets.end(address, began, Outcome.OK if code is None else classify_code(int(code)))
         return code, first
 
-    async def _frames_and_results(self, index: int, started: float, stub: XsfCallStub,
-                                  handle: str) -> tuple[str | None, float | None]:
+    async def _frames_and_results(
+        self, index: int, started: float, stub: XsfCallStub, handle: str
+    ) -> tuple[str | None, float | None]:
         first = None
         frames = self._frames(index)
         interval = (self.config.inputs[0].interval_ms / 1000) if self.config.inputs else 0
@@ -379,8 +434,15 @@ class Workload:
             if seq > 1 and interval:
                 await asyncio.sleep(max(started + interval * (seq - 1) - time.perf_counter(), 0))
             message = LoaderInput(serviceId=self.config.service_id, state=LoaderInput.STREAM, sync_id=seq, pl=frame)
-            reply = await stub.call(ReqData(op="AIIn", s=Session(h=handle), param={"waitTime": self.wait},
-                                            data=[DataMeta(data=message.SerializeToString())]), timeout=self.timeout)
+            reply = await stub.call(
+                ReqData(
+                    op="AIIn",
+                    s=Session(h=handle),
+                    param={"waitTime": self.wait},
+                    data=[DataMeta(data=message.SerializeToString())],
+                ),
+                timeout=self.timeout,
+            )
             code, output = self._check(reply, index)
             if code is not None:
                 return code, first
@@ -390,9 +452,15 @@ class Workload:
                 ended = True
                 break
         while not ended:
-            reply = await stub.call(ReqData(op="AIOut", s=Session(h=handle), param={"waitTime": self.wait},
-                                            data=[DataMeta(data=LoaderInput().SerializeToString())]),
-                                    timeout=self.timeout)
+            reply = await stub.call(
+                ReqData(
+                    op="AIOut",
+                    s=Session(h=handle),
+                    param={"waitTime": self.wait},
+                    data=[DataMeta(data=LoaderInput().SerializeToString())],
+                ),
+                timeout=self.timeout,
+            )
             code, output = self._check(reply, index)
             if code is not None:
                 return code, first
@@ -413,13 +481,19 @@ class Workload:
         frames = []
         for k in range(count):
             status = 2 if k == count - 1 else (0 if k == 0 else 1)
-            frames.append([self._payload(spec, p[k], status, k + 1)
-                           for spec, p in zip(self.config.inputs, pieces, strict=True) if k < len(p)])
+            frames.append(
+                [
+                    self._payload(spec, p[k], status, k + 1)
+                    for spec, p in zip(self.config.inputs, pieces, strict=True)
+                    if k < len(p)
+                ]
+            )
         return frames
 
 
-async def closed_loop(workload: Workload, config: XtestConfig, stop_at: float | None,
-                      stopped: asyncio.Event | None = None) -> None:
+async def closed_loop(
+    workload: Workload, config: XtestConfig, stop_at: float | None, stopped: asyncio.Event | None = None
+) -> None:
     counter = itertools.count()
     stopped = stopped or asyncio.Event()
 
@@ -437,8 +511,10 @@ async def closed_loop(workload: Workload, config: XtestConfig, stop_at: float | 
     await asyncio.gather(*(caller(i) for i in range(config.concurrency)))
 
 
-async def open_loop(workload: Workload, config: XtestConfig, stop_at: float | None,
-                    stopped: asyncio.Event | None = None) -> None:
+async def open_loop(
+    workload: Workload, config: XtestConfig, stop_at: float | None, stopped: asyncio.Event | None = None
+) -> None:
+    assert config.rate is not None
     period = 1 / config.rate
     start = time.perf_counter()
     tasks: set[asyncio.Task] = set()
@@ -470,8 +546,9 @@ async def progress_bar(recorder: Recorder, total: int | None, duration_s: float 
         fraction = min(done / total, 1.0) if total else min(elapsed / (duration_s or 1), 1.0)
         bar = "#" * int(fraction * 30)
         errors = sum(recorder.errors.values())
-        sys.stderr.write(f"\r[{bar:<30}] {fraction:4.0%} {done} requests  {done / max(elapsed, 1e-9):8.1f}/s  "
-                         f"errors {errors}")
+        sys.stderr.write(
+            f"\r[{bar:<30}] {fraction:4.0%} {done} requests  {done / max(elapsed, 1e-9):8.1f}/s  errors {errors}"
+        )
         sys.stderr.flush()
 
 
@@ -513,11 +590,16 @@ async def run_xtest(config: XtestConfig, targets: Targets, on_output=None, calls
 def write_output(mode: int, path: Path) -> Callable[[int, LoaderOutput], None] | None:
     """The [downstream] output modes: 0 one file, 1 a file per result, 2 stdout, -1 none."""
     if mode == 2:
+
         def to_stdout(index: int, output: LoaderOutput) -> None:
             for payload in output.pl:
-                text = (payload.data.decode("utf-8", "replace") if payload.meta.dataType == 0
-                        else f"<{len(payload.data)} bytes>")
+                text = (
+                    payload.data.decode("utf-8", "replace")
+                    if payload.meta.dataType == 0
+                    else f"<{len(payload.data)} bytes>"
+                )
                 print(f"[{index}] {payload.meta.name}: {text}")
+
         return to_stdout
     if mode == 1:
         path.mkdir(parents=True, exist_ok=True)
@@ -525,6 +607,7 @@ def write_output(mode: int, path: Path) -> Callable[[int, LoaderOutput], None] |
         def to_files(index: int, output: LoaderOutput) -> None:
             for number, payload in enumerate(output.pl):
                 (path / f"{index}-{payload.meta.name}-{number}").write_bytes(payload.data)
+
         return to_files
     if mode == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -533,6 +616,7 @@ def write_output(mode: int, path: Path) -> Callable[[int, LoaderOutput], None] |
             with path.open("ab") as file:
                 for payload in output.pl:
                     file.write(payload.data + b"\n")
+
         return to_one_file
     return None
 
@@ -542,8 +626,11 @@ def percentiles(histogram: HdrHistogram) -> dict[str, float]:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
     value = histogram.get_value_at_percentile
     return {
-        "p50": value(50) / 1000, "p90": value(90) / 1000, "p99": value(99) / 1000,
-        "p999": value(99.9) / 1000, "max": histogram.get_max_value() / 1000,
+        "p50": value(50) / 1000,
+        "p90": value(90) / 1000,
+        "p99": value(99) / 1000,
+        "p999": value(99.9) / 1000,
+        "max": histogram.get_max_value() / 1000,
     }
 
 
@@ -557,8 +644,8 @@ def report(recorder: Recorder, config: XtestConfig) -> dict:
         "duration_s": round(duration, 3),
         "throughput_rps": round(recorder.requests / duration, 2),
         "latency_ms": {k: round(v, 3) for k, v in percentiles(recorder.latency).items()},
-        "mode": ("session" if config.session else "once") + (f", open loop at {config.rate}/s" if config.rate
-                                                             else f", closed loop x{config.concurrency}"),
+        "mode": ("session" if config.session else "once")
+        + (f", open loop at {config.rate}/s" if config.rate else f", closed loop x{config.concurrency}"),
     }
     if config.session:
         result["first_result_ms"] = {k: round(v, 3) for k, v in percentiles(recorder.first).items()}
@@ -584,5 +671,7 @@ def timeline(recorder: Recorder) -> list[dict]:
                 bucket["hosts"][host] += 1
         else:
             bucket["errors"][code] += 1
-    return [{"t": second, "ok": b["ok"], "errors": dict(b["errors"]), "hosts": dict(b["hosts"])}
-            for second, b in sorted(buckets.items())]
+    return [
+        {"t": second, "ok": b["ok"], "errors": dict(b["errors"]), "hosts": dict(b["hosts"])}
+        for second, b in sorted(buckets.items())
+    ]

@@ -16,11 +16,11 @@ from cluster import Call, CallLog
 class Fault:
     name: str
     title: str
-    host: str | None = None            # the host's address, for host faults
+    host: str | None = None  # the host's address, for host faults
     injected: float = 0.0
-    restored: float | None = None      # when the test undid the fault (restart, link up...)
-    recovered: float | None = None     # when the state the test waited for was reached
-    end: float = 0.0                   # the end of the window its figures are taken over
+    restored: float | None = None  # when the test undid the fault (restart, link up...)
+    recovered: float | None = None  # when the state the test waited for was reached
+    end: float = 0.0  # the end of the window its figures are taken over
     notes: dict = field(default_factory=dict)
 
 
@@ -65,8 +65,10 @@ def first_event(log: CallLog, kind: str, address: str | None, after: float) -> f
 
 
 def fault_figures(fault: Fault, once: CallLog, sessions: CallLog) -> dict:
-    figures = {"once": stats(in_window(once.calls, fault.injected, fault.end)),
-               "sessions": stats(in_window(sessions.calls, fault.injected, fault.end))}
+    figures = {
+        "once": stats(in_window(once.calls, fault.injected, fault.end)),
+        "sessions": stats(in_window(sessions.calls, fault.injected, fault.end)),
+    }
     if fault.host is not None:
         until = fault.restored if fault.restored is not None else fault.end
         last = once.last_attempt_on(fault.host, fault.injected, until)
@@ -74,8 +76,17 @@ def fault_figures(fault: Fault, once: CallLog, sessions: CallLog) -> dict:
         for label, kind in (("marked_down_s", "down"), ("removed_s", "removed")):
             seen = first_event(once, kind, fault.host, fault.injected)
             figures[label] = round(seen - fault.injected, 3) if seen is not None and seen < until else None
-        health = next((e["t"] for e in once.events if e["t"] >= fault.injected and e["address"] == fault.host
-                       and e["event"].startswith("health ") and e["event"] != "health SERVING"), None)
+        health = next(
+            (
+                e["t"]
+                for e in once.events
+                if e["t"] >= fault.injected
+                and e["address"] == fault.host
+                and e["event"].startswith("health ")
+                and e["event"] != "health SERVING"
+            ),
+            None,
+        )
         figures["health_seen_s"] = round(health - fault.injected, 3) if health is not None and health < until else None
     if fault.restored is not None and fault.recovered is not None:
         figures["recover_s"] = round(fault.recovered - fault.restored, 3)
@@ -97,8 +108,15 @@ def fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def results_markdown(faults: list[Fault], figures: dict[str, dict], balance: dict[str, dict], settings: dict,
-                     names: dict[str, str], duration_s: float, totals: dict) -> str:
+def results_markdown(
+    faults: list[Fault],
+    figures: dict[str, dict],
+    balance: dict[str, dict],
+    settings: dict,
+    names: dict[str, str],
+    duration_s: float,
+    totals: dict,
+) -> str:
     lines = [
         "# Cluster run: faults and balance",
         "",
@@ -144,25 +162,42 @@ def results_markdown(faults: list[Fault], figures: dict[str, dict], balance: dic
             f"({fmt_codes(once['retried_after'])}) | {sessions['requests']} "
             f"({fmt_codes(sessions['errors_by_code'])}) | {fmt_s(f.get('last_sent_s'))} | "
             f"{fmt_s(f.get('marked_down_s'))} | {fmt_s(f.get('removed_s'))} | {fmt_s(f.get('recover_s'))} | "
-            f"{once['p99_ms']:.0f} ms | {once['max_ms']:.0f} ms |")
+            f"{once['p99_ms']:.0f} ms | {once['max_ms']:.0f} ms |"
+        )
     lines += ["", "Notes per fault:", ""]
     for fault in faults:
         notes = "; ".join(f"{k}: {v}" for k, v in fault.notes.items())
         lines.append(f"- **{fault.title}**: {notes}")
-    lines += ["", "## Balance", "",
-              "Share of the one-shot calls each host served (successes), over a window of steady load.", "",
-              "| window | " + " | ".join(names[h] for h in balance["hosts"]) + " | note |",
-              "|---|" + "---|" * len(balance["hosts"]) + "---|"]
+    lines += [
+        "",
+        "## Balance",
+        "",
+        "Share of the one-shot calls each host served (successes), over a window of steady load.",
+        "",
+        "| window | " + " | ".join(names[h] for h in balance["hosts"]) + " | note |",
+        "|---|" + "---|" * len(balance["hosts"]) + "---|",
+    ]
     for key in ("equal", "slow"):
         row = balance[key]
-        lines.append(f"| {row['title']} | " + " | ".join(f"{row['shares'][h]:.1%}" for h in balance["hosts"])
-                     + f" | {row['note']} |")
+        lines.append(
+            f"| {row['title']} | "
+            + " | ".join(f"{row['shares'][h]:.1%}" for h in balance["hosts"])
+            + f" | {row['note']} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
-def plot(once_report: dict, sessions_report: dict, faults: list[Fault], windows: list[Window], start: float,
-         names: dict[str, str], retried_at: list[float], path: Path) -> None:
+def plot(
+    once_report: dict,
+    sessions_report: dict,
+    faults: list[Fault],
+    windows: list[Window],
+    start: float,
+    names: dict[str, str],
+    retried_at: list[float],
+    path: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,8 +208,13 @@ def plot(once_report: dict, sessions_report: dict, faults: list[Fault], windows:
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, height_ratios=(3, 1.4))
     hosts = sorted(names)
     for host in hosts:
-        top.step(seconds, [b["hosts"].get(host, 0) for b in timeline], where="post", linewidth=1.2,
-                 label=f"{names[host]} served")
+        top.step(
+            seconds,
+            [b["hosts"].get(host, 0) for b in timeline],
+            where="post",
+            linewidth=1.2,
+            label=f"{names[host]} served",
+        )
     top.step(seconds, [b["ok"] for b in timeline], where="post", color="black", linewidth=1.0, label="all")
     top.set_ylabel("one-shot successes / s")
     top.set_ylim(0, max(b["ok"] for b in timeline) * 1.15)
@@ -182,8 +222,15 @@ def plot(once_report: dict, sessions_report: dict, faults: list[Fault], windows:
     errors = [sum(b["errors"].values()) for b in timeline]
     session_errors = {b["t"]: sum(b["errors"].values()) for b in sessions_report["timeline"]}
     bottom.bar(seconds, errors, width=1.0, align="edge", color="tab:red", label="one-shot errors")
-    bottom.bar(seconds, [session_errors.get(t, 0) for t in seconds], width=1.0, align="edge", bottom=errors,
-               color="tab:purple", label="session errors")
+    bottom.bar(
+        seconds,
+        [session_errors.get(t, 0) for t in seconds],
+        width=1.0,
+        align="edge",
+        bottom=errors,
+        color="tab:purple",
+        label="session errors",
+    )
     retried = Counter(int(t) for t in retried_at)
     if retried:
         bottom.plot(sorted(retried), [retried[t] for t in sorted(retried)], "k.", label="retried elsewhere")
@@ -197,13 +244,31 @@ def plot(once_report: dict, sessions_report: dict, faults: list[Fault], windows:
             axis.axvspan(window.start - start, window.end - start, color="tab:green", alpha=0.08)
     labels = top.get_xaxis_transform()  # x in seconds, y in axes fractions
     for fault in faults:
-        top.text((fault.injected + fault.end) / 2 - start, 1.01, fault.name, transform=labels, fontsize=8,
-                 ha="center", va="bottom")
+        top.text(
+            (fault.injected + fault.end) / 2 - start,
+            1.01,
+            fault.name,
+            transform=labels,
+            fontsize=8,
+            ha="center",
+            va="bottom",
+        )
     for window in windows:
-        top.text((window.start + window.end) / 2 - start, 1.01, window.name, transform=labels, fontsize=8,
-                 ha="center", va="bottom", color="tab:green")
-    figure.suptitle("aiges cluster run: calls served per host, and errors, per second; faults one at a time "
-                    "(grey), balance windows (green)", fontsize=10)
+        top.text(
+            (window.start + window.end) / 2 - start,
+            1.01,
+            window.name,
+            transform=labels,
+            fontsize=8,
+            ha="center",
+            va="bottom",
+            color="tab:green",
+        )
+    figure.suptitle(
+        "aiges cluster run: calls served per host, and errors, per second; faults one at a time "
+        "(grey), balance windows (green)",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

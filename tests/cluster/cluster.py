@@ -60,8 +60,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 
 
 class EtcdMember:
-    def __init__(self, world: World, name: str, address: str, workdir: Path, initial_cluster: str,
-                 token: str) -> None:
+    def __init__(self, world: World, name: str, address: str, workdir: Path, initial_cluster: str, token: str) -> None:
         self.world = world
         self.name = name
         self.address = address
@@ -74,17 +73,40 @@ class EtcdMember:
 
     def start(self) -> None:
         binary = shutil.which("etcd") or "etcd"
-        self.process = self.world.spawn(self.name, [
-            binary, "--name", self.name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
-            "--listen-peer-urls", f"http://{self.address}:2380",
-            "--initial-advertise-peer-urls", f"http://{self.address}:2380",
-            "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", self.token,
-            # a shared 2-core machine: leader heartbeats are not taken for a failure too soon
-            "--heartbeat-interval", "200", "--election-timeout", "2000",
-            "--logger", "zap", "--log-level", "warn",
-        ], self.log_path)
+        self.process = self.world.spawn(
+            self.name,
+            [
+                binary,
+                "--name",
+                self.name,
+                "--data-dir",
+                str(self.data_dir),
+                "--listen-client-urls",
+                f"http://{self.endpoint}",
+                "--advertise-client-urls",
+                f"http://{self.endpoint}",
+                "--listen-peer-urls",
+                f"http://{self.address}:2380",
+                "--initial-advertise-peer-urls",
+                f"http://{self.address}:2380",
+                "--initial-cluster",
+                self.initial_cluster,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                self.token,
+                # a shared 2-core machine: leader heartbeats are not taken for a failure too soon
+                "--heartbeat-interval",
+                "200",
+                "--election-timeout",
+                "2000",
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
+            ],
+            self.log_path,
+        )
 
     @property
     def running(self) -> bool:
@@ -143,8 +165,9 @@ control_dir = "{self.control}"
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = self.world.spawn(self.name, [PYTHON, "-m", "aiges", "serve", "-c", str(self.config_path)],
-                                        self.log_path, env=env, cwd=ROOT)
+        self.process = self.world.spawn(
+            self.name, [PYTHON, "-m", "aiges", "serve", "-c", str(self.config_path)], self.log_path, env=env, cwd=ROOT
+        )
 
     @property
     def running(self) -> bool:
@@ -211,8 +234,9 @@ class ProbeClient:
     """Talks to ``probe.py`` in the client namespace over its stdin and stdout."""
 
     def __init__(self, world: World, node: str, endpoints: str, log_path: Path) -> None:
-        self.process = world.spawn(node, [PYTHON, str(Path(__file__).with_name("probe.py")), endpoints, PREFIX],
-                                   log_path, cwd=ROOT, pipes=True)
+        self.process = world.spawn(
+            node, [PYTHON, str(Path(__file__).with_name("probe.py")), endpoints, PREFIX], log_path, cwd=ROOT, pipes=True
+        )
         self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -259,13 +283,13 @@ class ProbeClient:
 
 @dataclass
 class Call:
-    t: float            # when it was due to start, monotonic
+    t: float  # when it was due to start, monotonic
     ms: float
     code: str | None
     host: str | None
     kind: str
     tries: list[tuple[str, float, str]] = field(default_factory=list)
-    sent: float | None = None   # the last attempt, when others came first (else at t)
+    sent: float | None = None  # the last attempt, when others came first (else at t)
 
 
 class CallLog:
@@ -297,9 +321,17 @@ class CallLog:
             elif "event" in entry:
                 self.events.append({**entry, "t": self.start + entry["t"]})
             else:
-                self.calls.append(Call(self.start + entry["t"], entry["ms"], entry["code"], entry["host"],
-                                       entry["kind"], [(a, self.start + t, c) for a, t, c in entry.get("tries", [])],
-                                       self.start + entry["sent"] if "sent" in entry else None))
+                self.calls.append(
+                    Call(
+                        self.start + entry["t"],
+                        entry["ms"],
+                        entry["code"],
+                        entry["host"],
+                        entry["kind"],
+                        [(a, self.start + t, c) for a, t, c in entry.get("tries", [])],
+                        self.start + entry["sent"] if "sent" in entry else None,
+                    )
+                )
         return self
 
     def successes_on(self, host: str, after: float) -> int:
@@ -326,8 +358,25 @@ class Xtest:
         self.report_path = workdir / f"{name}.json"
         self.calls_path = workdir / f"{name}.calls.jsonl"
         self.log_path = workdir / f"{name}.log"
-        argv = [PYTHON, "-m", "aiges", "xtest", "--etcd", endpoints, "--service", SERVICE, "--version", VERSION,
-                "--duration", "1800", "--json", str(self.report_path), "--calls", str(self.calls_path), *args]
+        argv = [
+            PYTHON,
+            "-m",
+            "aiges",
+            "xtest",
+            "--etcd",
+            endpoints,
+            "--service",
+            SERVICE,
+            "--version",
+            VERSION,
+            "--duration",
+            "1800",
+            "--json",
+            str(self.report_path),
+            "--calls",
+            str(self.calls_path),
+            *args,
+        ]
         self.process = world.spawn(node, argv, self.log_path, cwd=ROOT)
         self.log = CallLog(self.calls_path)
 
@@ -364,16 +413,16 @@ class Cluster:
         world.add_node(*CLIENT)
         initial = ",".join(f"{name}=http://10.77.0.{octet}:2380" for name, octet in ETCD.items())
         for name, octet in ETCD.items():
-            member = self.etcd[name] = EtcdMember(world, name, f"10.77.0.{octet}", self.workdir, initial,
-                                                  world.name)
+            member = self.etcd[name] = EtcdMember(world, name, f"10.77.0.{octet}", self.workdir, initial, world.name)
             member.start()
         self.probe = ProbeClient(world, CLIENT[0], self.endpoints, self.workdir / "probe.log")
         wait_until(self.etcd_ready, 60, what="a 3-member etcd with a leader")
         for name, octet in HOSTS.items():
             host = self.hosts[name] = Host(world, name, f"10.77.0.{octet}", self.workdir, self.endpoints)
             host.start()
-        wait_until(lambda: self.registered(self.hosts.values()), 120, interval=0.5,
-                   what="four hosts registered SERVING")
+        wait_until(
+            lambda: self.registered(self.hosts.values()), 120, interval=0.5, what="four hosts registered SERVING"
+        )
         return self
 
     def etcd_ready(self) -> bool:
@@ -389,7 +438,8 @@ class Cluster:
     def registered(self, hosts, health: str = "SERVING") -> bool:
         providers = self.probe.providers()
         return providers is not None and all(
-            h.address in providers and providers[h.address]["value"].get("health") == health for h in hosts)
+            h.address in providers and providers[h.address]["value"].get("health") == health for h in hosts
+        )
 
     def xtest(self, name: str, args: list[str]) -> Xtest:
         run = Xtest(self.world, CLIENT[0], self.workdir, name, self.endpoints, args)

@@ -75,8 +75,9 @@ def owner_alive(name: str) -> bool:
 def clean_stale(everything: bool = False) -> list[str]:
     """Remove the ``aiges-cl-*`` namespaces whose maker is gone (``everything``: all of them),
     nodes first, then their worlds."""
-    stale = sorted((n for n in namespaces() if n.startswith(PREFIX) and (everything or not owner_alive(n))),
-                   key=len, reverse=True)
+    stale = sorted(
+        (n for n in namespaces() if n.startswith(PREFIX) and (everything or not owner_alive(n))), key=len, reverse=True
+    )
     for name in stale:
         kill_namespace(name)
     return stale
@@ -120,14 +121,29 @@ class World:
     def routes(self, node: str) -> str:
         return ip("-n", self.namespace(node), "route", "show").stdout
 
-    def spawn(self, node: str, argv: Sequence[str], log_path: Path | None = None, *,
-              env: dict[str, str] | None = None, cwd: Path | None = None, pipes: bool = False) -> subprocess.Popen:
+    def spawn(
+        self,
+        node: str,
+        argv: Sequence[str],
+        log_path: Path | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        pipes: bool = False,
+    ) -> subprocess.Popen:
         """Run ``argv`` inside the node (``ip netns exec`` execs it: the process id is the command's)."""
         command = ["ip", "netns", "exec", self.namespace(node), *argv]
         if pipes:
-            return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=open(log_path, "ab") if log_path else subprocess.DEVNULL,  # noqa: SIM115
-                                    env=env, cwd=cwd, text=True, bufsize=1)
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=open(log_path, "ab") if log_path else subprocess.DEVNULL,  # noqa: SIM115
+                env=env,
+                cwd=cwd,
+                text=True,
+                bufsize=1,
+            )
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
         try:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)

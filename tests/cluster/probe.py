@@ -49,7 +49,9 @@ class Probe:
             for kv in listing:
                 lease = await client.get_lease_info(kv.lease, keys=False) if kv.lease else None
                 found[kv.key.decode().removeprefix(self.prefix)] = {
-                    "value": json.loads(kv.value), "lease": kv.lease, "ttl": lease.TTL if lease else None,
+                    "value": json.loads(kv.value),
+                    "lease": kv.lease,
+                    "ttl": lease.TTL if lease else None,
                 }
             return found
 
@@ -67,8 +69,11 @@ class Probe:
                 name, _, value = line.partition(" ")
                 if name in ("etcd_server_is_leader", "etcd_server_has_leader"):
                     gauges[name] = float(value) == 1.0
-            members[endpoint] = {"up": True, "leader": gauges.get("etcd_server_is_leader", False),
-                                 "has_leader": gauges.get("etcd_server_has_leader", False)}
+            members[endpoint] = {
+                "up": True,
+                "leader": gauges.get("etcd_server_is_leader", False),
+                "has_leader": gauges.get("etcd_server_has_leader", False),
+            }
         return {"members": members}
 
     @staticmethod

@@ -114,14 +114,29 @@ name = "text"
 type = "text"
 """)
         self.began = time.monotonic()
-        once = cluster.xtest("once", ["--rate", str(RATE), "--input", f"text=@{payload}", "--expect", "text",
-                                      "--timeout-ms", "5000", "--idempotent"])
+        once = cluster.xtest(
+            "once",
+            [
+                "--rate",
+                str(RATE),
+                "--input",
+                f"text=@{payload}",
+                "--expect",
+                "text",
+                "--timeout-ms",
+                "5000",
+                "--idempotent",
+            ],
+        )
         sessions = cluster.xtest("sessions", ["-c", str(session_toml), "--rate", str(SESSION_RATE)])
         self.once_log = once.log
         hosts = cluster.hosts
         started = time.monotonic()
-        wait_until(lambda: all(once.log.successes_on(h.address, started) for h in hosts.values()), 60,
-                   what="every host serving calls")
+        wait_until(
+            lambda: all(once.log.successes_on(h.address, started) for h in hosts.values()),
+            60,
+            what="every host serving calls",
+        )
         self.say("load running on all four hosts")
         time.sleep(2)
         self.balance_windows()
@@ -169,16 +184,24 @@ type = "text"
         return best
 
     def served_again(self, fault: Fault, host, timeout: float = 90.0) -> None:
-        wait_until(lambda: self.once_log.successes_on(host.address, fault.restored), timeout, interval=0.1,
-                   what=f"{host.name} serving calls again")
-        first = min(c.t for c in self.once_log.calls
-                    if c.host == host.address and c.code is None and c.t >= fault.restored)
+        wait_until(
+            lambda: self.once_log.successes_on(host.address, fault.restored),
+            timeout,
+            interval=0.1,
+            what=f"{host.name} serving calls again",
+        )
+        first = min(
+            c.t for c in self.once_log.calls if c.host == host.address and c.code is None and c.t >= fault.restored
+        )
         fault.recovered = max(first, fault.restored)
 
     def gone_from_registry(self, host, timeout: float) -> float:
         started = time.monotonic()
-        wait_until(lambda: host.address not in (self.cluster.probe.providers() or {host.address: 0}), timeout,
-                   what=f"{host.name}'s key gone from etcd")
+        wait_until(
+            lambda: host.address not in (self.cluster.probe.providers() or {host.address: 0}),
+            timeout,
+            what=f"{host.name}'s key gone from etcd",
+        )
         return time.monotonic() - started
 
     def kill_host(self, host) -> None:
@@ -244,11 +267,16 @@ type = "text"
             self.say(f"killed {host.name}'s {len(pids)} workers with {inflight} calls in flight")
             fault.notes["workers killed"] = len(pids)
             fault.notes["in flight at the crash"] = inflight
-            wait_until(lambda: not self.cluster.registered([host]), TTL_S * 3,
-                       what=f"{host.name} NOT_SERVING in etcd")
+            wait_until(lambda: not self.cluster.registered([host]), TTL_S * 3, what=f"{host.name} NOT_SERVING in etcd")
             fault.notes["NOT_SERVING in etcd after"] = f"{time.monotonic() - fault.injected:.1f} s"
-            wait_until(lambda: (last := self.once_log.last_attempt_on(host.address, fault.injected)) is None
-                       or time.monotonic() - last > 1.5, TTL_S * 3, what=f"the client stopped sending to {host.name}")
+            wait_until(
+                lambda: (
+                    (last := self.once_log.last_attempt_on(host.address, fault.injected)) is None
+                    or time.monotonic() - last > 1.5
+                ),
+                TTL_S * 3,
+                what=f"the client stopped sending to {host.name}",
+            )
         finally:
             host.hold_init(False)
         fault.restored = time.monotonic()
@@ -261,14 +289,19 @@ type = "text"
 
     def registrations(self) -> dict[str, int]:
         """How many times each host has (re)gained its registration: a new lease, or its lease resumed."""
-        return {name: len(host.log_events("registered in etcd")) + len(host.log_events("registration resumed in etcd"))
-                for name, host in self.cluster.hosts.items()}
+        return {
+            name: len(host.log_events("registered in etcd")) + len(host.log_events("registration resumed in etcd"))
+            for name, host in self.cluster.hosts.items()
+        }
 
     def all_registered(self) -> bool:
         providers = self.cluster.probe.providers()
         return providers is not None and all(
-            h.address in providers and providers[h.address]["value"].get("health") == "SERVING"
-            and (providers[h.address]["ttl"] or 0) > 0 for h in self.cluster.hosts.values())
+            h.address in providers
+            and providers[h.address]["value"].get("health") == "SERVING"
+            and (providers[h.address]["ttl"] or 0) > 0
+            for h in self.cluster.hosts.values()
+        )
 
     def kill_etcd_leader(self) -> None:
         cluster = self.cluster
@@ -277,8 +310,9 @@ type = "text"
         fault.injected = time.monotonic()
         leader.kill()
         self.say(f"killed the etcd leader {leader.name}")
-        successor = wait_until(lambda: (m := cluster.leader()) is not None and m is not leader and m, 30,
-                               what="a new etcd leader")
+        successor = wait_until(
+            lambda: (m := cluster.leader()) is not None and m is not leader and m, 30, what="a new etcd leader"
+        )
         fault.notes["killed"] = leader.name
         fault.notes["new leader"] = f"{successor.name} after {time.monotonic() - fault.injected:.1f} s"
         wait_until(self.all_registered, TTL_S * 4, what="four live registrations under the new leader")
@@ -304,9 +338,10 @@ type = "text"
         followed.kill()
         other.kill()
         self.say(f"killed {followed.name} and {other.name}: no quorum")
-        fault.notes["killed"] = ", ".join(f"{m.name}{' (leader)' if m is leader else ''}"
-                                          f"{' (the client watched it)' if m is followed else ''}"
-                                          for m in (followed, other))
+        fault.notes["killed"] = ", ".join(
+            f"{m.name}{' (leader)' if m is leader else ''}{' (the client watched it)' if m is followed else ''}"
+            for m in (followed, other)
+        )
         health: Counter[str] = Counter()
         checks = 0
         while time.monotonic() - fault.injected < QUORUM_LOSS_S:  # the schedule is the point: hold it
@@ -323,8 +358,12 @@ type = "text"
         self.say("both members restarted")
         wait_until(cluster.etcd_ready, 60, what="etcd quorum back")
         fault.notes["quorum back after restart"] = f"{time.monotonic() - fault.restored:.1f} s"
-        wait_until(lambda: self.all_registered() and all(n > before[h] for h, n in self.registrations().items()),
-                   60, interval=0.5, what="every host registered again by itself")
+        wait_until(
+            lambda: self.all_registered() and all(n > before[h] for h, n in self.registrations().items()),
+            60,
+            interval=0.5,
+            what="every host registered again by itself",
+        )
         fault.recovered = time.monotonic()
         self.registered_again = {h: n - before[h] for h, n in self.registrations().items()}
         fault.notes["every host registered again after"] = f"{fault.recovered - fault.restored:.1f} s"
@@ -348,8 +387,9 @@ type = "text"
         except AssertionError:
             return {name: probe.status(host.address) for name, host in self.cluster.hosts.items()}
 
-    def results(self, once: Xtest, sessions: Xtest, once_report: dict, sessions_report: dict,
-                licences: dict[str, dict]) -> Run:
+    def results(
+        self, once: Xtest, sessions: Xtest, once_report: dict, sessions_report: dict, licences: dict[str, dict]
+    ) -> Run:
         cluster = self.cluster
         names = {h.address: h.name for h in cluster.hosts.values()}
         addresses = [h.address for h in cluster.hosts.values()]
@@ -362,31 +402,73 @@ type = "text"
         expected = 1 / SLOW_FACTOR
         balance = {
             "hosts": addresses,
-            "equal": {"title": "four equal hosts", "shares": equal,
-                      "note": f"max/min {max(equal.values()) / max(min(equal.values()), 1e-9):.3f}"},
-            "slow": {"title": f"h4 {SLOW_FACTOR}x slower", "shares": slow,
-                     "note": f"h4 gets {slow_ratio:.2f} of a fast host's share (capacity ratio {expected:.2f})"},
+            "equal": {
+                "title": "four equal hosts",
+                "shares": equal,
+                "note": f"max/min {max(equal.values()) / max(min(equal.values()), 1e-9):.3f}",
+            },
+            "slow": {
+                "title": f"h4 {SLOW_FACTOR}x slower",
+                "shares": slow,
+                "note": f"h4 gets {slow_ratio:.2f} of a fast host's share (capacity ratio {expected:.2f})",
+            },
             "equal_ratio": max(equal.values()) / max(min(equal.values()), 1e-9),
             "slow_ratio": slow_ratio,
         }
         start = once.log.start
         totals = {"once": stats(once.log.calls), "sessions": stats(sessions.log.calls)}
-        settings = {"cpus": os.cpu_count(), "workers": WORKERS, "service_ms": SERVICE_MS, "licences": LICENCES,
-                    "ttl_s": TTL_S, "rate": RATE, "session_rate": SESSION_RATE, "frames": FRAMES}
+        settings = {
+            "cpus": os.cpu_count(),
+            "workers": WORKERS,
+            "service_ms": SERVICE_MS,
+            "licences": LICENCES,
+            "ttl_s": TTL_S,
+            "rate": RATE,
+            "session_rate": SESSION_RATE,
+            "frames": FRAMES,
+        }
         duration = max(c.t for c in once.log.calls) - start
         text = results_markdown(faults, figures, balance, settings, names, duration, totals)
         text += "\n## Schedule\n\n```\n" + "\n".join(self.log) + "\n```\n"
         (HERE / "RESULTS.md").write_text(text)
-        (self.workdir / "faults.json").write_text(json.dumps({
-            "start": start, "faults": [dataclasses.asdict(f) for f in faults],
-            "windows": [dataclasses.asdict(w) for w in self.windows.values()], "figures": figures,
-            "balance": balance}, indent=1, default=str))
+        (self.workdir / "faults.json").write_text(
+            json.dumps(
+                {
+                    "start": start,
+                    "faults": [dataclasses.asdict(f) for f in faults],
+                    "windows": [dataclasses.asdict(w) for w in self.windows.values()],
+                    "figures": figures,
+                    "balance": balance,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         retried_at = [c.t - start for c in once.log.calls if c.tries]
-        plot(once_report, sessions_report, faults, list(self.windows.values()), start, names, retried_at,
-             HERE / "timeline.png")
+        plot(
+            once_report,
+            sessions_report,
+            faults,
+            list(self.windows.values()),
+            start,
+            names,
+            retried_at,
+            HERE / "timeline.png",
+        )
         print("\n" + text, flush=True)
-        return Run(cluster, once, sessions, once_report, sessions_report, self.faults, self.windows, figures,
-                   balance, licences, names)
+        return Run(
+            cluster,
+            once,
+            sessions,
+            once_report,
+            sessions_report,
+            self.faults,
+            self.windows,
+            figures,
+            balance,
+            licences,
+            names,
+        )
 
 
 def interrupted(signum: int, frame) -> None:
@@ -436,6 +518,7 @@ def host_faults(run: Run) -> list[Fault]:
 
 # -- the topology ----------------------------------------------------------------------------
 
+
 def test_the_cluster_has_no_route_out(run):
     world = run.cluster.world
     for node in world.nodes:
@@ -445,6 +528,7 @@ def test_the_cluster_has_no_route_out(run):
 
 
 # -- faults -----------------------------------------------------------------------------------
+
 
 def test_one_shot_calls_in_flight_on_a_lost_host_are_retried_on_another(run):
     """Killed, cut off or draining: no one-shot call fails (they are idempotent, so those whose
@@ -536,6 +620,7 @@ def test_a_sessions_frames_are_never_sent_to_another_host(run):
 
 
 # -- balance ----------------------------------------------------------------------------------
+
 
 def test_equal_hosts_get_shares_within_ten_percent_of_each_other(run):
     assert run.balance["equal_ratio"] <= 1.10, run.balance["equal"]

@@ -23,7 +23,7 @@ from conftest import free_port, wait_for
 from test_operations import status
 
 from aiges.client import AigesCallError
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol import oip_pb2
 from aiges.protocol.v2_pb2 import LoaderInput
 

@@ -10,7 +10,7 @@ from conftest import ROOT
 
 from aiges.client import Input
 from aiges.config import load_config
-from aiges.xtest.config import load_xtest
+from aiges.xtest.plan import load_xtest
 
 DEMOS = ["audio_stream", "digits", "embedding"]
 

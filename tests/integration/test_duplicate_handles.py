@@ -10,7 +10,7 @@ import pytest
 from conftest import wait_for
 from test_operations import status
 
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, Session
 

@@ -200,7 +200,7 @@ def test_licences_exhausted_gets_10110_in_resdata(serve):
 
 
 def client_input() -> LoaderInput:
-    from aiges.client.messages import loader_input
+    from aiges.client.values import loader_input
 
     return loader_input(state=LoaderInput.ONCE, inputs={"text": b"x"}, expect=["text"], status=3)
 

@@ -85,8 +85,9 @@ def test_a_hung_init_on_restart_is_killed_retried_and_fails_liveness(serve, tmp_
     again with back-off; after start_failures in a row liveness is NOT_SERVING (the orchestrator
     restarts the pod); once init works again, both come back."""
     hang = tmp_path / "hang"
-    server = serve("faulty", wrapper_config={"hang_while": str(hang)},
-                   worker_extra="ready_timeout_ms = 1000\nstart_failures = 2")
+    server = serve(
+        "faulty", wrapper_config={"hang_while": str(hang)}, worker_extra="ready_timeout_ms = 1000\nstart_failures = 2"
+    )
     hang.touch()
     with server.client() as client:
         client.once({"text": b"x"}, params={"mode": "exit"}, expect=["text"], check=False)
@@ -121,19 +122,27 @@ def test_min_ready_keeps_serving_with_one_worker_down(serve):
 def test_reflection_and_health_through_grpcurl(serve):
     grpcurl = require_tool("grpcurl")
     server = serve("faulty")
-    listed = subprocess.run([grpcurl, "-plaintext", server.address, "list"], capture_output=True, text=True,
-                            timeout=30)
+    listed = subprocess.run([grpcurl, "-plaintext", server.address, "list"], capture_output=True, text=True, timeout=30)
     assert listed.returncode == 0, listed.stderr
     services = set(listed.stdout.split())
     assert {"utils.XsfCall", "utils.ToolBox", "aiges.v1.Session", "grpc.health.v1.Health"} <= services
-    described = subprocess.run([grpcurl, "-plaintext", server.address, "describe", "utils.XsfCall"],
-                               capture_output=True, text=True, timeout=30)
+    described = subprocess.run(
+        [grpcurl, "-plaintext", server.address, "describe", "utils.XsfCall"], capture_output=True, text=True, timeout=30
+    )
     assert "rpc call ( .utils.ReqData ) returns ( .utils.ResData )" in described.stdout
-    message = subprocess.run([grpcurl, "-plaintext", server.address, "describe", "protocol.LoaderInput"],
-                             capture_output=True, text=True, timeout=30)
+    message = subprocess.run(
+        [grpcurl, "-plaintext", server.address, "describe", "protocol.LoaderInput"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "repeated .protocol.Payload pl = 7;" in message.stdout
-    checked = subprocess.run([grpcurl, "-plaintext", "-d", '{"service": "svcName"}', server.address,
-                              "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=30)
+    checked = subprocess.run(
+        [grpcurl, "-plaintext", "-d", '{"service": "svcName"}', server.address, "grpc.health.v1.Health/Check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert json.loads(checked.stdout) == {"status": "SERVING"}
 
 
@@ -299,7 +308,7 @@ def test_drain_refuses_new_calls_and_lets_running_sessions_finish(serve):
 
 
 def first_frame():
-    from aiges.client.messages import loader_input
+    from aiges.client.values import loader_input
     from aiges.protocol.v2_pb2 import LoaderInput
 
     return loader_input(state=LoaderInput.ONCE, inputs={"in": b"x"}, expect=["out"], status=3)

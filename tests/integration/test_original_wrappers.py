@@ -29,7 +29,7 @@ from conftest import Server, free_port, wait_for
 from original_sdk import CLIENTS, compile_original_stubs, original_file, original_root, render_template
 
 from aiges.client import AigesCallError, Client
-from aiges.client.messages import Input
+from aiges.client.values import Input
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 

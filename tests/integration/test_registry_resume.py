@@ -30,11 +30,26 @@ class Etcd:
         peer = f"http://127.0.0.1:{self.peer_port}"
         with open(self.workdir / "etcd.log", "ab") as log:
             self.process = subprocess.Popen(
-                [self.binary, "--name", "one", "--data-dir", str(self.workdir / "etcd-data"),
-                 "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls",
-                 f"http://{self.endpoint}", "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"one={peer}"],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    self.binary,
+                    "--name",
+                    "one",
+                    "--data-dir",
+                    str(self.workdir / "etcd-data"),
+                    "--listen-client-urls",
+                    f"http://{self.endpoint}",
+                    "--advertise-client-urls",
+                    f"http://{self.endpoint}",
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    f"one={peer}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self.healthy, timeout=30, interval=0.1)
 
     def healthy(self) -> bool:
@@ -50,6 +65,7 @@ class Etcd:
 
     def keys(self) -> dict[str, int]:
         """Each provider key and the lease it is bound to."""
+
         async def read():
             async with aetcd.Client(host="127.0.0.1", port=self.client_port, timeout=2) as client:
                 return {kv.key.decode(): kv.lease for kv in await client.get_prefix(PREFIX.encode())}

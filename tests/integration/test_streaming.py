@@ -11,7 +11,7 @@ from conftest import wait_for
 from test_operations import status
 
 from aiges.client import AigesCallError
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 
 TRANSPORTS = ["xsf", "stream"]

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, WRAPPERS, Server, free_port
 from openapi_spec_validator import validate
 
-from aiges.client.messages import loader_input
+from aiges.client.values import loader_input
 from aiges.protocol.v2_pb2 import LoaderInput
 
 

@@ -40,32 +40,50 @@ def balancer(listing: Listing, seed: int = 7) -> Balancer:
     return Balancer(listing, rng=random.Random(seed))
 
 
-@pytest.mark.parametrize(("code", "details", "outcome"), [
-    (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: connection refused",
-     Outcome.UNREACHED),
-    (grpc.StatusCode.UNAVAILABLE, "Socket closed", Outcome.LOST),
-    (grpc.StatusCode.UNAVAILABLE, "keepalive watchdog timeout", Outcome.LOST),
-    (grpc.StatusCode.CANCELLED, "Cancelled on the server side", Outcome.LOST),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", Outcome.FAILED),
-    (grpc.StatusCode.INTERNAL, "boom", Outcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("code", "details", "outcome"),
+    [
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: connection refused",
+            Outcome.UNREACHED,
+        ),
+        (grpc.StatusCode.UNAVAILABLE, "Socket closed", Outcome.LOST),
+        (grpc.StatusCode.UNAVAILABLE, "keepalive watchdog timeout", Outcome.LOST),
+        (grpc.StatusCode.CANCELLED, "Cancelled on the server side", Outcome.LOST),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", Outcome.FAILED),
+        (grpc.StatusCode.INTERNAL, "boom", Outcome.FAILED),
+    ],
+)
 def test_what_a_grpc_failure_says_about_the_call(code, details, outcome):
     assert classify_status(code, details) is outcome
 
 
-@pytest.mark.parametrize(("code", "outcome"), [
-    (0, Outcome.OK), (10110, Outcome.REFUSED), (10909, Outcome.FAILED), (10109, Outcome.FAILED),
-    (10107, Outcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (0, Outcome.OK),
+        (10110, Outcome.REFUSED),
+        (10909, Outcome.FAILED),
+        (10109, Outcome.FAILED),
+        (10107, Outcome.FAILED),
+    ],
+)
 def test_what_an_aiges_code_says(code, outcome):
     assert classify_code(code) is outcome
 
 
-@pytest.mark.parametrize(("outcome", "idempotent", "retry"), [
-    (Outcome.REFUSED, False, True), (Outcome.UNREACHED, False, True),
-    (Outcome.LOST, False, False), (Outcome.LOST, True, True),
-    (Outcome.FAILED, True, False), (Outcome.OK, True, False),
-])
+@pytest.mark.parametrize(
+    ("outcome", "idempotent", "retry"),
+    [
+        (Outcome.REFUSED, False, True),
+        (Outcome.UNREACHED, False, True),
+        (Outcome.LOST, False, False),
+        (Outcome.LOST, True, True),
+        (Outcome.FAILED, True, False),
+        (Outcome.OK, True, False),
+    ],
+)
 def test_the_retry_rule(outcome, idempotent, retry):
     assert may_retry(outcome, idempotent) is retry
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
-from aiges.client.messages import AigesCallError, InputValue, Result, loader_input, result_of
-from aiges.client.sessions import StreamSession, XsfSession
+from aiges.client.session_calls import StreamSession, XsfSession
+from aiges.client.values import AigesCallError, InputValue, Result, loader_input, result_of
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
@@ -17,8 +17,15 @@ Expect = Iterable[str] | Mapping[str, int | str] | None
 
 
 class Client:
-    def __init__(self, address: str, *, timeout: float = 60.0, max_message_mb: int = 64, service_id: str = "",
-                 options: Sequence[tuple[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 60.0,
+        max_message_mb: int = 64,
+        service_id: str = "",
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...)."""
         limit = max_message_mb << 20
         self.address = address
@@ -26,8 +33,7 @@ class Client:
         self.service_id = service_id
         self.channel = grpc.insecure_channel(
             address,
-            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
-                     *options],
+            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit), *options],
         )
         self.stub = XsfCallStub(self.channel)
 
@@ -67,8 +73,13 @@ class Client:
     ) -> Result:
         """One one-shot call. Raises AigesCallError on a non-zero code unless ``check`` is False."""
         message = loader_input(
-            state=LoaderInput.ONCE, inputs=inputs, params=params, headers=headers, expect=expect,
-            service_id=self.service_id, status=3,
+            state=LoaderInput.ONCE,
+            inputs=inputs,
+            params=params,
+            headers=headers,
+            expect=expect,
+            service_id=self.service_id,
+            status=3,
         )
         code, error, handle, output = self.call("AIIn", message, params={"SeqNo": "1"})
         result = result_of(output, handle) if output is not None else Result(code, error, 2, [], handle)
@@ -93,11 +104,13 @@ class Client:
         bidi stream). Use it as a context manager; ``inputs`` are written with the first frame.
         ``handle``: the xsf handle to use (as a gateway that reuses the request's sid does);
         empty, the server makes one."""
+        session: XsfSession | StreamSession
         if transport == "xsf":
             session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms, handle=handle)
         elif transport == "stream":
-            session = StreamSession(self.channel, params=params, headers=headers, expect=expect,
-                                    service_id=self.service_id)
+            session = StreamSession(
+                self.channel, params=params, headers=headers, expect=expect, service_id=self.service_id
+            )
         else:
             raise ValueError(f"transport must be 'xsf' or 'stream', got {transport!r}")
         return session.open(inputs)

@@ -12,11 +12,12 @@ from collections.abc import Iterator, Mapping
 
 import grpc
 
-from aiges.client.messages import AigesCallError, InputValue, Result, loader_input, result_of
+from aiges.client.values import AigesCallError, InputValue, Result, loader_input, result_of
+from aiges.engine.items import DataStatus
 from aiges.protocol.stream_pb2_grpc import SessionStub
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 
-CONTINUE, END = 1, 2
+CONTINUE, END = DataStatus.CONTINUE, DataStatus.END
 
 
 class XsfSession:
@@ -35,8 +36,14 @@ class XsfSession:
 
     def open(self, inputs: Mapping[str, InputValue] | None = None) -> XsfSession:
         message = loader_input(
-            state=LoaderInput.STREAM, inputs=inputs, params=self.params, headers=self.headers, expect=self.expect,
-            service_id=self.client.service_id, sync_id=0, status=0 if inputs else None,
+            state=LoaderInput.STREAM,
+            inputs=inputs,
+            params=self.params,
+            headers=self.headers,
+            expect=self.expect,
+            service_id=self.client.service_id,
+            sync_id=0,
+            status=0 if inputs else None,
         )
         code, error, handle, output = self.client.call("AIIn", message, handle=self.handle, params={"SeqNo": "1"})
         self.handle = handle
@@ -47,11 +54,15 @@ class XsfSession:
         """Send one chunk; whatever output is already ready comes back and is kept for results()."""
         self.sync_id = self.sync_id + 1 if sync_id is None else sync_id
         message = loader_input(
-            state=LoaderInput.STREAM, inputs=inputs, service_id=self.client.service_id, sync_id=self.sync_id,
+            state=LoaderInput.STREAM,
+            inputs=inputs,
+            service_id=self.client.service_id,
+            sync_id=self.sync_id,
             status=END if last else CONTINUE,
         )
-        code, error, _, output = self.client.call("AIIn", message, handle=self.handle,
-                                                  params={"waitTime": str(self.wait_ms)})
+        code, error, _, output = self.client.call(
+            "AIIn", message, handle=self.handle, params={"waitTime": str(self.wait_ms)}
+        )
         self._take(code, error, output)
 
     def results(self) -> Iterator[Result]:
@@ -93,8 +104,16 @@ class XsfSession:
 class StreamSession:
     """One ``aiges.v1.Session/Stream`` call; the server pushes each batch as soon as it exists."""
 
-    def __init__(self, channel: grpc.Channel, *, params=None, headers=None, expect=None, service_id: str = "",
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        params=None,
+        headers=None,
+        expect=None,
+        service_id: str = "",
+        timeout: float | None = None,
+    ) -> None:
         self._outgoing: queue.Queue[LoaderInput | None] = queue.Queue()
         self.params, self.headers, self.expect, self.service_id = params, headers, expect, service_id
         self._call = SessionStub(channel).Stream(self._requests(), timeout=timeout)
@@ -113,10 +132,17 @@ class StreamSession:
         return dict(self._call.initial_metadata()).get("aiges-handle", "")
 
     def open(self, inputs: Mapping[str, InputValue] | None = None) -> StreamSession:
-        self._outgoing.put(loader_input(
-            state=LoaderInput.STREAM, inputs=inputs, params=self.params, headers=self.headers, expect=self.expect,
-            service_id=self.service_id, status=0 if inputs else None,
-        ))
+        self._outgoing.put(
+            loader_input(
+                state=LoaderInput.STREAM,
+                inputs=inputs,
+                params=self.params,
+                headers=self.headers,
+                expect=self.expect,
+                service_id=self.service_id,
+                status=0 if inputs else None,
+            )
+        )
         self._opened = True
         return self
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiges.client.messages import TYPE_CODES
+from aiges.client.values import TYPE_CODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,9 +136,13 @@ def load_xtest(path: Path | None) -> XtestConfig:
         section = data.get(name)
         if section is None:
             raise XtestConfigError(f"{path}: [data] expect names [{name}], which does not exist")
-        config.expect.append(ExpectSpec(
-            str(section.get("name", name)), data_type(path, name, section), describe_pairs(section.get("describe", ""))
-        ))
+        config.expect.append(
+            ExpectSpec(
+                str(section.get("name", name)),
+                data_type(path, name, section),
+                describe_pairs(section.get("describe", "")),
+            )
+        )
     downstream = data.get("downstream", {})
     config.output_mode = as_int(downstream, "output", -1, f"{path}: [downstream]")
     config.output_path = base / str(downstream.get("outputDst", "xtest-results"))

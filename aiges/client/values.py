@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union, cast
 
 from aiges.engine.items import TYPE_CODES
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
@@ -83,7 +83,7 @@ def payloads(inputs: Mapping[str, InputValue], status: int | None = None, seq: i
             attributes.setdefault("status", str(status))
         if seq is not None:
             attributes.setdefault("seq", str(seq))
-        result.append(Payload(meta=MetaDesc(name=name, dataType=data_type, attribute=attributes), data=data))
+        result.append(Payload(meta=MetaDesc(name=name, dataType=cast(Any, data_type), attribute=attributes), data=data))
     return result
 
 
@@ -91,7 +91,7 @@ def expect_list(expect: Iterable[str] | Mapping[str, int | str] | None) -> list[
     if not expect:
         return []
     if isinstance(expect, Mapping):
-        return [MetaDesc(name=name, dataType=as_type(t)) for name, t in expect.items()]
+        return [MetaDesc(name=name, dataType=cast(Any, as_type(t))) for name, t in expect.items()]
     return [MetaDesc(name=name) for name in expect]
 
 
@@ -108,7 +108,7 @@ def loader_input(
 ) -> LoaderInput:
     return LoaderInput(
         serviceId=service_id,
-        state=state,
+        state=cast(Any, state),
         headers=dict(headers or {}),
         params={k: str(v) for k, v in (params or {}).items()},
         expect=expect_list(expect),
