@@ -27,7 +27,8 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
-from aiges.engine.items import WorkerInfo
+from aiges.engine import ipc
+from aiges.engine.items import DataItem, WorkerInfo
 from aiges.engine.licences import Licences
 from aiges.engine.messages import (
     Destroy,
@@ -65,6 +66,8 @@ class EngineSettings:
     session_ttl_ms: int = 15000
     expiry_scan_ms: int = 1000
     session_output_bytes: int = 4 << 20
+    log_workers: bool = False
+    """Name the worker in each request's log lines (for debug logging: it costs a little per call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class Engine:
         """``reports`` takes what wrappers report through their callbacks (metering, metrics,
         load-balancer labels, trace entries); ``launcher`` starts workers (processes, by default)."""
         self.settings = settings
+        self.peer = settings.pool.worker.peer_addr
         self._reports = reports
         self.pool = WorkerPool(settings.pool, self, launcher)
         self.licences = Licences(settings.licences)
@@ -120,7 +124,7 @@ class Engine:
         """Set when the workers' state changes (health follows it)."""
         self.inflight = 0
         self.draining = False
-        self._early: dict[str, EarlyOutputs] = {}
+        self._early: dict[str, EarlyOutputs | None] = {}
         """First frames in flight, by handle (until their answer is handled)."""
         self._destroying: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -172,20 +176,22 @@ class Engine:
 
     async def once(self, tag: str, frame: Frame, trace: str = "") -> Output:
         """A one-shot call: it holds a licence while it runs."""
-        value = await self._first(tag, Once(0, Head(tag, trace), frame))
+        value = await self._first(tag, Once(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame)))
         assert not isinstance(value, Session)
         return value
 
     async def open(self, tag: str, frame: Frame, *, ordered: bool = False, trace: str = "") -> Session:
         """A new session, which holds a licence until it ends; ``ordered``: the worker puts its
         frames back in sync_id order."""
-        value = await self._first(tag, Open(0, Head(tag, trace), frame, ordered))
+        value = await self._first(
+            tag, Open(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame), ordered)
+        )
         assert isinstance(value, Session)
         return value
 
     async def begin(self, tag: str, frame: Wire, trace: str = "") -> Output | Session:
         """A first frame that may be either, as it says itself (an xsf AIIn with SeqNo 1)."""
-        return await self._first(tag, Once(0, Head(tag, trace), frame, may_open=True))
+        return await self._first(tag, Once(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame), True))
 
     async def _first(self, tag: str, message: Once | Open) -> Output | Session:
         """A first frame goes to the least-loaded worker, holding a licence."""
@@ -197,7 +203,7 @@ class Engine:
         if tag in self.sessions.open or tag in self._early:
             raise AigesError(ErrorCode.SESSION_REPEAT, f"handle {tag} is already in use by a running call or session")
         self.licences.acquire()
-        self._early[tag] = EarlyOutputs()
+        self._early[tag] = None  # in flight; EarlyOutputs only if a wrapper thread pushes meanwhile
         self.inflight += 1
         call = asyncio.ensure_future(self.pool.call(message, retryable=True))
         try:
@@ -209,13 +215,16 @@ class Engine:
             self._first_done(tag)
             raise
         self.inflight -= 1
-        bind_contextvars(worker=worker.index)  # the request's log lines name the worker that ran it
+        if self.settings.log_workers:  # the request's debug lines name the worker that ran it
+            bind_contextvars(worker=worker.index)
         early = self._early.pop(tag)
         match value:
             case OnceReply(output=output):
                 self.licences.release()
                 return output
             case Opened(service_id=service_id, outputs=outputs):
+                if early is None:
+                    return self._register(tag, worker, service_id, outputs, None)
                 return self._register(tag, worker, service_id, [*outputs, *early.outputs], early.failure)
         raise AssertionError(f"a first frame was answered with {value!r}")
 
@@ -258,7 +267,7 @@ class Engine:
         session.touch()
         self.inflight += 1
         try:
-            await self.pool.call(Write(0, session.tag, frame), worker=session.worker)
+            await self.pool.call(Write(self.pool.new_id(), session.tag, out_of_band(frame)), worker=session.worker)
         except AigesError as exc:
             self.fail(session, exc)
             self.close(session, reason=f"error {exc.code}")
@@ -269,7 +278,7 @@ class Engine:
     def finish(self, session: Session) -> None:
         """The client will write no more: the worker reads until the wrapper's output ends."""
         if not session.closed and session.failure is None:
-            self._spawn(self._call_quietly(Finish(0, session.tag), session.worker))
+            self._spawn(self._call_quietly(Finish(self.pool.new_id(), session.tag), session.worker))
 
     async def read(self, session: Session, wait_s: float | None) -> Output | None:
         """The next output batch, waiting at most ``wait_s`` (None: until one comes). The batch
@@ -337,7 +346,7 @@ class Engine:
     def _destroy(self, tag: str, worker: Worker) -> None:
         """wrapperDestroy in the worker; until it is done the handle is not given to a new call,
         so the worker never holds two sessions under one handle."""
-        task = self._spawn(self._call_quietly(Destroy(0, tag), worker))
+        task = self._spawn(self._call_quietly(Destroy(self.pool.new_id(), tag), worker))
         self._destroying[tag] = task
         task.add_done_callback(
             lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done else None
@@ -382,9 +391,8 @@ class Engine:
     def on_output(self, message: SessionOutput) -> None:
         session = self.sessions.open.get(message.tag)
         if session is None:
-            early = self._early.get(message.tag)
-            if early is not None:
-                early.outputs.append((message.output, message.ended))
+            if message.tag in self._early:
+                self._early_of(message.tag).outputs.append((message.output, message.ended))
             return
         if not session.closed:
             self._queue_output(session, message.output, message.ended)
@@ -395,9 +403,15 @@ class Engine:
         if session is not None:
             self.fail(session, error)
             return
-        early = self._early.get(message.tag)
-        if early is not None and early.failure is None:
-            early.failure = error
+        if message.tag in self._early:
+            early = self._early_of(message.tag)
+            early.failure = early.failure or error
+
+    def _early_of(self, tag: str) -> EarlyOutputs:
+        early = self._early.get(tag)
+        if early is None:
+            early = self._early[tag] = EarlyOutputs()
+        return early
 
     def on_worker_lost(self, worker: Worker, reason: str) -> None:
         for session in self.sessions.on_worker(worker):
@@ -427,6 +441,16 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def out_of_band(frame: Frame) -> Frame:
+    """A frame whose payloads travel beside the message (in the shared-memory ring when large)."""
+    if isinstance(frame, Wire):
+        if isinstance(frame.data, bytes) and len(frame.data) < ipc.OUT_OF_BAND_MIN:
+            return frame
+        return Wire(frame.codec, ipc.out_of_band(frame.data))  # type: ignore[arg-type]
+    items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc) for i in frame.items]  # type: ignore[arg-type]
+    return frame._replace(items=items)
 
 
 def output_size(output: Any) -> int:

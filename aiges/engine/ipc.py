@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from aiges.engine.packing import pack, unpack
 from aiges.engine.shm import SHM_MIN, ShmRing
 
 HEADER = struct.Struct("<IH")
@@ -45,7 +46,7 @@ def encode(message: Any, ring: ShmRing | None = None, wait_for_ring: bool = Fals
     """The pieces of one frame. With ``wait_for_ring``, None when a large buffer does not fit in
     the ring only because the reader has not caught up (the caller retries after its reply)."""
     buffers: list[pickle.PickleBuffer] = []
-    meta = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    meta = pickle.dumps(pack(message), protocol=5, buffer_callback=buffers.append)
     if not buffers:
         return [HEADER.pack(len(meta), 0) + meta]
     descriptors = []
@@ -162,7 +163,7 @@ class FrameBuffer:
                         assert self.ring is not None
                         buffers.append(self.ring.get(position, length))
                         ring_end = position + length
-                out.append(pickle.loads(meta, buffers=buffers))
+                out.append(unpack(pickle.loads(meta, buffers=buffers)))
                 meta.release()
             if not self.materialize:
                 self.ring_ends.append(ring_end)

@@ -37,9 +37,11 @@ from aiges.engine import ipc
 from aiges.engine.items import WorkerInfo
 from aiges.engine.messages import (
     Call,
+    Destroy,
     Done,
     Failed,
     Fini,
+    Finish,
     Init,
     InitFailed,
     Once,
@@ -52,6 +54,7 @@ from aiges.engine.messages import (
     SessionOutput,
     Started,
     WorkerSettings,
+    Write,
 )
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
@@ -63,6 +66,10 @@ RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 # Thread pools of numeric libraries: sized per worker, so N workers do not each start one thread
 # per core (unless the environment already says otherwise).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+CALL_KINDS: dict[type, str] = {Once: "once", Open: "open", Write: "write", Finish: "finish", Destroy: "destroy"}
+"""The ``kind`` label of a call's leg latencies."""
 
 
 class WorkerInitError(Exception):
@@ -548,7 +555,7 @@ class WorkerPool:
             return
         timings = answer.timings
         LEGS.record(
-            type(call.message).__name__.lower(),
+            CALL_KINDS[type(call.message)],
             queue=(call.sent_at - call.created_at)
             + (timings.started_at - timings.received_at)
             + max(min(timings.free_at, timings.received_at) - call.sent_at, 0.0),
@@ -581,6 +588,10 @@ class WorkerPool:
         value = await call.future
         assert call.worker is not None
         return call.worker, value
+
+    def new_id(self) -> int:
+        """An id for a call message (the pool matches its answer by it)."""
+        return next(self._ids)
 
     def notify(self, worker: Worker, message: Any) -> None:
         """A one-way message to a worker (no answer): it joins calls being held for the worker,
@@ -623,8 +634,9 @@ class WorkerPool:
         leave together when the last answer comes (as Nagle's algorithm does for TCP): an idle
         worker gets a call at once, a busy one gets the next batch in one frame group and one
         wake-up, and since a worker runs its calls one after another, holding costs them no time."""
-        call_id = next(self._ids)
-        call.message = call.message._replace(call_id=call_id)
+        if call.sent_at:  # sent before, to a worker since lost: under a new id
+            call.message = call.message._replace(call_id=next(self._ids))
+        call_id = call.message.call_id
         call.sent_at = time.monotonic()
         if not worker.pending:
             worker.last_reply_at = call.sent_at

@@ -14,8 +14,8 @@ session, 0 in a one-shot reply) and ``status``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiges.engine.items import DataItem, DataStatus
@@ -38,41 +38,39 @@ def app_id_of(headers: Mapping[str, str]) -> str:
     return headers.get("app_id") or headers.get("appid", "")
 
 
-@dataclass(slots=True)
-class Named:
-    """An output item as the client gets it: its expect entry's name and type, its attributes."""
-
-    name: str
-    data_type: int
-    data: bytes
-    attributes: dict[str, str]
-    status: int
-
-
-@dataclass
 class OutputNaming:
     """Names a call's or a session's outputs after its expect entries, numbering them."""
 
-    expect: Mapping[str, Expect]
-    seq: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("expect", "seq")
 
-    def name(self, items: Iterable[DataItem], numbered: bool) -> Iterator[Named]:
-        for item in items:
-            entry = self.expect.get(item.key)
-            if entry is None:
-                names = ", ".join(sorted(self.expect)) or "none"
-                raise AigesError(
-                    ErrorCode.INVALID_OUTPUT,
-                    f"wrapper output {item.key!r} is not in the request's expect list (expected: {names})",
-                )
-            number = 0
-            if numbered:
-                number = self.seq[item.key] = self.seq.get(item.key, 0) + 1
-            attributes = dict(item.desc) if item.desc else {}
+    def __init__(self, expect: Mapping[str, Expect]) -> None:
+        self.expect = expect
+        self.seq: dict[str, int] = {}
+
+    def entry(self, key: str) -> Expect:
+        """The expect entry an output is named by (10106 for an output no entry names)."""
+        entry = self.expect.get(key)
+        if entry is None:
+            names = ", ".join(sorted(self.expect)) or "none"
+            raise AigesError(
+                ErrorCode.INVALID_OUTPUT,
+                f"wrapper output {key!r} is not in the request's expect list (expected: {names})",
+            )
+        return entry
+
+    def number(self, key: str) -> int:
+        """The next ``seq`` of a session's output ``key`` (1, 2, ...)."""
+        number = self.seq[key] = self.seq.get(key, 0) + 1
+        return number
+
+    def attributes(self, item: DataItem, entry: Expect, number: int) -> dict[str, str]:
+        """The wrapper's ``desc``, overlaid with the entry's attributes, plus ``seq`` and ``status``."""
+        attributes = dict(item.desc) if item.desc else {}
+        if entry.attributes:
             attributes.update(entry.attributes)
-            attributes["seq"] = str(number)
-            attributes["status"] = str(item.status)
-            yield Named(item.key, entry.data_type, item.data, attributes, item.status)
+        attributes["seq"] = str(number)
+        attributes["status"] = str(item.status)
+        return attributes
 
 
 def batch_status(items: list[DataItem]) -> tuple[int, bool]:
@@ -129,9 +127,13 @@ class ItemsEncoder:
         return ItemsOutput(status, self._items(items, numbered=True)), ended
 
     def _items(self, items: list[DataItem], numbered: bool) -> list[DataItem]:
-        return [
-            DataItem(n.name, n.data, n.data_type, n.status, n.attributes) for n in self.naming.name(items, numbered)
-        ]
+        naming = self.naming
+        named = []
+        for item in items:
+            entry = naming.entry(item.key)
+            attributes = naming.attributes(item, entry, naming.number(item.key) if numbered else 0)
+            named.append(DataItem(item.key, item.data, entry.data_type, item.status, attributes))
+        return named
 
 
 class ItemsCodec:

@@ -101,11 +101,19 @@ class LoaderEncoder:
         return root, root.data.add().data
 
     def _fill(self, output: LoaderOutput, items: list[DataItem], numbered: bool) -> None:
-        for named in self.naming.name(items, numbered):
-            payload = output.pl.add(data=named.data)
-            payload.meta.name = named.name
-            payload.meta.dataType = cast(Any, named.data_type)
-            payload.meta.attribute.update(named.attributes)
+        naming = self.naming
+        for item in items:
+            entry = naming.entry(item.key)
+            meta = output.pl.add(data=item.data).meta
+            meta.name = item.key
+            meta.dataType = cast(Any, entry.data_type)
+            attribute = meta.attribute
+            if item.desc:
+                attribute.update(item.desc)
+            if entry.attributes:
+                attribute.update(entry.attributes)
+            attribute["seq"] = str(naming.number(item.key) if numbered else 0)
+            attribute["status"] = str(item.status)
 
     def once(self, items: list[DataItem]) -> bytes:
         root, output = self._new(self.head)
@@ -132,7 +140,8 @@ class LoaderCodec:
         """The first frame of a call or a session: it carries the params, headers and expect."""
         message = decode_input(data)
         once = message.state == LoaderInput.ONCE
-        expect = {e.name: Expect(e.dataType, dict(e.attribute)) for e in message.expect}
+        # the request's own attribute maps, not copies: an output overlays them
+        expect = {e.name: tuple.__new__(Expect, (e.dataType, e.attribute)) for e in message.expect}
         return Decoded(
             once=once,
             params=input_params(message.params, message.headers, self.header_pass),

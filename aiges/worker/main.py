@@ -191,7 +191,7 @@ class Worker:
 
     def once(self, message: Once) -> OnceReply | Opened:
         """A one-shot call; or, for a frame that may open a session and says so, a new session."""
-        head = message.head._replace(peer=self.peer_addr)
+        head = message.head
         decoded = self._decode(head, message.frame)
         if message.may_open and not decoded.once:
             return self._open(head.tag, decoded, ordered=True)
@@ -227,7 +227,7 @@ class Worker:
             if not isinstance(message, Once):
                 break
             try:
-                decoded = self._decode(message.head._replace(peer=self.peer_addr), message.frame)
+                decoded = self._decode(message.head, message.frame)
             except AigesError:
                 break
             if not decoded.once or not decoded.items:
@@ -270,7 +270,7 @@ class Worker:
     # -- sessions ----------------------------------------------------------------------------------
 
     def open(self, message: Open) -> Opened:
-        head = message.head._replace(peer=self.peer_addr)
+        head = message.head
         return self._open(head.tag, self._decode(head, message.frame), message.ordered)
 
     def _open(self, tag: str, decoded: Decoded, ordered: bool) -> Opened:

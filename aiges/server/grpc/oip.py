@@ -166,7 +166,7 @@ class OipService:
                     getattr(response, kind).add(**tensor)
             return response
 
-        return await self.calls.run("ModelMetadata", "", body, lambda error: abort(context, error))
+        return await self.calls.run("ModelMetadata", "", body(), abort, context)
 
     def _model(self, name: str, version: str) -> Model:
         model = self.models.current()
@@ -188,7 +188,7 @@ class OipService:
             output = await self.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
             return to_response(model, request.id, output, call.outputs)
 
-        return await self.calls.run("ModelInfer", tag, body, lambda error: abort(context, error))
+        return await self.calls.run("ModelInfer", tag, body(), abort, context)
 
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
@@ -205,7 +205,7 @@ class OipService:
                 await reader
 
 
-async def abort(context: grpc.aio.ServicerContext, error: AigesError) -> NoReturn:
+async def abort(error: AigesError, context: grpc.aio.ServicerContext) -> NoReturn:
     """An AigesError as the unary methods' wire form: a gRPC status carrying the AIGes code."""
     status = GRPC_STATUS.get(http_status(error.code), grpc.StatusCode.INTERNAL)
     await context.abort(status, f"{error.code}: {error.message}", trailing_metadata=(("aiges-code", str(error.code)),))

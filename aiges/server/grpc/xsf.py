@@ -81,17 +81,15 @@ class XsfService:
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
 
-        async def answer() -> bytes:
-            return await self._dispatch(request, handle)
+        op = request.op if request.op in OPS else "other"
+        return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)
 
-        def wire_error(error: AigesError) -> bytes:
-            head = self._head(request, handle)
-            if error.code in RETRY_ELSEWHERE:
-                head.code = error.code
-                head.error_info = error.message
-            return head.SerializeToString() + wrap(error_output("", error), XSF)
-
-        return await self.calls.run(request.op if request.op in OPS else "other", handle, answer, wire_error)
+    def _wire_error(self, error: AigesError, request: ReqData, handle: str) -> bytes:
+        head = self._head(request, handle)
+        if error.code in RETRY_ELSEWHERE:
+            head.code = error.code
+            head.error_info = error.message
+        return head.SerializeToString() + wrap(error_output("", error), XSF)
 
     def _head(self, request: ReqData, handle: str) -> ResData:
         return ResData(s=XsfSession(h=handle, t=request.s.t, sess={"PeerAddr": self.peer_addr}))

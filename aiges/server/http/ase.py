@@ -62,7 +62,6 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, session: Session) ->
 
 
 async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.Response:
-    from aiges.server.http.front import error_response
 
     async def body() -> web.Response:
         frame = ase.items_frame(ase.parse_body(await request.read()), model.name, model.schema, tag)
@@ -70,4 +69,10 @@ async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -
         assert isinstance(output, ItemsOutput)
         return web.json_response(ase.response(output, tag))
 
-    return await front.calls.run("ase", tag, body, lambda error: error_response(error, ase.error_response(error, tag)))
+    return await front.calls.run("ase", tag, body(), ase_error, tag)
+
+
+def ase_error(error: AigesError, tag: str) -> web.Response:
+    from aiges.server.http.front import error_response
+
+    return error_response(error, ase.error_response(error, tag))

@@ -185,7 +185,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
                 model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary, parsed.binary_default
             )
 
-        return await front.calls.run("infer", tag, body, error_response)
+        return await front.calls.run("infer", tag, body(), error_response)
 
     router.add_get("/v2/health/live", live)
     router.add_get("/v2/health/ready", ready)
