@@ -105,8 +105,8 @@ def pack(message: Any) -> Any:
 
 def unpack(packed: Any) -> Any:
     """The message a pickled frame held."""
-    if type(packed) is not tuple:
-        return packed
+    if type(packed) is not tuple or not packed or type(packed[0]) is not int:
+        return packed  # a message that pickles as itself (or any other value the channel carries)
     kind = packed[0]
     if kind == DONE_ONCE:
         _, call_id, output, *timings = packed
