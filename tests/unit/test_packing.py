@@ -1,0 +1,86 @@
+"""Every message the hot path packs into a plain tuple comes back equal, and of its own class,
+through a real IPC frame (with its payloads out of band)."""
+
+import pytest
+
+from aiges.engine import ipc
+from aiges.engine.items import DataItem, WorkerInfo
+from aiges.engine.messages import (
+    Done,
+    Expect,
+    Failed,
+    Head,
+    Items,
+    ItemsOutput,
+    Once,
+    OnceReply,
+    Open,
+    Opened,
+    Ready,
+    SessionOutput,
+    Timings,
+    Usage,
+    Wire,
+    Write,
+)
+from aiges.engine.packing import pack, unpack
+
+TIMINGS = Timings(1.0, 2.0, 3.0, 4.0)
+ITEMS = Items(
+    [DataItem("in", b"x" * 5000, 2, 1, {"a": "b"})], {"p": "1"}, {"sid": "s"}, {"out": Expect(0, {"e": "f"})}, "svc", 3
+)
+OUTPUT = ItemsOutput(2, [DataItem("out", b"y", 0, 2, {"seq": "1"})])
+MESSAGES = [
+    Once(1, Head("h", "t", "p"), Wire("xsf", b"raw" * 2000), True),
+    Once(2, Head("h"), ITEMS),
+    Open(3, Head("h", "", "p"), Wire("stream", b"raw"), False),
+    Write(4, "h", ITEMS),
+    Write(5, "h", Wire("xsf", b"w")),
+    Done(6, None, TIMINGS),
+    Done(7, OnceReply(b"reply" * 1000), TIMINGS),
+    Done(8, OnceReply(OUTPUT), TIMINGS),
+    Done(9, Opened("svc", [(b"o", False), (OUTPUT, True)]), TIMINGS),
+    Failed(10, 10909, "no", TIMINGS),
+    SessionOutput("h", b"out", True),
+    SessionOutput("h", OUTPUT, False),
+    Ready(WorkerInfo(0, 1, "", "class")),
+    Usage("app", "", "key", 3),
+]
+
+
+def through_a_frame(message):
+    buffer = ipc.FrameBuffer()
+    for piece in ipc.encode(message):
+        data = bytes(memoryview(piece).cast("B"))
+        room = buffer.room()
+        room[: len(data)] = data
+        buffer.end += len(data)
+    [received] = buffer.messages()
+    return received
+
+
+def plain(value):
+    """Payload buffers compared by their bytes."""
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value)
+    if isinstance(value, tuple):
+        return type(value), tuple(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, DataItem):
+        return DataItem, value.key, bytes(value.data), value.type, value.status, value.desc
+    return value
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_messages_come_back_as_themselves(message):
+    received = through_a_frame(message)
+    assert type(received) is type(message)
+    assert plain(received) == plain(message)
+    assert unpack(pack(message)) == message
+
+
+def test_other_values_pass_through():
+    assert unpack(pack(("echo", 1, b"x"))) == ("echo", 1, b"x")
