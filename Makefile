@@ -44,10 +44,13 @@ lint: install
 
 bench: install
 	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || (apt-get update -q && apt-get install -y -q nghttp2-client))
+	@# PyTriton's venv is made on Debian's python3 (see bench/run.py), which needs its venv module.
+	@test ! -x /usr/bin/python3 || /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || apt-get install -y -q python3-venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/run.py
 	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
-	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py; echo '```'; } >> bench/RESULTS.md
+	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py \
+	  && $(PY) bench/multi_front.py; echo '```'; } >> bench/RESULTS.md
 
 # Images. ENGINE: docker when its daemon answers, else podman, else buildah. podman and buildah
 # build in the docker format, which keeps the HEALTHCHECK (the OCI format has none).

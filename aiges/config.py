@@ -40,6 +40,12 @@ class ServiceSection:
     port: int = key(5090, "port to listen on (0 picks a free one)", minimum=0)
     maxreceive: int = key(4, "largest request message, MiB", minimum=1)
     maxsend: int = key(4, "largest reply message, MiB", minimum=1)
+    reuseport: bool = key(
+        False,
+        "share the port (and the HTTP front's) with other aiges processes through SO_REUSEPORT, "
+        "to run one front per core or GPU behind one port; the kernel spreads connections, so a "
+        "session keeps to its connection (see the README's performance section)",
+    )
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,6 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     "service": frozenset(
         {
             "netcard",
-            "reuseport",
             "finder",
             "grpctimeout",
             "conn-rbuf",

@@ -28,6 +28,44 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it. aiges starts its workers in sessions of
+    their own, so a session or process group would miss them; parenthood does not."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of ``root`` and its descendants (those still running)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def tree_tasks(root: int) -> tuple[int, int]:
+    """(processes, threads) of ``root`` and its descendants."""
+    processes = threads = 0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            threads += len(os.listdir(f"/proc/{pid}/task"))
+            processes += 1
+    return processes, threads
+
+
 @contextlib.contextmanager
 def aiges_server(wrapper: Path, workers: int = 1, extra: str = "", cpus: str | None = None):
     """An ``aiges serve`` of ``wrapper``; yields its address, stops it afterwards."""

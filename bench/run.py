@@ -1,6 +1,14 @@
-"""Side-by-side benchmark: the ceiling, aiges (1 and 2 workers) and MLServer, in one run.
+"""Side-by-side benchmark: the ceiling, aiges (1 and 2 workers), MLServer and PyTriton, in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--no-mlserver] [--out bench/RESULTS.md]
+    .venv/bin/python bench/run.py [--quick] [--no-mlserver] [--no-pytriton] [--out bench/RESULTS.md]
+
+The peers run from their own venvs under bench/.work (made on first use): MLServer 1.7.1 needs
+protobuf < 7; PyTriton 0.7.0 (Triton's C++ server in its wheel, a Python callable behind it,
+batching off) is installed on Debian's /usr/bin/python3 where there is one, since the Python
+backend stub it ships fails on other 3.11 builds (pyenv's 3.11.7: ``'_thread.RLock' object has
+no attribute '_recursion_count'``). Each server's processes and threads (the server and all its
+descendants: aiges's workers run in sessions of their own) are counted once it is warm; all of
+them inherit the server's CPU pinning.
 
 Every server is driven by the same load generator, h2load (Debian ``nghttp2-client``), sending
 gRPC unary calls with a pre-framed body. Servers are held to CPU 0 and h2load to CPU 1
@@ -34,12 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from common import tree_tasks
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 WORK = BENCH / ".work"
 MLSERVER_VENV = WORK / "mlserver-venv"
+PYTRITON_VENV = WORK / "pytriton-venv"
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 SIZES = {"1 KiB": 1024, "1 MiB": 1 << 20}
 SWEEP = (1, 4, 16, 64)
@@ -63,6 +73,9 @@ class Server:
     port: int = 0
     process: subprocess.Popen | None = None
     policy: str = "SCHED_OTHER"
+    tools: list[str] = field(default_factory=list)  # a peer's own helper (body / ready / check)
+    processes: int = 0
+    threads: int = 0
 
     @property
     def address(self) -> str:
@@ -243,6 +256,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def ensure_pytriton() -> bool:
+    python = PYTRITON_VENV / "bin" / "python"
+    if not python.exists():
+        base = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        print(f"creating PyTriton's venv on {base} (nvidia-pytriton 0.7.0) ...", flush=True)
+        run([base, "-m", "venv", str(PYTRITON_VENV)])
+        run([str(python), "-m", "pip", "install", "--quiet", "nvidia-pytriton==0.7.0"], timeout=1800)
+    return python.exists()
+
+
 def ensure_mlserver() -> bool:
     python = MLSERVER_VENV / "bin" / "python"
     if not python.exists():
@@ -272,6 +295,7 @@ def build_servers(args) -> list[Server]:
                 [str(MLSERVER_VENV / "bin" / "mlserver"), "start", "."],
                 "/inference.GRPCInferenceService/ModelInfer",
                 cwd=BENCH / "mlserver_echo",
+                tools=[str(MLSERVER_VENV / "bin" / "python"), str(BENCH / "mlserver_echo" / "tools.py")],
                 env={
                     "MLSERVER_PARALLEL_WORKERS": "1",
                     "MLSERVER_LOGGING_LEVEL": "WARNING",
@@ -280,12 +304,25 @@ def build_servers(args) -> list[Server]:
                 },
             )
         )
+    if not args.no_pytriton and ensure_pytriton():
+        python = str(PYTRITON_VENV / "bin" / "python")
+        servers.append(
+            Server(
+                "PyTriton 0.7.0, batching off",
+                [python, str(BENCH / "pytriton_echo" / "serve.py"), "{port}", "{free}", "{free2}"],
+                "/inference.GRPCInferenceService/ModelInfer",
+                cwd=BENCH / "pytriton_echo",
+                tools=[python, str(BENCH / "pytriton_echo" / "tools.py")],
+            )
+        )
     for server in servers:
         server.port = free_port()
         configs = {
             "port": str(server.port),
             "config1": str(aiges_config(server.port, 1)),
             "config2": str(aiges_config(server.port, 2)),
+            "free": str(free_port()),
+            "free2": str(free_port()),
         }
         server.command = [part.format(**configs) for part in server.command]
         if server.name.startswith("MLServer"):
@@ -296,13 +333,12 @@ def build_servers(args) -> list[Server]:
 def prepare(server: Server, sizes: dict[str, int]) -> None:
     body_dir = WORK / "bodies"
     body_dir.mkdir(parents=True, exist_ok=True)
-    if server.name.startswith("MLServer"):
-        tools = [str(MLSERVER_VENV / "bin" / "python"), str(BENCH / "mlserver_echo" / "tools.py")]
-        run([*tools, "ready", server.address], timeout=180)
+    if server.tools:
+        run([*server.tools, "ready", server.address], timeout=240)
         for size in sizes.values():
-            server.bodies[size] = body_dir / f"oip-{size}.bin"
-            run([*tools, "body", str(size), str(server.bodies[size])])
-            server.reply_sizes[size] = int(run([*tools, "check", server.address, str(size)]).stdout)
+            server.bodies[size] = body_dir / f"{Path(server.tools[1]).parent.name}-{size}.bin"
+            run([*server.tools, "body", str(size), str(server.bodies[size])])
+            server.reply_sizes[size] = int(run([*server.tools, "check", server.address, str(size)]).stdout)
         return
     if server.name.startswith("aiges"):
         wait_health(server.address)
@@ -339,6 +375,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat, 2 s runs")
     parser.add_argument("--no-mlserver", action="store_true")
+    parser.add_argument("--no-pytriton", action="store_true")
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
     parser.add_argument("--out", default=str(BENCH / "RESULTS.md"))
@@ -375,6 +412,8 @@ def main() -> None:
                     rates.append(h2load(server, size, in_flight, max(seconds // 2, 1), args.client_cpus).rps)
                 sweep[label][server.name] = rates
                 print(f"{label} sweep {server.name:38s} {rates}", flush=True)
+        for server in servers:
+            server.processes, server.threads = tree_tasks(server.process.pid)
     finally:
         for server in servers:
             stop(server)
@@ -407,16 +446,17 @@ def write_results(path: Path, servers, results, sweep, plot_path: Path, repeats:
         lines += [
             f"## Echo, {label} payload",
             "",
-            "| server | policy | req/s, 64 in flight | MB/s | x ceiling | p50 | p99 | serial p50 | serial p99 "
-            "| serial p50 over ceiling |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | policy | processes / threads | req/s, 64 in flight | MB/s | x ceiling | p50 | p99 "
+            "| serial p50 | serial p99 | serial p50 over ceiling |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for server in servers:
             busy = results[(label, server.name, 64)]
             serial = results[(label, server.name, 1)]
             size = SIZES[label]
             lines.append(
-                f"| {server.name} | {server.policy} | {busy.rps:,.0f} | {busy.rps * size / 1e6:,.1f} "
+                f"| {server.name} | {server.policy} | {server.processes} / {server.threads} "
+                f"| {busy.rps:,.0f} | {busy.rps * size / 1e6:,.1f} "
                 f"| {busy.rps / base64:.2f} | {busy.p50_us / 1000:.2f} ms | {busy.p99_us / 1000:.2f} ms "
                 f"| {serial.p50_us:,.0f} us | {serial.p99_us:,.0f} us | {serial.p50_us - base1.p50_us:+,.0f} us |"
             )
@@ -437,7 +477,7 @@ def write_results(path: Path, servers, results, sweep, plot_path: Path, repeats:
         "## Commands",
         "",
         "```sh",
-        "make bench        # = .venv/bin/python bench/run.py && bench/batching.py && bench/scaling.py",
+        "make bench        # = .venv/bin/python bench/run.py, then batching, scaling, sessions, fronts, multi_front",
         "```",
         "",
     ]

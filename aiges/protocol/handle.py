@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import secrets
 import socket
 import time
 
@@ -44,10 +45,13 @@ def advertised_ipv4(host: str) -> str:
 
 
 class HandleGenerator:
-    def __init__(self, ip: str, port: int) -> None:
+    """``first``: where the counter starts; by default a random point, so that several fronts
+    sharing one port (``[svcName] reuseport``) do not hand out the same handles."""
+
+    def __init__(self, ip: str, port: int, first: int | None = None) -> None:
         packed = ipaddress.IPv4Address(ip).packed
         self.prefix = "0" + packed.hex() + f"{port & 0xFFFF:04x}"
-        self._counter = itertools.count()
+        self._counter = itertools.count(secrets.randbelow(1 << 24) if first is None else first)
         self._start = time.monotonic()
 
     def next(self) -> str:

@@ -215,7 +215,8 @@ class App:
             options=[
                 ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
                 ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
-                ("grpc.so_reuseport", 0),
+                # Off unless asked for: a second server on a taken port must fail, not share it.
+                ("grpc.so_reuseport", int(self.config.service.reuseport)),
                 # Calls that arrive faster than the server takes them wait in gRPC's queue, which by
                 # default cancels beyond 1000: the licences, not the transport, must limit a burst.
                 ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
@@ -324,7 +325,7 @@ class App:
             max_body_mb=self.config.service.maxreceive,
         )
         try:
-            await front.start(listen)
+            await front.start(listen, reuse_port=self.config.service.reuseport)
         except (OSError, ValueError) as exc:
             log.error("cannot serve http", address=listen, error=str(exc))
             await front.stop()

@@ -15,7 +15,7 @@ def test_handles_encode_the_address_and_port(ip, port):
 
 
 def test_handles_are_unique_and_count_up():
-    generator = HandleGenerator("10.1.2.3", 5090)
+    generator = HandleGenerator("10.1.2.3", 5090, first=0)
     handles = [generator.next() for _ in range(1000)]
     assert len(set(handles)) == 1000
     assert handles[0][13:19] == "000000" and handles[1][13:19] == "000001"
@@ -25,3 +25,13 @@ def test_handles_are_unique_and_count_up():
 def test_unspecified_host_advertises_a_real_address():
     assert advertised_ipv4("127.0.0.1") == "127.0.0.1"
     assert advertised_ipv4("0.0.0.0") != "0.0.0.0"
+
+
+def test_fronts_sharing_a_port_start_their_counters_apart():
+    first, second = HandleGenerator("10.1.2.3", 5090), HandleGenerator("10.1.2.3", 5090)
+    assert first.next()[13:19] != second.next()[13:19]
+
+
+def test_the_counter_wraps_within_its_six_digits():
+    generator = HandleGenerator("10.1.2.3", 5090, first=0xFFFFFF)
+    assert [generator.next()[13:19] for _ in range(2)] == ["ffffff", "000000"]

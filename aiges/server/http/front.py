@@ -106,12 +106,19 @@ class HttpFront:
             return error_response(exc)
         return response
 
-    async def start(self, listen: str) -> str:
-        """Listen on HOST:PORT (port 0 picks one); returns the address bound."""
+    async def start(self, listen: str, reuse_port: bool = False) -> str:
+        """Listen on HOST:PORT (port 0 picks one); returns the address bound. ``reuse_port``:
+        share the port with other aiges processes (``[svcName] reuseport``)."""
         host, _, port = listen.rpartition(":")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), shutdown_timeout=SHUTDOWN_S)
+        site = web.TCPSite(
+            self._runner,
+            host.strip("[]") or "0.0.0.0",
+            int(port),
+            shutdown_timeout=SHUTDOWN_S,
+            reuse_port=reuse_port or None,
+        )
         await site.start()
         bound = self._runner.addresses[0]
         address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
