@@ -98,6 +98,17 @@ def aiges_server(wrapper: Path, workers: int = 1, extra: str = "", cpus: str | N
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def wait_port(address: str, timeout: float = 30) -> None:
+    """Until something accepts connections on HOST:PORT."""
+    host, port = address.split(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{address}: port never opened")
+
+
 def wait_serving(address: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:

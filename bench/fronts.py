@@ -1,6 +1,7 @@
 """What each front costs: the same 1 KiB echo call through xsf, OIP gRPC, the ASE JSON API over
 HTTP and OIP REST, against one aiges server (echo demo, 1 worker) pinned to core 0, driven by
-h2load on core 1 for a few seconds each, median of three.
+h2load on core 1 for a few seconds each, median of three; beside them, in the same run, the bare
+grpc.aio echo of ``bench/ceiling.py`` (no engine, no workers) on the same core, as the yardstick.
 
     .venv/bin/python bench/fronts.py [--seconds 5] [--repeats 3]
 """
@@ -14,11 +15,12 @@ import re
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, aiges_server, free_port
+from common import ROOT, aiges_server, free_port, wait_port
 
 SIZE = 1024
 
@@ -109,27 +111,49 @@ def main() -> None:
     http_port = free_port()
     extra = f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
     results: dict[str, list[float]] = {name: [] for name in fronts}
-    with aiges_server(ROOT / "demo" / "echo", extra=extra, cpus="0") as address:
-        http = f"http://127.0.0.1:{http_port}"
-        check(http)
-        for _ in range(args.repeats):
-            for name, (path, body, headers, http1) in fronts.items():
-                base = http if http1 else f"http://{address}"
-                rate, done, succeeded, data = h2load(base + path, body, headers, http1, args.seconds)
-                # h2load counts a gRPC error (HTTP 200, grpc-status in trailers) as a success:
-                # every reply must also be big enough to hold the echoed 1 KiB
-                if succeeded != done or data < done * SIZE:
-                    raise SystemExit(
-                        f"{name}: {done - succeeded} of {done} calls failed, {data / max(done, 1):.0f} bytes a reply"
-                    )
-                results[name].append(rate)
+    results[CEILING] = []
+    ceiling_port = free_port()
+    ceiling = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, str(ROOT / "bench" / "ceiling.py"), "--port", str(ceiling_port)]
+    )
+    try:
+        wait_port(f"127.0.0.1:{ceiling_port}")
+        with aiges_server(ROOT / "demo" / "echo", extra=extra, cpus="0") as address:
+            measure(fronts, results, address, f"127.0.0.1:{ceiling_port}", http_port, args)
+    finally:
+        ceiling.terminate()
+        ceiling.wait(10)
     base = statistics.median(results["xsf"])
+    bare = statistics.median(results[CEILING])
     print(f"1 KiB echo, aiges 1 worker on core 0, h2load on core 1, median of {args.repeats} x {args.seconds} s")
-    print(f"{'front':<10} {'req/s':>8} {'x xsf':>7}   (gRPC: 1 connection x 64 streams; HTTP/1.1: 64 connections)")
+    print(
+        f"{'front':<22} {'req/s':>8} {'x xsf':>7} {'x grpc.aio':>10}"
+        "   (gRPC: 1 connection x 64 streams; HTTP/1.1: 64 connections)"
+    )
     for name, rates in results.items():
         rate = statistics.median(rates)
-        print(f"{name:<10} {rate:>8.0f} {rate / base:>7.2f}")
+        print(f"{name:<22} {rate:>8.0f} {rate / base:>7.2f} {rate / bare:>10.2f}")
     scratch.cleanup()
+
+
+CEILING = "bare grpc.aio (no pool)"
+
+
+def measure(fronts, results, address: str, ceiling: str, http_port: int, args) -> None:
+    http = f"http://127.0.0.1:{http_port}"
+    check(http)
+    runs = {**fronts, CEILING: fronts["xsf"]}
+    for _ in range(args.repeats):
+        for name, (path, body, headers, http1) in runs.items():
+            base = http if http1 else f"http://{ceiling if name == CEILING else address}"
+            rate, done, succeeded, data = h2load(base + path, body, headers, http1, args.seconds)
+            # h2load counts a gRPC error (HTTP 200, grpc-status in trailers) as a success:
+            # every reply must also be big enough to hold the echoed 1 KiB
+            if succeeded != done or data < done * SIZE:
+                raise SystemExit(
+                    f"{name}: {done - succeeded} of {done} calls failed, {data / max(done, 1):.0f} bytes a reply"
+                )
+            results[name].append(rate)
 
 
 if __name__ == "__main__":

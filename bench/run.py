@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from common import tree_tasks
+from common import tree_tasks, wait_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,16 +139,6 @@ def wait_health(address: str, timeout: float = 60) -> None:
                     return
             time.sleep(0.1)
     raise SystemExit(f"{address}: not serving after {timeout}s")
-
-
-def wait_port(address: str, timeout: float = 30) -> None:
-    host, port = address.split(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{address}: port never opened")
 
 
 def policy_of(pid: int) -> str:
