@@ -187,7 +187,9 @@ def test_audio_stream_shows_batches_as_they_come_then_the_final_one(serve, brows
     tone = ROOT / "demo" / "audio_stream" / "test_data" / "tone.pcm"  # 2 s of 16 kHz PCM: 20 chunks of 100 ms
     find(browser, "#input-audio").send_keys(str(tone))
     # raw PCM gets a WAV header for the player: 2 seconds of sound
-    until(browser, lambda: (browser.execute_script("return document.querySelector('audio.player')?.duration") or 0) > 1.9)
+    until(
+        browser, lambda: (browser.execute_script("return document.querySelector('audio.player')?.duration") or 0) > 1.9
+    )
     assert find(browser, "#chunk-bytes").get_attribute("placeholder") == "3200"
     assert find(browser, "#interval-ms").get_attribute("placeholder") == "100"
     find(browser, "#stream").click()

@@ -215,7 +215,8 @@ def grpcurl_stream(call: Call) -> str:
     source = shlex.quote(call.files[call.stream])
     lines = [
         f"# {source} in chunks of {call.chunk_bytes} bytes, one every {call.interval_ms} ms; the last one has status 2",
-        f'chunks=$(mktemp -d) && split -b {call.chunk_bytes} -a 6 {source} "$chunks/" && last=$(ls "$chunks" | tail -n 1)',
+        f'chunks=$(mktemp -d) && split -b {call.chunk_bytes} -a 6 {source} "$chunks/"',
+        'last=$(ls "$chunks" | tail -n 1)',
         "{",
         f"  echo {shlex.quote(json.dumps(opening))}",
         '  for chunk in $(ls "$chunks"); do',
@@ -309,7 +310,8 @@ def python(call: Call) -> str:
         + ", ".join([*options, 'transport="stream"'])
         + ") as session:",
         "    for index, chunk in enumerate(chunks):",
-        f"        session.write({{{call.stream!r}: {_python_input(streamed, 'chunk')}}}, last=index == len(chunks) - 1)",
+        f"        piece = {{{call.stream!r}: {_python_input(streamed, 'chunk')}}}",
+        "        session.write(piece, last=index == len(chunks) - 1)",
     ]
     if call.interval_ms:
         lines.append(f"        time.sleep({call.interval_ms / 1000:g})")
