@@ -288,6 +288,7 @@ def test_a_wrapper_error_shows_its_code_and_message(serve, browser, tmp_path):
     assert text_of(browser, "#result-code") == "10909"
     assert "seven is not allowed" in text_of(browser, "#result-message")
     assert find(browser, "#result").get_attribute("data-state") == "failed"
+    until(browser, lambda: float(text_of(browser, "#live-errors") or 0) > 0)  # the panel counts it
     browser.save_screenshot(str(tmp_path / "console-error.png"))
     # the one error is the failed call itself (HTTP 500), which the browser logs as a failed load
     assert console_errors(browser, allowed="/v1/private/faulty") == []

@@ -195,3 +195,27 @@ def test_the_page_policy_allows_its_import_map_and_nothing_from_elsewhere():
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # every asset from this server
     for asset in re.findall(r'"(/console/static/[^"]+)"', page):
         assert (console.STATIC / asset.removeprefix("/console/static/")).is_file(), asset
+
+
+def test_the_wheel_carries_every_static_file():
+    """pyproject's package-data globs match every file of the console and its vendored libraries
+    (the images are built from the wheel: a file they miss is a 404 in the image only)."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "aiges.server.http"
+    ]
+    package = console.STATIC.parent
+    files = [path.relative_to(package).as_posix() for path in console.STATIC.rglob("*") if path.is_file()]
+    assert len(files) > 10
+    # setuptools' "*" does not cross a "/": compare part by part
+    missed = [
+        name
+        for name in files
+        if not any(
+            len(glob.split("/")) == len(name.split("/")) and all(map(fnmatch, name.split("/"), glob.split("/")))
+            for glob in globs
+        )
+    ]
+    assert missed == []
