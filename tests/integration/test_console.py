@@ -274,6 +274,52 @@ def test_the_form_has_a_control_per_declared_param(serve, browser, tmp_path):
     assert console_errors(browser) == []
 
 
+def test_a_wrapper_that_declares_nothing_gets_free_form_inputs_and_params(serve, browser, tmp_path):
+    """A function-style wrapper: a text input to start with, params and inputs added by hand,
+    any file sent as bytes."""
+    from selenium.webdriver.support.ui import Select
+
+    server = http_server(serve, WRAPPERS / "functional")
+    open_console(browser, server.http + "/console")
+    assert "declares no params" in text_of(browser, "#console")
+    find(browser, "#add-param").click()
+    key, value = find_all(browser, ".free-params .free-row input")
+    key.send_keys("mode")
+    value.send_keys("upper")
+    find(browser, "#input-text").send_keys("abc")
+    find(browser, "#add-input").click()
+    Select(find(browser, '[data-input="input2"] select')).select_by_value("other")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(0, 256, 4)))
+    find(browser, "#input-input2").send_keys(str(blob))
+    until(browser, lambda: "64 bytes from blob.bin" in text_of(browser, '[data-input="input2"]'))
+    # no output is declared: the call asks for "text" to start with, and for the one added here
+    assert find(browser, '[data-free-output="0"] input').get_attribute("value") == "text"
+    find(browser, "#add-output").click()
+    name = find(browser, '[data-free-output="1"] input')
+    name.clear()
+    name.send_keys("input2")
+    Select(find(browser, '[data-free-output="1"] select')).select_by_value("other")
+    find(browser, "#run").click()
+    until(browser, lambda: "ABC" in text_of(browser, '[data-output="text"]'))
+    assert find_all(browser, '[data-output="input2"]')
+    find(browser, "#raw-request summary").click()
+    sent = json.loads(text_of(browser, "#raw-request pre"))
+    [params] = sent["parameter"].values()
+    assert params == {
+        "mode": "upper",
+        "text": {"data_type": "text"},
+        "input2": {"data_type": "other"},
+    }
+    until(browser, lambda: find_all(browser, "#snippets"))
+    command = snippet(browser, "aiges")
+    assert "--expect text:text" in command and "--expect input2:other" in command
+    assert "text: ABC" in run_snippet(command, tmp_path)  # next to blob.bin, as the page names it
+    assert base64.b64decode(sent["payload"]["input2"]["other"]) == bytes(range(0, 256, 4))
+    browser.save_screenshot(str(tmp_path / "console-functional.png"))
+    assert console_errors(browser) == []
+
+
 def test_a_wrapper_error_shows_its_code_and_message(serve, browser, tmp_path):
     server = http_server(serve, WRAPPERS / "faulty")
     open_console(browser, server.http + "/console")

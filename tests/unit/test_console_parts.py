@@ -80,7 +80,7 @@ def call(request: dict, **body) -> console_snippets.Call:
         route="/v1/private/echo",
         http_base="http://127.0.0.1:8080",
         grpc_address="127.0.0.1:5090",
-        expect=["text"],
+        expect={"text": "text"},
     )
 
 
@@ -125,7 +125,7 @@ def test_a_session_command_streams_the_chosen_input_in_chunks_ending_with_status
     import json
 
     opening, *chunks = (json.loads(line) for line in lines[1:-1])
-    assert opening["serviceId"] == "echo" and opening["expect"] == [{"name": "text"}]
+    assert opening["serviceId"] == "echo" and opening["expect"] == [{"name": "text", "dataType": "TEXT"}]
     assert [base64.b64decode(c["pl"][0]["data"]) for c in chunks] == [b"abcd", b"efgh", b"ij"]
     assert [c["pl"][0]["meta"]["attribute"]["status"] for c in chunks] == ["1", "1", "2"]
     python = console_snippets.python(made)
@@ -152,7 +152,7 @@ def test_a_large_one_shot_is_not_pasted_into_grpcurl():
 def test_a_malformed_description_is_a_10009(body, message):
     with pytest.raises(AigesError) as failure:
         console_snippets.parse_call(
-            body, service_id="echo", route="/r", http_base="http://h", grpc_address="h:1", expect=[]
+            body, service_id="echo", route="/r", http_base="http://h", grpc_address="h:1", expect={}
         )
     assert failure.value.code == 10009 and message in failure.value.message
 
@@ -200,8 +200,9 @@ def test_the_page_policy_allows_its_import_map_and_nothing_from_elsewhere():
 def test_the_wheel_carries_every_static_file():
     """pyproject's package-data globs match every file of the console and its vendored libraries
     (the images are built from the wheel: a file they miss is a 404 in the image only)."""
-    import tomllib
     from fnmatch import fnmatch
+
+    import tomllib
 
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
         "aiges.server.http"
@@ -219,3 +220,20 @@ def test_the_wheel_carries_every_static_file():
         )
     ]
     assert missed == []
+
+
+def test_outputs_the_request_asks_for_are_in_every_command():
+    """A wrapper that declares no outputs answers those the call names (ASE JSON: an object
+    among the params): the commands ask for the same ones."""
+    request = {
+        "parameter": {"echo": {"mode": "upper", "mask": {"data_type": "image"}}},
+        "payload": {"text": {"text": b64(b"hi"), "status": 3}},
+    }
+    made = call(request)
+    assert (
+        made.expect == {"text": "text", "mask": "image"} and made.asked == ["mask"] and made.params == {"mode": "upper"}
+    )
+    commands = console_snippets.snippets(made)
+    assert "--expect text:text" in commands["aiges"] and "--expect mask:image" in commands["aiges"]
+    assert "expect={'text': 'text', 'mask': 'image'}" in commands["python"]
+    assert "--expect" not in console_snippets.snippets(call({"payload": request["payload"]}))["aiges"]

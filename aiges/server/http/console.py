@@ -117,7 +117,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, source: StatusSource
             route=described["route"],
             http_base=f"{request.scheme}://{request.host}",
             grpc_address=grpc_address(request, source),
-            expect=list(declared_outputs(model.schema)),
+            expect=declared_outputs(model.schema),
         )
         return web.json_response(console_snippets.snippets(call))
 

@@ -51,7 +51,10 @@ class Call:
     headers: dict[str, str]
     params: dict[str, str]
     inputs: list[DataItem]
-    expect: list[str]
+    expect: dict[str, str]
+    """The outputs asked for, by type name: the declared ones and those the request names."""
+    asked: list[str] = field(default_factory=list)
+    """Those of ``expect`` the wrapper does not declare (the request's ``parameter`` objects)."""
     files: dict[str, str] = field(default_factory=dict)
     stream: str | None = None
     """The input a session streams in chunks (None: a one-shot call)."""
@@ -60,9 +63,16 @@ class Call:
 
 
 def parse_call(
-    body: Mapping[str, Any], *, service_id: str, route: str, http_base: str, grpc_address: str, expect: list[str]
+    body: Mapping[str, Any],
+    *,
+    service_id: str,
+    route: str,
+    http_base: str,
+    grpc_address: str,
+    expect: Mapping[str, str],
 ) -> Call:
-    """The console's description of a call -> a Call; AigesError(10009) when it is malformed."""
+    """The console's description of a call -> a Call; AigesError(10009) when it is malformed.
+    ``expect``: the declared outputs (name -> type name)."""
     request = body.get("request")
     if not isinstance(request, dict):
         raise invalid("request must be the ASE JSON request, an object")
@@ -81,6 +91,10 @@ def parse_call(
     if chunk_bytes <= 0 or interval_ms < 0:
         raise invalid("chunk_bytes must be positive and interval_ms not negative")
     headers = {key: value for key, value in frame.headers.items() if key != "sid"}
+    wanted = dict(expect)
+    asked = [name for name in frame.expect if name not in wanted]
+    for name in asked:
+        wanted[name] = TYPE_NAMES.get(frame.expect[name].data_type, "other")
     return Call(
         service_id=service_id,
         route=route,
@@ -90,7 +104,8 @@ def parse_call(
         headers=headers,
         params=dict(frame.params),
         inputs=list(frame.items),
-        expect=expect,
+        expect=wanted,
+        asked=asked,
         files={str(k): v for k, v in files.items() if v},
         stream=stream if isinstance(stream, str) else None,
         chunk_bytes=chunk_bytes,
@@ -194,7 +209,7 @@ def grpcurl_stream(call: Call) -> str:
     if call.headers:
         opening["headers"] = call.headers
     if call.expect:
-        opening["expect"] = [{"name": name} for name in call.expect]
+        opening["expect"] = [{"name": name, "dataType": kind.upper()} for name, kind in call.expect.items()]
     if others:
         opening["pl"] = [
             {"meta": _meta(item, str(ONCE)), "data": base64.b64encode(bytes(item.data)).decode()} for item in others
@@ -251,6 +266,8 @@ def aiges_call(call: Call) -> str:
         parts.append(f"--param {shlex.quote(f'{key}={value}')}")
     for key, value in call.headers.items():
         parts.append(f"--header {shlex.quote(f'{key}={value}')}")
+    if call.asked:  # --expect replaces the declared outputs: all of them, then
+        parts += [f"--expect {shlex.quote(f'{name}:{kind}')}" for name, kind in call.expect.items()]
     if call.stream is not None:
         parts += ["--stream", f"--chunk {call.chunk_bytes}"]
         if call.interval_ms:
@@ -285,8 +302,10 @@ def python(call: Call) -> str:
         options.append(f"params={call.params!r}")
     if call.headers:
         options.append(f"headers={call.headers!r}")
-    if call.expect:
+    if call.asked:
         options.append(f"expect={call.expect!r}")
+    elif call.expect:
+        options.append(f"expect={list(call.expect)!r}")
     if call.stream is None:
         inputs = ", ".join(f"{item.key!r}: {_python_input(item, _python_data(call, item))}" for item in call.inputs)
         lines += [

@@ -65,18 +65,21 @@ function payloadEntry(input, bytes, status) {
   return entry;
 }
 
-function requestHead(service, params, extraParams) {
+/** The head of a call (a one-shot's, a session's first frame): header, params and, as objects
+ * among them, the outputs asked for that the wrapper does not declare (ASE JSON's expect list). */
+function requestHead(service, params, extraParams, extraOutputs) {
   const parameter = {};
   for (const param of service.params) {
     const value = paramValue(param, params[param.name]);
     if (value !== undefined) parameter[param.name] = value;
   }
   for (const { key, value } of extraParams) if (key) parameter[key] = value;
+  for (const { name, type } of extraOutputs) if (name) parameter[name] = { data_type: type };
   return { header: { app_id: "console" }, parameter: { [service.service]: parameter } };
 }
 
-function onceRequest(service, params, extraParams, inputs) {
-  const request = { ...requestHead(service, params, extraParams), payload: {} };
+function onceRequest(service, params, extraParams, extraOutputs, inputs) {
+  const request = { ...requestHead(service, params, extraParams, extraOutputs), payload: {} };
   for (const input of inputs) {
     const bytes = inputBytes(input);
     if (bytes && input.name) request.payload[input.name] = payloadEntry(input, bytes, 3);
@@ -359,6 +362,20 @@ function FreeParams({ rows, onChange }) {
   </div>`;
 }
 
+function FreeOutputs({ rows, dataTypes, onChange }) {
+  const update = (index, change) => onChange(rows.map((row, i) => (i === index ? { ...row, ...change } : row)));
+  return html`<div class="free-outputs">
+    ${rows.map((row, index) => html`<div class="free-row" data-free-output=${index}>
+      <input type="text" placeholder="output" value=${row.name} onInput=${(e) => update(index, { name: e.target.value })} />
+      <select value=${row.type} onChange=${(e) => update(index, { type: e.target.value })}>
+        ${dataTypes.map((t) => html`<option value=${t}>${t}</option>`)}</select>
+      <button type="button" class="link" onClick=${() => onChange(rows.filter((_, i) => i !== index))}>remove</button>
+    </div>`)}
+    <button type="button" class="link" id="add-output"
+      onClick=${() => onChange([...rows, { name: `output${rows.length + 1}`, type: "text" }])}>+ output</button>
+  </div>`;
+}
+
 // -- results --------------------------------------------------------------------------------------
 
 function OnceResult({ result, outputs }) {
@@ -461,7 +478,7 @@ function LivePanel() {
       <div><dt>licences</dt><dd id="live-licences">${status.licences.used} / ${status.licences.total}</dd></div>
       <div><dt>sessions</dt><dd id="live-sessions">${status.sessions}</dd></div>
     </dl>
-    <small class="muted">one-shot calls over the last ${calls.window_s} s (${calls.calls}); sessions open now</small>
+    <small class="muted">requests answered in the last ${calls.window_s} s (${calls.calls}); sessions open now</small>
     <table class="workers" id="live-workers">
       <thead><tr><th>#</th><th>state</th><th>pid</th><th>gpu</th><th title="restarts">rst</th></tr></thead>
       <tbody>${status.workers.map((w) => html`<tr data-worker=${w.index}>
@@ -476,6 +493,8 @@ function LivePanel() {
 function Console({ service }) {
   const [params, setParams] = useState(() => initialParams(service));
   const [extraParams, setExtraParams] = useState([]);
+  // a wrapper that declares no outputs answers only those the call asks for: "text" to start with
+  const [extraOutputs, setExtraOutputs] = useState(() => (service.outputs.length ? [] : [{ name: "text", type: "text" }]));
   const [inputs, setInputs] = useState(() => initialInputs(service));
   const [result, setResult] = useState(null);
   const [session, setSession] = useState(null);
@@ -508,7 +527,7 @@ function Console({ service }) {
   };
 
   const runOnce = async () => {
-    const request = onceRequest(service, params, extraParams, inputs);
+    const request = onceRequest(service, params, extraParams, extraOutputs, inputs);
     setBusy(true);
     setSession(null);
     const started = performance.now();
@@ -542,7 +561,7 @@ function Console({ service }) {
     for (let i = 0; i < data.length; i += chunk) pieces.push(data.subarray(i, i + chunk));
     if (!pieces.length) pieces.push(new Uint8Array());
     const others = inputs.filter((input) => input !== streamed && input.name && inputBytes(input));
-    const head = requestHead(service, params, extraParams);
+    const head = requestHead(service, params, extraParams, extraOutputs);
     const frames = pieces.map((piece, index) => {
       const status = index === pieces.length - 1 ? 2 : index === 0 ? 0 : 1;
       const payload = { [streamed.name]: payloadEntry(streamed, piece, status) };
@@ -594,7 +613,7 @@ function Console({ service }) {
     }
     setSession({ ...state });
     setBusy(false);
-    loadSnippets(onceRequest(service, params, extraParams, inputs), streamed.name);
+    loadSnippets(onceRequest(service, params, extraParams, extraOutputs, inputs), streamed.name);
   };
 
   return html`<div class="page">
@@ -631,7 +650,11 @@ function Console({ service }) {
               onInput=${(e) => setIntervalMs(e.target.value)} /> ms</label>
           </span>` : null}
         </div>
-        ${service.outputs.length ? html`<p class="muted">Outputs: ${service.outputs.map((o) => `${o.name} (${o.type})`).join(", ")}</p>` : null}
+        <h2>Outputs</h2>
+        ${service.outputs.length
+          ? html`<p class="muted">${service.outputs.map((o) => `${o.name} (${o.type})`).join(", ")}</p>`
+          : html`<p class="muted">This wrapper declares no outputs: name those to ask for.</p>`}
+        <${FreeOutputs} rows=${extraOutputs} dataTypes=${service.data_types} onChange=${setExtraOutputs} />
       </section>
       <section class="answer">
         <h2>Result</h2>
