@@ -293,6 +293,9 @@ def test_a_wrapper_that_declares_nothing_gets_free_form_inputs_and_params(serve,
     blob.write_bytes(bytes(range(0, 256, 4)))
     find(browser, "#input-input2").send_keys(str(blob))
     until(browser, lambda: "64 bytes from blob.bin" in text_of(browser, '[data-input="input2"]'))
+    find(browser, "#add-input").click()  # an image, which this wrapper sends back: shown as one
+    Select(find(browser, '[data-input="input3"] select')).select_by_value("image")
+    find(browser, "#input-input3").send_keys(str(ROOT / "demo" / "digits" / "test_data" / "seven.png"))
     # no output is declared: the call asks for "text" to start with, and for the one added here
     assert find(browser, '[data-free-output="0"] input').get_attribute("value") == "text"
     find(browser, "#add-output").click()
@@ -300,9 +303,16 @@ def test_a_wrapper_that_declares_nothing_gets_free_form_inputs_and_params(serve,
     name.clear()
     name.send_keys("input2")
     Select(find(browser, '[data-free-output="1"] select')).select_by_value("other")
+    find(browser, "#add-output").click()
+    name = find(browser, '[data-free-output="2"] input')
+    name.clear()
+    name.send_keys("input3")
+    Select(find(browser, '[data-free-output="2"] select')).select_by_value("image")
     find(browser, "#run").click()
     until(browser, lambda: "ABC" in text_of(browser, '[data-output="text"]'))
-    assert find_all(browser, '[data-output="input2"]')
+    assert "64 bytes" in text_of(browser, '[data-output="input2"] .download')
+    shown = "return document.querySelector('[data-output=\"input3\"] img')?.naturalWidth"
+    until(browser, lambda: browser.execute_script(shown) == 96)
     find(browser, "#raw-request summary").click()
     sent = json.loads(text_of(browser, "#raw-request pre"))
     [params] = sent["parameter"].values()
@@ -310,11 +320,13 @@ def test_a_wrapper_that_declares_nothing_gets_free_form_inputs_and_params(serve,
         "mode": "upper",
         "text": {"data_type": "text"},
         "input2": {"data_type": "other"},
+        "input3": {"data_type": "image"},
     }
     until(browser, lambda: find_all(browser, "#snippets"))
     command = snippet(browser, "aiges")
     assert "--expect text:text" in command and "--expect input2:other" in command
-    assert "text: ABC" in run_snippet(command, tmp_path)  # next to blob.bin, as the page names it
+    shutil.copy(ROOT / "demo" / "digits" / "test_data" / "seven.png", tmp_path)
+    assert "text: ABC" in run_snippet(command, tmp_path)  # next to the files, as the page names them
     assert base64.b64decode(sent["payload"]["input2"]["other"]) == bytes(range(0, 256, 4))
     browser.save_screenshot(str(tmp_path / "console-functional.png"))
     assert console_errors(browser) == []
