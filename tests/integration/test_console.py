@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -154,6 +155,16 @@ def test_echo_round_trips_text_with_a_param(serve, browser, tmp_path):
     assert [w["state"] for w in status["workers"]] == ["ready"]
     browser.save_screenshot(str(tmp_path / "console-echo.png"))
     assert console_errors(browser) == []
+    # what the console's own endpoints say to a bad request
+    for path, body in (("/console/snippets", b"[1]"), ("/console/snippets", b"{not json")):
+        request = urllib.request.Request(server.http + path, data=body, headers={"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=10)
+        assert failed.value.code == 400 and json.loads(failed.value.read())["error"].startswith("10009")
+    for path in ("/console/static/nothing.js", "/console/static/../console.py", "/console/static/%2e%2e/console.py"):
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(server.http + path, timeout=10)
+        assert failed.value.code in (403, 404), path
 
     browser.get(server.http + "/docs")
     until(browser, lambda: find_all(browser, ".opblock"))
