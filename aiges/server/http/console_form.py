@@ -4,7 +4,8 @@ type and how a session sends it, each output with how to show it.
 
 The page (``static/console/console.js``) draws what this describes; nothing about a particular
 wrapper is written in the page. A wrapper that declares nothing (function style, C engines, the
-python_wrapper SDK) gets ``declared: false``, and the page offers free-form params and inputs.
+python_wrapper SDK) gets ``declared: false``, and the page offers free-form params, inputs and
+outputs (the outputs a call asks for, as ASE JSON objects among its params).
 """
 
 from __future__ import annotations
