@@ -323,6 +323,7 @@ class App:
             lambda: health.serving,
             cors=self.config.http.cors,
             max_body_mb=self.config.service.maxreceive,
+            status=self.snapshot,
         )
         try:
             await front.start(listen, reuse_port=self.config.service.reuseport)

@@ -3,8 +3,9 @@
 A front runs each request through ``FrontCalls.run``: the request is timed
 (``aiges_request_duration_seconds``), counted by op and AIGes code (``aiges_requests_total``), and
 an ``AigesError`` it raises is logged once (one warning with sid, op, code and ms) and turned
-into the front's wire form by the front's own ``wire_error``. Streams, whose errors come while
-they run, record each failure with ``failed`` and each ended stream with ``done``.
+into the front's wire form by the front's own ``wire_error``; the web console's live panel reads
+its calls per second and latency from the same place (``recent_calls.RECENT``). Streams, whose
+errors come while they run, record each failure with ``failed`` and each ended stream with ``done``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import Histogram
 
 from aiges.errors import AigesError
 from aiges.metrics import REQUEST, REQUESTS
+from aiges.server.recent_calls import RECENT
 
 T = TypeVar("T")
 log = structlog.get_logger("aiges.calls")
@@ -43,9 +45,11 @@ class FrontCalls:
         except AigesError as exc:
             self.failed(op, sid, exc, started)
             self.done(op, exc.code, started)
+            RECENT.record(started, exc.code)
             reply = wire_error(exc, *context)
             return await reply if inspect.isawaitable(reply) else reply
         self.done(op, 0, started)
+        RECENT.record(started, 0)
         if self.debug:
             log.debug(
                 "call", front=self.front, op=op, sid=sid, code=0, ms=round((time.perf_counter() - started) * 1000, 3)

@@ -4,7 +4,8 @@ the same engine as the gRPC fronts.
     POST <meta.route>          ASE JSON API, one-shot            (aiges.server.http.ase)
     GET  <meta.route>          ASE JSON API, a WebSocket session (aiges.server.http.websocket)
     /v2/...                    Open Inference Protocol REST      (aiges.server.http.oip_rest)
-    GET  /openapi.json, /docs  the API, described                (aiges.server.http.docs)
+    GET  /openapi.json, /docs  the API, described (Swagger UI)   (aiges.server.http.docs)
+    GET  /, /console/...       the web console                   (aiges.server.http.console)
 
 Every handler runs its request through the front's ``FrontCalls`` (``aiges.server.observe``):
 one place that times, counts and logs requests and turns an AigesError into the route's
@@ -18,7 +19,8 @@ and the engine (uvicorn + Starlette would add both a second library and that lay
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, web
@@ -26,7 +28,7 @@ from aiohttp import WSCloseCode, web
 from aiges.engine.engine import Engine
 from aiges.errors import AigesError, http_status
 from aiges.protocol.handle import HandleGenerator
-from aiges.server.http import ase, docs, oip_rest, websocket
+from aiges.server.http import ase, console, docs, oip_rest, websocket
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
 
@@ -58,7 +60,9 @@ class HttpFront:
         *,
         cors: str = "*",
         max_body_mb: int = 4,
+        status: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        """``status``: the server's state (``App.snapshot``), for the console's live panel."""
         self.engine = engine
         self.handles = handles
         self.models = models
@@ -70,6 +74,7 @@ class HttpFront:
         self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
         oip_rest.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
+        console.add_routes(self.app.router, self, status)
         ase.add_routes(self.app.router, self, websocket.session)
         self._runner: web.AppRunner | None = None
 
