@@ -37,12 +37,15 @@ class ScriptedPlugin:
 
     Sessions: every written item comes back as "out" at the next read, with its status; with
     ``chunk_kb`` set at create, every read returns a chunk of that size (a flood).
+
+    Resources: a loaded resource's first item is a word that one-shot calls naming it append
+    (" +word"); the data b"refuse" is refused (10903), b"slow" takes 0.3 s to load.
     """
 
     style = "scripted"
     service_id = "scripted"
     version = "1"
-    capabilities = frozenset({"once", "stream", "read"})
+    capabilities = frozenset({"once", "stream", "read", "resources"})
     fields = NO_FIELDS
 
     def __init__(self, host: PluginHost, dies: threading.Event) -> None:
@@ -52,6 +55,7 @@ class ScriptedPlugin:
         self.destroyed: list[str] = []
         self.reads = 0
         self.release = threading.Event()
+        self.resources: dict[int, bytes] = {}
 
     def init(self, config: dict[str, str]) -> None:
         return None
@@ -77,16 +81,19 @@ class ScriptedPlugin:
             self.dies.set()
             raise SystemExit
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
         self._mode(params)
-        return [DataItem("out", item.data, item.type, DataStatus.ONCE, {}) for item in items]
+        words = b"".join(b" +" + self.resources[res_id] for res_id in res_ids)
+        return [DataItem("out", bytes(item.data) + words, item.type, DataStatus.ONCE, {}) for item in items]
 
     def batch(
         self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
     ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         self._mode(params)
         self.sessions[tag] = {"ready": [], "chunk": b"x" * (int(params.get("chunk_kb", "0")) << 10)}
         return tag
@@ -109,6 +116,16 @@ class ScriptedPlugin:
     def destroy(self, handle: str) -> None:
         self.sessions.pop(handle, None)
         self.destroyed.append(handle)
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        if items[0].data == b"refuse":
+            raise AigesError(ErrorCode.WRAPPER_LOAD, "refused;code=5")
+        if items[0].data == b"slow":
+            time.sleep(0.3)
+        self.resources[res_id] = bytes(items[0].data)
+
+    def unload_resource(self, res_id: int) -> None:
+        self.resources.pop(res_id, None)
 
 
 class ThreadProcess:
