@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from aiges import __version__
-from aiges.cli import call, check, health, new, schema, serve, xtest
+from aiges.cli import call, check, health, new, reload, schema, serve, xtest
 
 COMMANDS = {
     "serve": serve,
@@ -16,6 +16,7 @@ COMMANDS = {
     "schema": schema,
     "new": new,
     "health": health,
+    "reload": reload,
 }
 
 

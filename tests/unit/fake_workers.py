@@ -21,7 +21,7 @@ from aiges.engine.messages import Report, WorkerSettings
 from aiges.engine.pool import PoolSettings, WorkerSlot
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
-from aiges.plugins.contract import NO_FIELDS, PluginHost, batch_by_once
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
 from aiges.worker.main import run
 
 _pids = itertools.count(100000)
@@ -30,7 +30,8 @@ _pids = itertools.count(100000)
 class ScriptedPlugin:
     """A plugin whose behaviour the test picks per call with the param ``mode``:
 
-    echo (default)  the inputs come back as "out"; sleep=<s> sleeps first
+    echo (default)  the inputs come back as "out" (followed by the config's "mark"); sleep=<s>
+                    sleeps first
     fail            10909 with "asked to fail"
     hang            blocks until released (``release``)
     die             the worker dies (its thread ends, as a killed process would)
@@ -56,9 +57,12 @@ class ScriptedPlugin:
         self.reads = 0
         self.release = threading.Event()
         self.resources: dict[int, bytes] = {}
+        self.mark = b""
 
     def init(self, config: dict[str, str]) -> None:
-        return None
+        if config.get("fail_init"):
+            raise PluginLoadError("asked to fail its init")
+        self.mark = config.get("mark", "").encode()
 
     def fini(self) -> None:
         return None
@@ -86,7 +90,7 @@ class ScriptedPlugin:
     ) -> list[DataItem]:
         self._mode(params)
         words = b"".join(b" +" + self.resources[res_id] for res_id in res_ids)
-        return [DataItem("out", bytes(item.data) + words, item.type, DataStatus.ONCE, {}) for item in items]
+        return [DataItem("out", bytes(item.data) + words + self.mark, item.type, DataStatus.ONCE, {}) for item in items]
 
     def batch(
         self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
@@ -201,6 +205,8 @@ def engine_settings(
     exec_timeout_ms: int = 5000,
     output_kb: int = 4096,
     ttl_ms: int = 60000,
+    resource_count: int = 100,
+    resource_bytes: int = 1 << 20,
 ) -> EngineSettings:
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text("# the fake workers never import it\n")
@@ -215,7 +221,14 @@ def engine_settings(
         async_mode=False,
         log_level="warning",
     )
-    pool = PoolSettings(worker=worker, gpus=[""] * workers, exec_timeout_ms=exec_timeout_ms, shm_bytes=1 << 20)
+    pool = PoolSettings(
+        worker=worker,
+        gpus=[""] * workers,
+        exec_timeout_ms=exec_timeout_ms,
+        shm_bytes=1 << 20,
+        resource_count=resource_count,
+        resource_bytes=resource_bytes,
+    )
     return EngineSettings(
         pool=pool, licences=licences, session_ttl_ms=ttl_ms, expiry_scan_ms=100, session_output_bytes=output_kb << 10
     )
