@@ -15,7 +15,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from conftest import free_port, wait_for
+from conftest import free_port, health_status, wait_for
+from grpc_health.v1 import health_pb2
 from test_operations import etcd_get, registered
 
 from aiges.client import AigesCallError, Input
@@ -197,3 +198,101 @@ def test_resources_on_the_native_stream(serve):
         with client.session(expect=EXPECT, transport="stream", res_ids=[5]) as session:
             session.write({"audio": HEARD}, last=True)
             assert [b["transcript"] for b in session.results()] == [b"aiges is serving"]
+
+
+# -- reload -----------------------------------------------------------------------------------------
+
+
+def serving_throughout(server, stop: threading.Event, seen: list[int | None]) -> None:
+    """Poll the server's health until ``stop``; every answer that is not SERVING goes to ``seen``."""
+    while not stop.is_set():
+        answer = health_status(server.address, timeout=2)
+        if answer != health_pb2.HealthCheckResponse.SERVING:
+            seen.append(answer)
+        stop.wait(0.02)
+
+
+def test_a_reload_under_load_fails_no_call_and_old_sessions_finish_on_the_old_workers(serve, tmp_path):
+    server = serve("hotwords", workers=2, drain_timeout_ms=20000, wrapper_config={"mark": "v1", "delay_ms": "5"})
+    report, calls = tmp_path / "xtest.json", tmp_path / "calls.jsonl"
+    with server.client() as client:
+        client.load_resource(7, {"words": HOT_WORDS})
+        before = [client.session(expect=EXPECT, res_ids=[7]) for _ in range(2)]
+        for session in before:
+            session.write({"audio": b"a gees"})
+        old_pids = set(status(server)["worker_pids"])
+        xtest = ["xtest", "--addr", server.address, "--input", "audio=a gees", "--expect", "transcript"]
+        xtest += [
+            "--expect",
+            "who",
+            "--concurrency",
+            "4",
+            "--duration",
+            "8",
+            "--json",
+            str(report),
+            "--calls",
+            str(calls),
+        ]
+        load = subprocess.Popen(
+            [sys.executable, "-m", "aiges", *xtest], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        stop, not_serving = threading.Event(), []
+        watcher = threading.Thread(target=serving_throughout, args=(server, stop, not_serving))
+        watcher.start()
+        try:
+            wait_for(lambda: calls.exists() and len(calls.read_text().splitlines()) > 20, timeout=20)  # load runs
+            server.config_path.write_text(server.config_path.read_text().replace('"mark" = "v1"', '"mark" = "v2"'))
+            reloaded = cli("reload", "--addr", server.address, "--json")
+            assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+            answer = json.loads(reloaded.stdout)
+            assert answer["ok"] and answer["generation"] == 2 and answer["retiring"] == 2
+            assert transcript_and_who(client)[1].startswith(b"v2@")  # new calls: the new workers
+            new_pids = set(status(server)["worker_pids"])
+            assert not new_pids & old_pids
+            for session in before:  # sessions opened before finish on their old worker
+                session.write({"audio": b"is sir ving"}, last=True)
+                [batch] = list(session.results())
+                assert batch["transcript"] == b"aiges is serving"
+                mark, pid = batch["who"].decode().split("@")
+                assert mark == "v1" and int(pid) in old_pids
+            # the old workers stop once their sessions are done
+            wait_for(lambda: status(server)["reload"]["retiring_workers"] == 0, timeout=20)
+            output, _ = load.communicate(timeout=60)
+        finally:
+            stop.set()
+            watcher.join()
+            if load.poll() is None:
+                load.kill()
+        assert load.returncode == 0, output
+        figures = json.loads(report.read_text())
+        assert figures["errors"] == 0 and figures["requests"] > 20, figures
+        assert not_serving == []
+        assert not any(alive(pid) for pid in old_pids)
+
+        # SIGHUP does the same; a new wrapper that fails its init leaves the serving one
+        server.config_path.write_text(server.config_path.read_text().replace('"mark" = "v2"', '"mark" = "v3"'))
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: status(server)["reload"]["generation"] == 3, timeout=30)
+        assert transcript_and_who(client)[1].startswith(b"v3@")
+        server.config_path.write_text(server.config_path.read_text() + '"fail_init" = "1"\n')
+        failed = cli("reload", "--addr", server.address)
+        assert failed.returncode == 1 and "the old workers serve on" in failed.stderr, failed.stderr
+        assert "the model is missing" in failed.stderr, failed.stderr
+        state = status(server)["reload"]
+        assert state["generation"] == 3 and not state["last"]["ok"] and state["counts"] == {"ok": 2, "failed": 1}
+        assert transcript_and_who(client, res_ids=[7]) == ("aiges is serving", transcript_and_who(client)[1])
+        assert transcript_and_who(client)[1].startswith(b"v3@")
+
+
+def transcript_and_who(client, res_ids=()) -> tuple[str, bytes]:
+    result = client.once({"audio": HEARD}, expect=EXPECT, res_ids=res_ids)
+    return result["transcript"].decode(), result["who"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -98,7 +98,9 @@ def test_a_shrink_that_does_not_fit_in_its_timeout_is_10104_and_changes_nothing(
 
 def test_a_resource_is_loaded_in_every_worker_and_unloaded_from_all(tmp_path):
     async def test(engine, launcher):
-        assert await failure_of(engine.once("early", items(b"x", **{RESOURCE_PARAM: "7"}))) == ErrorCode.RESOURCE_UNKNOWN
+        assert (
+            await failure_of(engine.once("early", items(b"x", **{RESOURCE_PARAM: "7"}))) == ErrorCode.RESOURCE_UNKNOWN
+        )
         await engine.load_resource(7, word(b"seven"))
         assert [p.resources for p in launcher.plugins] == [{7: b"seven"}, {7: b"seven"}]
         calls = [engine.once(f"c{i}", items(b"x", sleep="0.05", **{RESOURCE_PARAM: "7"})) for i in range(6)]

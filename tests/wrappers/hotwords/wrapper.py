@@ -52,10 +52,12 @@ class Wrapper(WrapperBase):
 
     def _answer(self, transcript: str, status: int) -> Response:
         who = f"{self.mark}@{os.getpid()}".encode()
-        return Response([
-            ResponseData(key="transcript", data=transcript.encode(), status=status),
-            ResponseData(key="who", data=who, status=status),
-        ])
+        return Response(
+            [
+                ResponseData(key="transcript", data=transcript.encode(), status=status),
+                ResponseData(key="who", data=who, status=status),
+            ]
+        )
 
     def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         if self.delay:
