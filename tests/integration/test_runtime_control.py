@@ -5,12 +5,14 @@ input gets its code while nothing changes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -191,13 +193,33 @@ def test_a_wrapper_without_resources_answers_10122(serve):
         assert code_of(lambda: client.once({"a": b"x"}, expect=["a"], res_ids=[1])) == 10120
 
 
-def test_resources_on_the_native_stream(serve):
-    server = serve("hotwords")
+def test_resources_on_the_native_stream_and_http(serve):
+    http_port = free_port()
+    server = serve("hotwords", extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n')
     with server.client() as client:
         client.load_resource(5, {"words": HOT_WORDS})
         with client.session(expect=EXPECT, transport="stream", res_ids=[5]) as session:
             session.write({"audio": HEARD}, last=True)
             assert [b["transcript"] for b in session.results()] == [b"aiges is serving"]
+    for res_ids, code, heard in (("5", 0, "aiges is serving"), ("6", 10120, None)):
+        body = {
+            "parameter": {"hotwords": {"aiges.res_ids": res_ids, "transcript": {"encoding": "utf8"}, "who": {}}},
+            "payload": {"audio": {"text": base64.b64encode(HEARD).decode()}},
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v1/private/hotwords",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                answer = json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            answer = json.loads(error.read())
+            assert error.code == 404, answer
+        assert answer["header"]["code"] == code, answer
+        if heard is not None:
+            assert answer["payload"]["transcript"]["text"] == heard, answer
 
 
 # -- reload -----------------------------------------------------------------------------------------
