@@ -156,6 +156,16 @@ class HttpSection:
     cors: str = key("*", "Access-Control-Allow-Origin on every reply; empty: none")
 
 
+@dataclass(frozen=True)
+class ResourcesSection:
+    """``[resources]``: personalised resources (``AILoad`` / ``AIUnLoad``): the server keeps every
+    loaded one, loads it in each worker (and again in a worker that restarts or a reload starts),
+    and bounds what it keeps. (The original's ``[resource]`` section is another thing, ignored.)"""
+
+    max_count: int = key(100, "most resources loaded at once; AILoad of one more is 10121", minimum=0)
+    max_mb: int = key(256, "most bytes, MiB, of all loaded resources together (each worker holds them too)", minimum=0)
+
+
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
@@ -211,6 +221,7 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     "worker": frozenset(),
     "http": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
+    "resources": frozenset(),
 }
 IGNORED_SECTIONS = frozenset(
     {
@@ -244,6 +255,7 @@ class Config:
     registry: RegistrySection
     http: HttpSection
     wrapper: dict[str, str]
+    resources: ResourcesSection = ResourcesSection()
     warnings: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
 
@@ -279,6 +291,7 @@ class Config:
             "metrics": dataclasses.asdict(self.metrics),
             "registry": dataclasses.asdict(self.registry),
             "http": dataclasses.asdict(self.http),
+            "resources": dataclasses.asdict(self.resources),
             "wrapper": dict(self.wrapper),
         }
 
@@ -292,6 +305,7 @@ SECTIONS: dict[str, type] = {
     "metrics": MetricsSection,
     "registry": RegistrySection,
     "http": HttpSection,
+    "resources": ResourcesSection,
 }
 
 
@@ -348,6 +362,7 @@ def load_config(
         metrics=sections["metrics"],
         registry=sections["registry"],
         http=sections["http"],
+        resources=sections["resources"],
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),
         ignored=tuple(ignored),

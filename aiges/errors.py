@@ -17,6 +17,7 @@ class ErrorCode(IntEnum):
     INVALID_DATA = 10009
     ENGINE_INACTIVE = 10101
     ONCE_TIMEOUT = 10102
+    ELASTIC_LICENCE = 10104
     SESSION_REPEAT = 10105
     INVALID_OUTPUT = 10106
     INVALID_PARAM_VALUE = 10107
@@ -24,9 +25,14 @@ class ErrorCode(IntEnum):
     LICENSE_NOT_ENOUGH = 10110
     OUTPUT_BACKLOG = 10111
     STARTING = 10112
+    RESOURCE_UNKNOWN = 10120
+    RESOURCE_LIMIT = 10121
+    RESOURCE_UNSUPPORTED = 10122
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
     WRAPPER_INIT = 10901
+    WRAPPER_LOAD = 10903
+    WRAPPER_UNLOAD = 10904
     WRAPPER_CREATE = 10905
     WRAPPER_DESTROY = 10906
     WRAPPER_WRITE = 10907
@@ -42,6 +48,7 @@ MESSAGES: dict[int, str] = {
     ErrorCode.INVALID_DATA: "input invalid data",
     ErrorCode.ENGINE_INACTIVE: "service instance inactive, already release",
     ErrorCode.ONCE_TIMEOUT: "service exec once request timeout",
+    ErrorCode.ELASTIC_LICENCE: "licence resize failed",
     ErrorCode.SESSION_REPEAT: "session handle already in use",
     ErrorCode.INVALID_OUTPUT: "wrapper output data invalid(key or type)",
     ErrorCode.INVALID_PARAM_VALUE: "service para value invalid",
@@ -49,9 +56,14 @@ MESSAGES: dict[int, str] = {
     ErrorCode.LICENSE_NOT_ENOUGH: "service license not enough",
     ErrorCode.OUTPUT_BACKLOG: "session output not read: more is waiting than the server holds for a session",
     ErrorCode.STARTING: "the service is starting: the model is still loading",
+    ErrorCode.RESOURCE_UNKNOWN: "personalised resource not loaded",
+    ErrorCode.RESOURCE_LIMIT: "personalised resources: over the configured count or size",
+    ErrorCode.RESOURCE_UNSUPPORTED: "the wrapper cannot load personalised resources",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
+    ErrorCode.WRAPPER_LOAD: "wrapper resource load failed",
+    ErrorCode.WRAPPER_UNLOAD: "wrapper resource unload failed",
     ErrorCode.WRAPPER_CREATE: "wrapper create failed",
     ErrorCode.WRAPPER_DESTROY: "wrapper destroy failed",
     ErrorCode.WRAPPER_WRITE: "wrapper write failed",
@@ -89,8 +101,11 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.SESSION_REPEAT: 400,
     ErrorCode.PB_UNMARSHAL: 400,
     ErrorCode.OUTPUT_BACKLOG: 400,
+    ErrorCode.RESOURCE_LIMIT: 400,
+    ErrorCode.RESOURCE_UNSUPPORTED: 400,
     ErrorCode.INVALID_HANDLE: 404,
     ErrorCode.ENGINE_INACTIVE: 404,
+    ErrorCode.RESOURCE_UNKNOWN: 404,
     ErrorCode.LICENSE_NOT_ENOUGH: 503,
     ErrorCode.STARTING: 503,
     ErrorCode.ONCE_TIMEOUT: 504,

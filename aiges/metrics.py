@@ -130,6 +130,8 @@ class StateCollector:
             ("aiges_workers", "Worker processes configured", state["workers"]),
             ("aiges_workers_up", "Worker processes up (wrapperInit done)", state["workers_ready"]),
             ("aiges_serving", "1 while health is SERVING", 1 if state["health"] == "SERVING" else 0),
+            ("aiges_resources_loaded", "Personalised resources loaded (AILoad)", state.get("resources", 0)),
+            ("aiges_resources_bytes", "Bytes of the personalised resources loaded", state.get("resources_bytes", 0)),
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
@@ -138,6 +140,22 @@ class StateCollector:
             "Worker processes restarted after a crash, hang or kill",
             value=state["worker_restarts"],
         )
+        reload = state.get("reload")
+        if reload is not None:
+            yield GaugeMetricFamily(
+                "aiges_worker_generation", "Generation of the serving workers (1, +1 per reload)", reload["generation"]
+            )
+            yield GaugeMetricFamily(
+                "aiges_workers_retiring",
+                "Old workers a reload replaced, finishing their calls and sessions",
+                reload["retiring_workers"],
+            )
+            reloads = CounterMetricFamily(
+                "aiges_reloads", "Reloads (aiges reload, SIGHUP), by result", labels=["result"]
+            )
+            for result, count in reload["counts"].items():
+                reloads.add_metric([result], count)
+            yield reloads
         devices = self.gpu_stats()
         if devices:
             utilization = GaugeMetricFamily(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from aiges import __version__
-from aiges.cli import call, check, health, new, schema, serve, xtest
+# Before grpc is first imported (the subcommands import it): the C core reads this once, when it
+# loads. ``aiges serve`` starts workers by fork+exec while gRPC threads are busy serving (a
+# restart or a reload under load); grpc's fork handlers then run in the forked child and can
+# crash it (SIGSEGV) before it execs. Nothing here needs them.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from aiges import __version__  # noqa: E402
+from aiges.cli import call, check, health, new, reload, schema, serve, xtest  # noqa: E402
 
 COMMANDS = {
     "serve": serve,
@@ -16,6 +23,7 @@ COMMANDS = {
     "schema": schema,
     "new": new,
     "health": health,
+    "reload": reload,
 }
 
 

@@ -2,6 +2,10 @@
 
     aiges call --addr 127.0.0.1:5090 --input image=@cat.png:image --param mode=fast
     aiges call -c aiges.toml --stream --chunk 3200 --interval 40 --input audio=@speech.pcm:audio
+    aiges call -c aiges.toml --load 7 --input words=@hotwords.txt      # AILoad resource 7
+    aiges call -c aiges.toml --res-ids 7 --input audio=@speech.pcm      # a call using it
+    aiges call -c aiges.toml --unload 7                                 # AIUnLoad
+    aiges call -c aiges.toml --licences 50 --wait-ms 5000               # AILBType
 
 The outputs to ask for (the expect list) come from the server's schema unless given with
 ``--expect``. Text results are printed; binary ones are saved under ``-o`` (default: here). On
@@ -77,6 +81,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", default=".", help="folder for binary results")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per call")
+    control = parser.add_argument_group("runtime control (instead of a call)")
+    control.add_argument("--load", type=int, metavar="RES_ID", help="AILoad: the --input(s) as personalised resource")
+    control.add_argument("--unload", type=int, metavar="RES_ID", help="AIUnLoad: unload a personalised resource")
+    control.add_argument("--licences", type=int, metavar="N", help="AILBType: set the server's licence count")
+    control.add_argument("--lb-type", help="with --licences: the load-balancer type (the registry value's type)")
+    control.add_argument(
+        "--wait-ms", type=int, default=0, help="with --licences: how long a smaller count may wait for calls to end"
+    )
+    parser.add_argument(
+        "--res-ids", default="", metavar="ID[,ID...]", help="loaded personalised resources the call or session uses"
+    )
 
 
 class UsageError(Exception):
@@ -159,11 +174,34 @@ def show(item: Item, output: Path, counter: dict[str, int]) -> None:
     print(f"{item.name}: {len(item.data)} bytes saved to {path}")
 
 
+def run_control(args: argparse.Namespace, address: str, inputs: dict[str, Input]) -> int:
+    """--load, --unload or --licences: one runtime control op."""
+    with Client(address, timeout=args.timeout) as client:
+        if args.load is not None:
+            if not inputs:
+                raise UsageError("--load needs the resource as --input KEY=@FILE")
+            client.load_resource(args.load, inputs)
+            print(f"resource {args.load} loaded")
+        elif args.unload is not None:
+            client.unload_resource(args.unload)
+            print(f"resource {args.unload} unloaded")
+        else:
+            client.resize_licences(args.licences, timeout_ms=args.wait_ms, lb_type=args.lb_type)
+            print(f"licences set to {args.licences}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         inputs = dict(parse_input(spec) for spec in args.input)
         params, headers = pairs(args.param, "--param"), pairs(args.header, "--header")
         expect = parse_expect(args.expect)
+        res_ids = [int(part) for part in args.res_ids.split(",") if part.strip()] if args.res_ids else []
+        if sum(option is not None for option in (args.load, args.unload, args.licences)) > 1:
+            raise UsageError("give one of --load, --unload, --licences")
+        if args.load is not None or args.unload is not None or args.licences is not None:
+            address = address_of(args)
+            return 2 if address is None else run_control(args, address, inputs)
         if not inputs:
             raise UsageError("give at least one --input")
         address = address_of(args)
@@ -176,6 +214,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"aiges call: {exc}", file=sys.stderr)
         return 2
+    except ValueError:
+        print(f"aiges call: --res-ids {args.res_ids!r}: expected numbers like 7,12", file=sys.stderr)
+        return 2
+    except AigesCallError as exc:
+        print(f"aiges call: error {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
     except grpc.RpcError as exc:
         target = args.addr or args.config
         print(f"aiges call: cannot reach {target}: {exc.code().name} {exc.details()}", file=sys.stderr)
@@ -185,11 +229,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(address, timeout=args.timeout) as client:
             if not args.stream:
-                result = client.once(inputs, params=params, headers=headers, expect=expect)
+                result = client.once(inputs, params=params, headers=headers, expect=expect, res_ids=res_ids)
                 for item in result.items:
                     show(item, output, counter)
                 return 0
-            with client.session(params=params, headers=headers, expect=expect, transport=args.transport) as session:
+            with client.session(
+                params=params, headers=headers, expect=expect, transport=args.transport, res_ids=res_ids
+            ) as session:
                 chunks = chunked(inputs, args.chunk)
                 for index, chunk in enumerate(chunks):
                     session.write(chunk, last=index == len(chunks) - 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from aiges.cli.common import add_config_options, load
@@ -35,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
         from aiges.engine.scheduling import use_batch_scheduling
 
         use_batch_scheduling()
-    # Workers are started by fork+exec; grpc's fork handlers are not needed and only log noise.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from functools import partial
+
+    from aiges.config import load_config
     from aiges.server.app import serve
 
-    return serve(config)
+    # a reload reads the same file again, keeping the command line's --wrapper
+    reread = partial(load_config, config.path, config.service_name, wrapper=args.wrapper)
+    return serve(config, reread)

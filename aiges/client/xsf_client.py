@@ -1,4 +1,5 @@
-"""The xsf client: ``utils.XsfCall/call`` with the AIIn / AIOut / AIExcp ops."""
+"""The xsf client: ``utils.XsfCall/call`` with the AIIn / AIOut / AIExcp ops, and the runtime
+control ops: AILoad / AIUnLoad (personalised resources) and AILBType (the licence count)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from aiges.protocol.xsf_pb2 import DataMeta, ReqData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
 
 Expect = Iterable[str] | Mapping[str, int | str] | None
+RES_IDS_PARAM = "aiges.res_ids"
+"""The request param naming the personalised resources a call or a session uses."""
+
+
+def with_resources(params: Mapping[str, str] | None, res_ids: Iterable[int]) -> dict[str, str] | None:
+    """``params`` plus ``aiges.res_ids`` naming ``res_ids`` (unchanged when there are none)."""
+    ids = [str(int(i)) for i in res_ids]
+    if not ids:
+        return dict(params) if params is not None else None
+    return {**(params or {}), RES_IDS_PARAM: ",".join(ids)}
 
 
 class Client:
@@ -70,12 +81,14 @@ class Client:
         headers: Mapping[str, str] | None = None,
         expect: Expect = None,
         check: bool = True,
+        res_ids: Iterable[int] = (),
     ) -> Result:
-        """One one-shot call. Raises AigesCallError on a non-zero code unless ``check`` is False."""
+        """One one-shot call. Raises AigesCallError on a non-zero code unless ``check`` is False.
+        ``res_ids``: loaded personalised resources the wrapper is to use (its person ids)."""
         message = loader_input(
             state=LoaderInput.ONCE,
             inputs=inputs,
-            params=params,
+            params=with_resources(params, res_ids),
             headers=headers,
             expect=expect,
             service_id=self.service_id,
@@ -99,11 +112,13 @@ class Client:
         transport: str = "xsf",
         wait_ms: int = 500,
         handle: str = "",
+        res_ids: Iterable[int] = (),
     ) -> XsfSession | StreamSession:
         """Open a streaming session (``transport`` "xsf": the AIIn/AIOut ops; "stream": the native
         bidi stream). Use it as a context manager; ``inputs`` are written with the first frame.
         ``handle``: the xsf handle to use (as a gateway that reuses the request's sid does);
-        empty, the server makes one."""
+        empty, the server makes one. ``res_ids``: personalised resources, as for ``once``."""
+        params = with_resources(params, res_ids)
         session: XsfSession | StreamSession
         if transport == "xsf":
             session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms, handle=handle)
@@ -114,3 +129,30 @@ class Client:
         else:
             raise ValueError(f"transport must be 'xsf' or 'stream', got {transport!r}")
         return session.open(inputs)
+
+    # -- runtime control ----------------------------------------------------------------------------
+
+    def _control(self, op: str, params: dict[str, str], message: LoaderInput | None = None) -> None:
+        code, error, handle, output = self.call(op, message, params=params)
+        if output is not None and output.code:
+            code, error = output.code, output.err
+        if code:
+            raise AigesCallError(code, error, handle)
+
+    def load_resource(self, res_id: int, inputs: Mapping[str, InputValue]) -> None:
+        """AILoad: load a personalised resource (its data: ``inputs``) in every worker of the
+        server, under ``res_id`` (1..2^32-1); a loaded id is replaced. Raises AigesCallError."""
+        message = loader_input(state=LoaderInput.ONCE, inputs=inputs, service_id=self.service_id, status=3)
+        self._control("AILoad", {"resId": str(res_id)}, message)
+
+    def unload_resource(self, res_id: int) -> None:
+        """AIUnLoad: unload a personalised resource from every worker. Raises AigesCallError."""
+        self._control("AIUnLoad", {"resId": str(res_id)})
+
+    def resize_licences(self, total: int, *, timeout_ms: int = 0, lb_type: str | None = None) -> None:
+        """AILBType: set the server's licence count; a smaller count waits at most ``timeout_ms``
+        for the licences in use to fit (else 10104, and the count stays). Raises AigesCallError."""
+        params = {"authzNo": str(total), "timeout": str(timeout_ms)}
+        if lb_type is not None:
+            params["lbType"] = lb_type
+        self._control("AILBType", params)

@@ -9,6 +9,9 @@ nothing above it touches the pool.
     read(session, wait_s) -> the next output batch, or None after wait_s
     finish(session) / close(session)
     status() / drain(timeout_s)
+    resize_licences(total, timeout_s)          AILBType: the licence count, at run time
+    load_resource(res_id, items) / unload_resource(res_id)   AILoad / AIUnLoad, in every worker
+    reload(worker_settings, drain_timeout_s)   a new generation of workers, without dropping a call
 
 A frame is a ``messages.Wire`` (a client's protocol bytes, decoded in the worker by that front's
 codec) or ``messages.Items`` (a call its front decoded); outputs come back in the frame's form
@@ -46,9 +49,11 @@ from aiges.engine.messages import (
     SessionFailed,
     SessionOutput,
     Wire,
+    WorkerSettings,
     Write,
 )
-from aiges.engine.pool import Launcher, PoolSettings, Worker, WorkerPool, WorkerStatus
+from aiges.engine.pool import Launcher, PoolSettings, ReloadOutcome, Worker, WorkerPool, WorkerStatus
+from aiges.engine.resources import Resource
 from aiges.engine.sessions import Session, SessionTable
 from aiges.errors import AigesError, ErrorCode
 
@@ -79,6 +84,12 @@ class EngineStatus:
     draining: bool
     live: bool
     workers: list[WorkerStatus]
+    retiring: list[WorkerStatus] = field(default_factory=list)
+    """Old workers a reload replaced, finishing their calls and sessions."""
+    generation: int = 1
+    reloading: bool = False
+    resources: int = 0
+    resources_bytes: int = 0
 
     @property
     def licences_free(self) -> int:
@@ -129,6 +140,9 @@ class Engine:
         self._destroying: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry: asyncio.Task[None] | None = None
+        self._resizing = asyncio.Lock()
+        self.lb_type = ""
+        """The load-balancer type AILBType set last (``lbType``): "type" in the registry value."""
 
     # -- life --------------------------------------------------------------------------------------
 
@@ -166,11 +180,70 @@ class Engine:
             draining=self.draining,
             live=self.pool.live,
             workers=self.pool.status(),
+            retiring=self.pool.retiring_status(),
+            generation=self.pool.generation,
+            reloading=self.pool.reloading,
+            resources=len(self.pool.resources),
+            resources_bytes=self.pool.resources.size,
         )
 
     def info(self) -> WorkerInfo | None:
         """What the wrapper is (service, version, capabilities, schema), once a worker has it loaded."""
         return self.pool.info()
+
+    # -- runtime control ---------------------------------------------------------------------------------
+
+    async def resize_licences(self, total: int, timeout_s: float, lb_type: str | None = None) -> None:
+        """Set the licence count (AILBType ``authzNo``). Growing takes effect at once. Shrinking
+        admits nothing new until the licences in use are under the new count, and waits at most
+        ``timeout_s`` for the running calls and sessions to end on their own (none is cut); if
+        they do not, the count goes back to what it was and this raises 10104. ``lb_type``
+        (AILBType ``lbType``), when given, is kept for the registry value once the resize is done."""
+        if total < 1:
+            raise AigesError(ErrorCode.INVALID_PARAM_VALUE, f"the licence count must be at least 1, got {total}")
+        async with self._resizing:
+            previous = self.licences.total
+            self.licences.total = total
+            deadline = time.monotonic() + timeout_s
+            while self.licences.used > total and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if self.licences.used > total:
+                self.licences.total = previous
+                raise AigesError(
+                    ErrorCode.ELASTIC_LICENCE,
+                    f"{self.licences.used} licences were still in use after {int(timeout_s * 1000)} ms, more than "
+                    f"{total}; the count stays {previous}",
+                )
+            if lb_type is not None:
+                self.lb_type = lb_type
+            log.info("licences resized", previous=previous, licences=total, lb_type=self.lb_type)
+            self.changed.set()
+
+    async def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        """AILoad: keep a personalised resource and load it in every worker (and in any that
+        starts later); a loaded id is replaced. 10121 past ``[resources]``, 10122 if the wrapper
+        cannot load resources, 10903 if it refuses this one (then no worker keeps it)."""
+        info = self.info()
+        if info is None:
+            raise AigesError(ErrorCode.STARTING, "the service is starting: no worker has loaded the wrapper yet")
+        if "resources" not in info.capabilities:
+            raise AigesError(ErrorCode.RESOURCE_UNSUPPORTED, f"the {info.style}-style wrapper has no wrapperLoadRes")
+        await self.pool.load_resource(
+            Resource(res_id, [DataItem(i.key, bytes(i.data), i.type, i.status, dict(i.desc)) for i in items])
+        )
+
+    async def unload_resource(self, res_id: int) -> None:
+        """AIUnLoad: unload a resource from every worker and forget it; 10120 if it is not loaded."""
+        await self.pool.unload_resource(res_id)
+
+    async def reload(self, worker: WorkerSettings, drain_timeout_s: float) -> ReloadOutcome:
+        """A new generation of workers with these settings (the wrapper and its config read
+        afresh): new calls and sessions go to each new worker as soon as it is ready, the old
+        workers finish theirs (within ``drain_timeout_s``) and stop; if a new worker fails to
+        start, the old ones serve on and the outcome says why."""
+        outcome = await self.pool.reload(worker, drain_timeout_s)
+        self.changed.set()
+        return outcome
 
     # -- first frames ------------------------------------------------------------------------------------
 

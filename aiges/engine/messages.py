@@ -12,8 +12,9 @@ A call names what it carries in ``frame``:
 - ``Items``: a call its front has already decoded into engine items (OIP, the ASE JSON API).
 
 Server -> worker: ``Init`` once, then calls (``Once``, ``Open``, ``Write``, ``Finish``,
-``Destroy``), each answered by ``Done`` or ``Failed`` in the order sent; ``Pause``/``Resume`` (no
-answer) for a session's output back-pressure; ``Fini`` to stop.
+``Destroy``, and the rare ``LoadResource`` / ``UnloadResource``), each answered by ``Done`` or
+``Failed`` in the order sent; ``Pause``/``Resume`` (no answer) for a session's output
+back-pressure; ``Fini`` to stop.
 
 Worker -> server: ``Ready`` or ``InitFailed``; ``Started`` for calls run together as one batch;
 ``Done``/``Failed`` per call; ``Output``/``OutputFailed`` for session output at any time; and
@@ -138,6 +139,22 @@ class Destroy(NamedTuple):
     tag: str
 
 
+class LoadResource(NamedTuple):
+    """``wrapperLoadRes(items, res_id)``: a personalised resource for calls that name ``res_id``
+    (answered ``Done(value=None)``, or ``Failed`` with 10903 and the wrapper's reason)."""
+
+    call_id: int
+    res_id: int
+    items: list[DataItem]
+
+
+class UnloadResource(NamedTuple):
+    """``wrapperUnloadRes(res_id)`` (``Failed`` with 10904 if the wrapper refuses)."""
+
+    call_id: int
+    res_id: int
+
+
 class Pause(NamedTuple):
     tag: str
 
@@ -150,7 +167,7 @@ class Fini(NamedTuple):
     pass
 
 
-Call: TypeAlias = "Once | Open | Write | Finish | Destroy"
+Call: TypeAlias = "Once | Open | Write | Finish | Destroy | LoadResource | UnloadResource"
 
 # -- worker -> server ---------------------------------------------------------------------------------
 

@@ -14,6 +14,16 @@ message: a call past ``exec_timeout_ms`` gets 10102 and its worker is killed and
 When a worker dies, the call it was executing fails (10909 with the exit reason), queued
 one-shot calls it never started move to another worker, and the listener (the engine) is told, so
 that it ends the worker's sessions.
+
+Personalised resources (``AILoad``) are kept here (``resources.ResourceStore``) and loaded in
+every worker; a worker that starts (a restart, a reload) loads all of them before it is ready.
+
+A reload starts a new generation of slots, one per index, with settings read afresh. Each new
+worker takes the new calls and sessions of its index as soon as it is ready, in place of the old
+one, which keeps serving the sessions it holds; once every new worker is ready the old
+generation retires: its workers finish their calls and sessions (within the drain timeout) and
+stop. If a new worker fails to start, the reload is abandoned: the old generation takes every new
+call again and the new workers that did start retire the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from aiges.engine.messages import (
     Finish,
     Init,
     InitFailed,
+    LoadResource,
     Once,
     OnceReply,
     Open,
@@ -53,9 +64,11 @@ from aiges.engine.messages import (
     SessionFailed,
     SessionOutput,
     Started,
+    UnloadResource,
     WorkerSettings,
     Write,
 )
+from aiges.engine.resources import Resource, ResourceStore
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
 from aiges.metrics import BATCH_SIZE, LEGS
@@ -68,7 +81,15 @@ RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-CALL_KINDS: dict[type, str] = {Once: "once", Open: "open", Write: "write", Finish: "finish", Destroy: "destroy"}
+CALL_KINDS: dict[type, str] = {
+    Once: "once",
+    Open: "open",
+    Write: "write",
+    Finish: "finish",
+    Destroy: "destroy",
+    LoadResource: "load",
+    UnloadResource: "unload",
+}
 """The ``kind`` label of a call's leg latencies."""
 
 
@@ -87,6 +108,17 @@ class WorkerState(enum.Enum):
     """Its process is gone."""
 
 
+class SlotRole(enum.Enum):
+    SERVING = "serving"
+    """Of the generation that takes new calls (or, while a reload starts its replacement, until
+    the replacement is ready)."""
+    INCOMING = "incoming"
+    """Of a reload's new generation: takes its index's new calls once its worker is ready."""
+    RETIRING = "retiring"
+    """Of a replaced (or abandoned) generation: finishes its calls and sessions, takes no new
+    ones, is never restarted, and stops."""
+
+
 @dataclass(slots=True)
 class PoolSettings:
     worker: WorkerSettings
@@ -96,6 +128,8 @@ class PoolSettings:
     threads: int = 0
     ready_timeout_ms: int = 0
     start_failures: int = 3
+    resource_count: int = 100
+    resource_bytes: int = 256 << 20
 
 
 class Process(Protocol):
@@ -153,6 +187,12 @@ class WorkerSlot:
     failed_starts: int = 0
     """Starts that failed in a row (init error, death or ready timeout); 0 once one succeeds."""
     worker: Worker | None = None
+    settings: WorkerSettings | None = None
+    """What its workers are started with (the pool's, unless a reload gave it its own)."""
+    generation: int = 1
+    role: SlotRole = SlotRole.SERVING
+    replacement: WorkerSlot | None = None
+    """While a reload runs: the new generation's slot for this index."""
 
 
 @dataclass(eq=False)
@@ -176,6 +216,8 @@ class Worker:
     kill_reason: str = ""
     head_resolved: bool = False
     """The call at the head of ``pending`` was failed by the watchdog (it was running)."""
+    resources: dict[int, Resource] = field(default_factory=dict)
+    """The kept resources loaded in this worker (the server's copy each was loaded from)."""
 
     @property
     def index(self) -> int:
@@ -203,6 +245,21 @@ class WorkerStatus:
     pid: int | None
     restarts: int
     failed_starts: int
+    generation: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: ``ok`` once the new generation serves every index; else ``error``
+    says why, and the old generation serves on."""
+
+    ok: bool
+    generation: int
+    workers: int
+    ms: int
+    error: str = ""
+    retiring: int = 0
+    """Old workers left to finish their calls and sessions."""
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -284,7 +341,19 @@ class WorkerPool:
         self.settings = settings
         self.listener = listener
         self.launcher: Launcher = launcher or ProcessLauncher()
-        self.slots = [WorkerSlot(index=i, gpu=g) for i, g in enumerate(settings.gpus)]
+        self.slots = [WorkerSlot(index=i, gpu=g, settings=settings.worker) for i, g in enumerate(settings.gpus)]
+        """The serving generation."""
+        self.incoming: list[WorkerSlot] = []
+        """A running reload's new generation."""
+        self.retiring: list[WorkerSlot] = []
+        """Replaced or abandoned slots whose workers are finishing."""
+        self.generation = 1
+        self.reloading = False
+        self.last_reload: ReloadOutcome | None = None
+        self.resources = ResourceStore(settings.resource_count, settings.resource_bytes)
+        self._resource_lock = asyncio.Lock()
+        self._takers: list[Worker] = []
+        """The workers that take new calls and sessions (see ``_takes_new_calls``)."""
         self._ids = itertools.count(1)
         self._any_ready = asyncio.Event()
         self._stopping = False
@@ -295,44 +364,72 @@ class WorkerPool:
 
     @property
     def workers(self) -> list[Worker]:
-        """The slots' current workers."""
-        return [slot.worker for slot in self.slots if slot.worker is not None]
+        """Every worker: a reload's new ones, the serving ones, the retiring ones."""
+        return [slot.worker for slot in (*self.incoming, *self.slots, *self.retiring) if slot.worker is not None]
 
     @property
     def ready_count(self) -> int:
-        return sum(1 for w in self.workers if w.ready)
+        return sum(1 for slot in self._active_slots() if slot.worker is not None and slot.worker.ready)
 
     @property
     def restart_count(self) -> int:
-        return sum(slot.restarts for slot in self.slots)
+        return sum(slot.restarts for slot in self._active_slots())
 
     @property
     def live(self) -> bool:
         """False once a slot has failed ``start_failures`` starts in a row: the process should be
-        restarted by whoever supervises it."""
+        restarted by whoever supervises it (a reload's failed start does not count: the old
+        generation serves on)."""
         return all(slot.failed_starts < self.settings.start_failures for slot in self.slots)
 
     def info(self) -> WorkerInfo | None:
-        """What the first worker that started reported (service, version, schema...)."""
-        return next((w.info for w in self.workers if w.info is not None), None)
+        """What the newest worker that started reported (service, version, schema...)."""
+        slots = (*self._active_slots(), *self.slots, *self.retiring)
+        return next((s.worker.info for s in slots if s.worker is not None and s.worker.info is not None), None)
+
+    def _active_slots(self) -> list[WorkerSlot]:
+        """Per index, the slot that takes its new calls: a reload's new one once its worker is
+        ready, else the serving one."""
+        active = []
+        for slot in self.slots:
+            new = slot.replacement
+            active.append(new if new is not None and new.worker is not None and new.worker.ready else slot)
+        return active
 
     def status(self) -> list[WorkerStatus]:
-        return [
-            WorkerStatus(
-                index=slot.index,
-                gpu=slot.gpu,
-                state=slot.worker.state.value if slot.worker is not None else WorkerState.DEAD.value,
-                pid=slot.worker.info.pid
-                if slot.worker is not None and slot.worker.info and slot.worker.ready
-                else None,
-                restarts=slot.restarts,
-                failed_starts=slot.failed_starts,
-            )
-            for slot in self.slots
-        ]
+        """One entry per index (the worker that takes its new calls); ``retiring_status`` has
+        the old workers a reload replaced."""
+        return [self._slot_status(slot) for slot in self._active_slots()]
+
+    def retiring_status(self) -> list[WorkerStatus]:
+        return [self._slot_status(slot) for slot in self.retiring]
+
+    @staticmethod
+    def _slot_status(slot: WorkerSlot) -> WorkerStatus:
+        worker = slot.worker
+        return WorkerStatus(
+            index=slot.index,
+            gpu=slot.gpu,
+            state=worker.state.value if worker is not None else WorkerState.DEAD.value,
+            pid=worker.info.pid if worker is not None and worker.info and worker.ready else None,
+            restarts=slot.restarts,
+            failed_starts=slot.failed_starts,
+            generation=slot.generation,
+        )
+
+    @staticmethod
+    def _takes_new_calls(worker: Worker) -> bool:
+        slot = worker.slot
+        if slot.role is SlotRole.RETIRING:
+            return False
+        if slot.role is SlotRole.SERVING and slot.replacement is not None:
+            new = slot.replacement.worker
+            return new is None or not new.ready
+        return True
 
     def _changed(self) -> None:
-        if any(w.ready for w in self.workers):
+        self._takers = [w for w in self.workers if self._takes_new_calls(w)]
+        if any(w.ready for w in self._takers):
             self._any_ready.set()
         else:
             self._any_ready.clear()
@@ -371,7 +468,7 @@ class WorkerPool:
             raise WorkerInitError(f"worker {slot.index} could not be started: {exc}") from None
         finally:
             worker_end.close()
-        worker.channel.send(Init(self.settings.worker))
+        worker.channel.send(Init(slot.settings or self.settings.worker))
         return worker
 
     async def _started(self, worker: Worker) -> None:
@@ -409,6 +506,10 @@ class WorkerPool:
     async def _after_failed_start(self, worker: Worker) -> None:
         reason = await self._exit_reason(worker)
         self._close_rings(worker)
+        for call in worker.pending.values():  # resources it was loading
+            if not call.future.done():
+                call.future.set_exception(AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index}: {reason}"))
+        worker.pending.clear()
         if not worker.started.done():
             worker.started.set_exception(WorkerInitError(f"worker {worker.index} died during start-up: {reason}"))
 
@@ -418,6 +519,9 @@ class WorkerPool:
         pending = list(worker.pending.values())
         worker.pending.clear()
         if self._stopping:
+            return
+        if worker.slot.role is SlotRole.RETIRING:
+            self._retired(worker, reason, pending)
             return
         log.warning("worker lost", worker=worker.index, reason=reason, calls=len(pending))
         first_unstarted = 0 if worker.head_resolved else 1
@@ -432,9 +536,20 @@ class WorkerPool:
         self.listener.on_worker_lost(worker, reason)
         await self._restart(worker.slot, worker)
 
+    def _retired(self, worker: Worker, reason: str, pending: list[PendingCall]) -> None:
+        """A retiring worker has stopped: what it still held (only past the drain timeout) ends."""
+        for call in pending:
+            if not call.future.done():
+                call.future.set_exception(
+                    AigesError(ErrorCode.WORKER_CRASH, f"worker {worker.index} was retired by a reload: {reason}")
+                )
+        log.info("old worker stopped", worker=worker.index, generation=worker.slot.generation, calls=len(pending))
+        if worker.sessions:
+            self.listener.on_worker_lost(worker, "its generation was replaced by a reload")
+
     async def _restart(self, slot: WorkerSlot, lost: Worker) -> None:
         for attempt in itertools.count():
-            if self._stopping or slot.worker is not lost:
+            if self._stopping or slot.worker is not lost or slot.role is SlotRole.RETIRING:
                 return
             await asyncio.sleep(RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)])
             if self._stopping:
@@ -523,20 +638,10 @@ class WorkerPool:
                         call.started = True
                 BATCH_SIZE.observe(len(call_ids))
             case Ready(info=info):
-                worker.info = info
-                worker.state = WorkerState.READY
-                worker.last_reply_at = time.monotonic()
-                log.info(
-                    "worker ready",
-                    worker=worker.index,
-                    pid=info.pid,
-                    gpu=worker.gpu or "none",
-                    style=info.style,
-                    restarts=worker.slot.restarts,
-                )
-                self._changed()
-                if not worker.started.done():
-                    worker.started.set_result(info)
+                if self.resources.loaded:  # loaded first, then ready
+                    self._spawn_task(self._replay(worker, info))
+                else:
+                    self._mark_ready(worker, info)
             case InitFailed(reason=reason):
                 if not worker.started.done():
                     worker.started.set_exception(WorkerInitError(reason))
@@ -570,6 +675,240 @@ class WorkerPool:
             call.future.set_result(answer.value)
         else:
             call.future.set_exception(AigesError(answer.code, answer.message))
+
+    def _mark_ready(self, worker: Worker, info: WorkerInfo) -> None:
+        worker.info = info
+        worker.state = WorkerState.READY
+        worker.last_reply_at = time.monotonic()
+        log.info(
+            "worker ready",
+            worker=worker.index,
+            pid=info.pid,
+            gpu=worker.gpu or "none",
+            style=info.style,
+            restarts=worker.slot.restarts,
+            generation=worker.slot.generation,
+            resources=len(worker.resources),
+        )
+        self._changed()
+        if not worker.started.done():
+            worker.started.set_result(info)
+
+    async def _replay(self, worker: Worker, info: WorkerInfo) -> None:
+        """Load every kept resource in a worker that has just run wrapperInit, then mark it
+        ready. Loads and unloads made meanwhile are caught up with until nothing is left to do,
+        so that a ready worker holds exactly the kept set. A resource it cannot load fails its
+        start (it could not serve the calls that name it)."""
+        try:
+            while worker.state is WorkerState.STARTING:
+                loaded = self.resources.loaded
+                missing = [r for r in loaded.values() if worker.resources.get(r.res_id) is not r]
+                stale = [res_id for res_id in worker.resources if res_id not in loaded]
+                if not missing and not stale:
+                    self._mark_ready(worker, info)
+                    return
+                for resource in missing:
+                    await self._call_on(worker, LoadResource(self.new_id(), resource.res_id, resource.items))
+                    worker.resources[resource.res_id] = resource
+                for res_id in stale:
+                    await self._call_on(worker, UnloadResource(self.new_id(), res_id))
+                    worker.resources.pop(res_id, None)
+        except AigesError as exc:
+            reason = f"it could not load the kept resources: {exc.message}"
+            log.error("worker start failed", worker=worker.index, reason=reason)
+            if not worker.started.done():
+                worker.started.set_exception(WorkerInitError(f"worker {worker.index}: {reason}"))
+            self.kill(worker, reason)
+
+    async def _call_on(self, worker: Worker, message: Call) -> Any:
+        """A call to this worker whatever its state (a starting worker's resource loads)."""
+        call = PendingCall(asyncio.get_running_loop().create_future(), message, time.monotonic(), False)
+        self._send(worker, call)
+        return await call.future
+
+    # -- personalised resources ---------------------------------------------------------------------
+
+    def _holders(self) -> list[Worker]:
+        """The ready workers that keep the loaded resources: all but the retiring ones."""
+        return [w for w in self.workers if w.ready and w.slot.role is not SlotRole.RETIRING]
+
+    async def load_resource(self, resource: Resource) -> None:
+        """Keep ``resource`` and load it in every ready worker (a worker that starts later loads
+        it then). If any fails, every worker is put back as it was and the error is raised.
+        A resource with a loaded id replaces it (wrapperLoadRes is called again)."""
+        async with self._resource_lock:
+            self.resources.check(resource)
+            previous = self.resources.get(resource.res_id)
+            self.resources.put(resource)
+            holders = self._holders()  # in the same step: a worker ready later replays the store
+            results = await asyncio.gather(*(self._load_in(w, resource) for w in holders), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if not failures:
+                log.info("resource loaded", res_id=resource.res_id, bytes=resource.size, workers=len(holders))
+                return
+            if previous is None:
+                self.resources.remove(resource.res_id)
+            else:
+                self.resources.put(previous)
+            # every worker that now holds it: those that loaded it here, and any that started meanwhile
+            loaded = [w for w in self._holders() if w.resources.get(resource.res_id) is resource]
+            await asyncio.gather(
+                *(self._put_back(w, resource.res_id, previous) for w in loaded), return_exceptions=True
+            )
+            error = failures[0]
+            log.warning("resource load failed", res_id=resource.res_id, error=str(error))
+            raise error if isinstance(error, AigesError) else AigesError(ErrorCode.WRAPPER_LOAD, str(error))
+
+    async def unload_resource(self, res_id: int) -> None:
+        """Forget a kept resource and unload it from every worker; 10120 if it is not loaded.
+        An unload a wrapper refuses is raised (10904), but the resource is forgotten all the same."""
+        async with self._resource_lock:
+            self.resources.remove(res_id)
+            holders = [w for w in self._holders() if res_id in w.resources]
+            results = await asyncio.gather(*(self._unload_in(w, res_id) for w in holders), return_exceptions=True)
+            log.info("resource unloaded", res_id=res_id, workers=len(holders))
+            for result in results:
+                if isinstance(result, AigesError):
+                    raise result
+
+    async def _load_in(self, worker: Worker, resource: Resource) -> None:
+        await self._call_on(worker, LoadResource(self.new_id(), resource.res_id, resource.items))
+        worker.resources[resource.res_id] = resource
+
+    async def _unload_in(self, worker: Worker, res_id: int) -> None:
+        worker.resources.pop(res_id, None)
+        await self._call_on(worker, UnloadResource(self.new_id(), res_id))
+
+    async def _put_back(self, worker: Worker, res_id: int, previous: Resource | None) -> None:
+        if previous is None:
+            await self._unload_in(worker, res_id)
+        else:
+            await self._load_in(worker, previous)
+
+    # -- reload -------------------------------------------------------------------------------------
+
+    async def reload(self, settings: WorkerSettings, drain_timeout_s: float) -> ReloadOutcome:
+        """Start a new generation of workers with ``settings``; each takes its index's new calls
+        once ready; when all are, the old generation retires (its workers finish their calls
+        and sessions within ``drain_timeout_s``, then stop). A new worker that fails to start
+        abandons the reload: the old generation serves on, and the outcome says why."""
+        if self.reloading:
+            raise AigesError(ErrorCode.WRAPPER_INIT, "a reload is already running")
+        self.reloading = True
+        started_at = time.monotonic()
+        generation = self.generation + 1
+        incoming = [
+            WorkerSlot(
+                index=slot.index,
+                gpu=slot.gpu,
+                restarts=slot.restarts,
+                settings=settings,
+                generation=generation,
+                role=SlotRole.INCOMING,
+            )
+            for slot in self.slots
+        ]
+        self.incoming = incoming
+        for old, new in zip(self.slots, incoming, strict=True):
+            old.replacement = new
+        log.info("reload", generation=generation, workers=len(incoming), wrapper=settings.wrapper)
+        try:
+            error = await self._start_generation(incoming)
+        finally:
+            self.reloading = False
+        ms = int((time.monotonic() - started_at) * 1000)
+        if error is not None:
+            for old in self.slots:
+                old.replacement = None
+            self._retire(incoming, drain_timeout_s)
+            outcome = ReloadOutcome(False, self.generation, len(self.slots), ms, error)
+            log.error("reload failed", generation=generation, error=error, ms=ms)
+        else:
+            old_slots = self.slots
+            for old in old_slots:
+                old.replacement = None
+            for new in incoming:
+                new.role = SlotRole.SERVING
+            self.slots, self.incoming = incoming, []
+            self.generation = generation
+            self.settings.worker = settings
+            self._retire(old_slots, drain_timeout_s)
+            outcome = ReloadOutcome(True, generation, len(incoming), ms, retiring=len(old_slots))
+            log.info("reloaded", generation=generation, workers=len(incoming), ms=ms, retiring=len(old_slots))
+        self.last_reload = outcome
+        return outcome
+
+    async def _start_generation(self, slots: list[WorkerSlot]) -> str | None:
+        """Spawn the slots' workers and wait until all are ready: None, or why one was not (then
+        the others still starting are stopped)."""
+        workers: list[Worker] = []
+        try:
+            for slot in slots:
+                workers.append(await self._spawn(slot))
+        except WorkerInitError as exc:
+            error: str | None = str(exc)
+        else:
+            error = None
+            waits = [asyncio.ensure_future(self._started(w)) for w in workers]
+            for done in asyncio.as_completed(waits):
+                try:
+                    await done
+                except WorkerInitError as exc:
+                    error = str(exc)
+                    break
+            for wait in waits:
+                wait.cancel()
+        if error is not None:
+            for worker in workers:
+                if not worker.ready:
+                    self.kill(worker, "the reload was abandoned")
+        return error
+
+    def _retire(self, slots: list[WorkerSlot], timeout_s: float) -> None:
+        for slot in slots:
+            slot.role = SlotRole.RETIRING
+        self.retiring.extend(slots)
+        self._changed()
+        self._spawn_task(self._wind_down(slots, timeout_s))
+
+    async def _wind_down(self, slots: list[WorkerSlot], timeout_s: float) -> None:
+        """Let retiring workers finish their calls and sessions (at most ``timeout_s``), then
+        ask each to run wrapperFini and exit (killed if it does not within 10 s)."""
+        deadline = time.monotonic() + timeout_s
+        workers = [slot.worker for slot in slots if slot.worker is not None]
+
+        def busy(worker: Worker) -> bool:
+            return worker.ready and bool(worker.pending or worker.sessions)
+
+        while any(busy(w) for w in workers) and time.monotonic() < deadline and not self._stopping:
+            await asyncio.sleep(0.05)
+        if self._stopping:
+            return
+        for worker in workers:
+            if busy(worker):
+                log.warning(
+                    "old worker still busy after the drain timeout",
+                    worker=worker.index,
+                    sessions=worker.sessions,
+                    calls=len(worker.pending),
+                )
+            if worker.state is WorkerState.READY and not worker.channel.closed:
+                worker.state = WorkerState.STOPPING
+                with contextlib.suppress(ConnectionResetError):
+                    worker.channel.send(Fini())
+            elif worker.state is not WorkerState.DEAD:
+                self.kill(worker, "its generation was replaced by a reload")
+        processes = [w.process for w in workers if w.process is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 10.0)
+        except asyncio.TimeoutError:
+            for worker in workers:
+                if worker.process is not None and worker.process.returncode is None:
+                    self.kill(worker, "it did not stop within 10 s of wrapperFini")
+        for slot in slots:
+            if slot in self.retiring:
+                self.retiring.remove(slot)
+        self._changed()
 
     # -- calls ------------------------------------------------------------------------------------------
 
@@ -611,12 +950,13 @@ class WorkerPool:
         self._send(worker, call)
 
     async def _pick(self) -> Worker:
-        """The least-loaded ready worker (waits for one while all are restarting)."""
+        """The least-loaded ready worker that takes new calls (waits for one while all are
+        restarting)."""
         timeout = self.settings.exec_timeout_ms / 1000
         deadline = time.monotonic() + timeout
         while True:
             best = None
-            for worker in self.workers:
+            for worker in self._takers:
                 if worker.ready and (best is None or worker.load < best.load):
                     best = worker
             if best is not None:

@@ -9,6 +9,10 @@ Memory follows the original loader's contract: request lists and strings live on
 handed to wrapperExecFree once, with the original head pointer; what wrapperRead returns stays the
 engine's. ``usrTag`` strings stay alive until the call or session they tag is over, since async
 engines hand them back in callbacks.
+
+Personalised resources: ``wrapperLoadRes(perData, resId)`` / ``wrapperUnloadRes(resId)`` when
+the engine exports them; a call or a session that names resources passes their ids as
+``psrIds`` / ``psrCnt`` (the array lives for the call; an engine that keeps them copies them).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, unsupported
 
 
 class ParamList(Structure):
@@ -98,6 +102,14 @@ class Marshalled:
             head = ctypes.pointer(node)
         return head
 
+    def ids(self, values: tuple[int, ...]) -> Any:
+        """An ``unsigned int[]`` of person ids (NULL when there are none)."""
+        if not values:
+            return None
+        array = (c_uint * len(values))(*values)
+        self.keep.append(array)
+        return ctypes.cast(array, c_void_p)
+
 
 def read_list(head: Any, force_status: int | None = None) -> list[DataItem]:
     """Copy a C result list into DataItems."""
@@ -164,6 +176,8 @@ class CPlugin:
         self._write = _function(lib, "wrapperWrite", c_int, [c_void_p, POINTER(DataList)])
         self._read = _function(lib, "wrapperRead", c_int, [c_void_p, POINTER(POINTER(DataList))])
         self._destroy = _function(lib, "wrapperDestroy", c_int, [c_void_p])
+        self._load_res = _function(lib, "wrapperLoadRes", c_int, [POINTER(DataList), c_uint])
+        self._unload_res = _function(lib, "wrapperUnloadRes", c_int, [c_uint])
         missing = [name for name in REQUIRED if getattr(lib, name, None) is None]
         if self._exec is None and self._exec_async is None:
             missing.append("wrapperExec or wrapperExecAsync")
@@ -177,6 +191,8 @@ class CPlugin:
         capabilities = {"once"}
         if all(getattr(lib, name, None) is not None for name in SESSION_SYMBOLS):
             capabilities.update(("stream", "read"))
+        if self._load_res is not None:
+            capabilities.add("resources")
         self.capabilities = frozenset(capabilities)
         self._tags: dict[str, ctypes.Array[ctypes.c_char]] = {}
         self._handles: dict[str, int] = {}
@@ -213,14 +229,17 @@ class CPlugin:
     def fini(self) -> None:
         self._fini()
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
         marshalled = Marshalled()
         request = marshalled.items(items)
+        psr_ids = marshalled.ids(res_ids)
         if self.async_mode:
-            return self._once_async(tag, marshalled.params(params), request)
+            return self._once_async(tag, marshalled.params(params), request, psr_ids, len(res_ids))
         usr_tag = tag.encode("utf-8")
         result = POINTER(DataList)()
-        ret = self._exec(usr_tag, marshalled.params(params), request, byref(result), None, 0)
+        ret = self._exec(usr_tag, marshalled.params(params), request, byref(result), psr_ids, len(res_ids))
         try:
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_EXEC, ret)
@@ -229,12 +248,14 @@ class CPlugin:
             if result:
                 self._exec_free(usr_tag, byref(result))
 
-    def _once_async(self, tag: str, params: Any, request: Any) -> list[DataItem]:
+    def _once_async(self, tag: str, params: Any, request: Any, psr_ids: Any, psr_count: int) -> list[DataItem]:
         done = threading.Event()
         box: list[tuple[list[DataItem], int]] = []
         self._waiting[tag] = (done, box)
         try:
-            ret = self._exec_async(ctypes.cast(self._tag(tag), c_char_p), params, request, self._callback, 0, None, 0)
+            ret = self._exec_async(
+                ctypes.cast(self._tag(tag), c_char_p), params, request, self._callback, 0, psr_ids, psr_count
+            )
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_EXEC, ret)
             if not done.wait(self.async_wait_s):
@@ -267,12 +288,17 @@ class CPlugin:
         except Exception:  # noqa: BLE001 - an exception must never unwind into C
             return -1
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         marshalled = Marshalled()
         error = c_int(0)
         callback = self._callback if self.async_mode else CALLBACK()
         handle = self._create(
-            ctypes.cast(self._tag(tag), c_char_p), marshalled.params(params), callback, None, 0, byref(error)
+            ctypes.cast(self._tag(tag), c_char_p),
+            marshalled.params(params),
+            callback,
+            marshalled.ids(res_ids),
+            len(res_ids),
+            byref(error),
         )
         if error.value != 0 or not handle:
             self._tags.pop(tag, None)
@@ -300,6 +326,19 @@ class CPlugin:
             ret = self._destroy(pointer)
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_DESTROY, ret)
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        if self._load_res is None:
+            raise unsupported(self.style, "wrapperLoadRes")
+        ret = self._load_res(Marshalled().items(items), res_id)
+        if ret != 0:
+            raise self._fail(ErrorCode.WRAPPER_LOAD, ret)
+
+    def unload_resource(self, res_id: int) -> None:
+        if self._unload_res is not None:
+            ret = self._unload_res(res_id)
+            if ret != 0:
+                raise self._fail(ErrorCode.WRAPPER_UNLOAD, ret)
 
     def _session(self, handle: str) -> int:
         pointer = self._handles.get(handle)

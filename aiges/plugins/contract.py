@@ -2,7 +2,7 @@
 
 The worker only ever talks to a ``Plugin``; it never asks which style of wrapper is behind it.
 Adapters raise ``AigesError`` with the loader's codes (10909 exec, 10905 create, 10907 write,
-10908 read) and the wrapper's own error text.
+10908 read, 10903 / 10904 resource load / unload) and the wrapper's own error text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from aiges.engine.items import DataItem
-from aiges.errors import AigesError
+from aiges.errors import AigesError, ErrorCode
 
 
 class PluginLoadError(Exception):
@@ -35,7 +35,11 @@ NO_FIELDS = DeclaredFields({}, {}, {})
 class Plugin(Protocol):
     """A wrapper, whatever its style. ``capabilities``: "once" (one-shot calls), "stream"
     (sessions), "read" (session output is read with ``read``; without it, output comes only
-    through the host), "batch" (``batch`` serves several one-shot calls at once)."""
+    through the host), "batch" (``batch`` serves several one-shot calls at once), "resources"
+    (personalised resources: ``load_resource`` / ``unload_resource``).
+
+    ``res_ids``: the personalised resources a call or a session names (``aiges.res_ids``), all
+    loaded; the wrapper gets them as its person ids (``psrIds`` / ``persId``)."""
 
     style: str
     service_id: str
@@ -48,14 +52,16 @@ class Plugin(Protocol):
 
     def fini(self) -> None: ...
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]: ...
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]: ...
 
     def batch(
         self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
     ) -> list[list[DataItem] | AigesError]:
         """Several one-shot calls in one go; each gets its result, or its own error."""
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         """A new session; returns the wrapper's handle for it."""
 
     def write(self, handle: str, items: list[DataItem]) -> None: ...
@@ -63,6 +69,13 @@ class Plugin(Protocol):
     def read(self, handle: str) -> list[DataItem]: ...
 
     def destroy(self, handle: str) -> None: ...
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        """``wrapperLoadRes``: 10903 with the wrapper's reason if it fails (only called with the
+        "resources" capability)."""
+
+    def unload_resource(self, res_id: int) -> None:
+        """``wrapperUnloadRes``: 10904 with the wrapper's reason if it fails."""
 
     def error_text(self, code: int) -> str:
         """The wrapper's text for its own error code."""
@@ -134,6 +147,11 @@ def batch_by_once(
         except AigesError as exc:
             results.append(exc)
     return results
+
+
+def unsupported(style: str, what: str) -> AigesError:
+    """10122: this wrapper has no call for personalised resources."""
+    return AigesError(ErrorCode.RESOURCE_UNSUPPORTED, f"this {style}-style wrapper has no {what}")
 
 
 def to_bytes(value: Any) -> bytes:

@@ -1,4 +1,10 @@
-"""Adapter for the class style: ``class Wrapper(WrapperBase)`` in wrapper.py (SDK §4.c)."""
+"""Adapter for the class style: ``class Wrapper(WrapperBase)`` in wrapper.py (SDK §4.c).
+
+Personalised resources: ``wrapperLoadRes(reqData, resId)`` / ``wrapperUnloadRes(resId)`` with
+the id as an int (as the SDK declares them), the first item also carrying it as its
+``patch_id`` attribute (where the original C shim read it); a call or a session that names
+resources gets the first as its ``persId`` (as the shim passed it), 0 when it names none.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 from aiges.dto import DataListCls, DataListNode
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes
+from aiges.plugins.contract import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes, unsupported
 
 ONCE_ORDER = ("params", "req", "tag", "pers")
 CREATE_ORDER = ("params", "sid", "pers", "tag")
@@ -69,6 +75,8 @@ class ClassPlugin:
         self._destroy = self._bind("wrapperDestroy", DESTROY_ORDER)
         self._sids: dict[str, str] = {}
         capabilities = {"once"}
+        if callable(getattr(wrapper, "wrapperLoadRes", None)):
+            capabilities.add("resources")
         if _overrides(cls, "wrapperCreate"):
             capabilities.add("stream")
             if not async_mode:  # asyncMode: session results come only through aiges_embed.callback
@@ -114,8 +122,16 @@ class ClassPlugin:
                 raise AigesError(error, f"{what} returned {code!r}, expected an int")
             raise AigesError(error, wrapper_error_text(self.error_text(code), code))
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
-        values = {"params": params, "req": request_list(items), "tag": tag, "pers": 0, "sid": params.get("sid", "")}
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
+        values = {
+            "params": params,
+            "req": request_list(items),
+            "tag": tag,
+            "pers": res_ids[0] if res_ids else 0,
+            "sid": params.get("sid", ""),
+        }
         response = self._once(values)
         if response is None:
             raise AigesError(ErrorCode.WRAPPER_EXEC, "wrapperOnceExec returned None, expected a Response")
@@ -146,9 +162,9 @@ class ClassPlugin:
                 results.append(AigesError(ErrorCode.WRAPPER_EXEC, f"{type(exc).__name__}: {exc}"))
         return results
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         sid = params.get("sid", tag)
-        result = self._create({"params": params, "sid": sid, "pers": 0, "tag": tag})
+        result = self._create({"params": params, "sid": sid, "pers": res_ids[0] if res_ids else 0, "tag": tag})
         if result is None:
             raise AigesError(ErrorCode.WRAPPER_CREATE, "wrapperCreate returned None, expected a SessionCreateResponse")
         if isinstance(result, str):
@@ -176,6 +192,20 @@ class ClassPlugin:
     def destroy(self, handle: str) -> None:
         sid = self._sids.pop(handle, "")
         self._check(self._destroy({"handle": handle, "sid": sid}), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        load = getattr(self.wrapper, "wrapperLoadRes", None)
+        if load is None:
+            raise unsupported(self.style, "wrapperLoadRes")
+        request = request_list(items)
+        if request.list:
+            request.list[0].desc = {**request.list[0].desc, "patch_id": str(res_id)}
+        self._check(load(request, res_id), ErrorCode.WRAPPER_LOAD, "wrapperLoadRes")
+
+    def unload_resource(self, res_id: int) -> None:
+        unload = getattr(self.wrapper, "wrapperUnloadRes", None)
+        if unload is not None:
+            self._check(unload(res_id), ErrorCode.WRAPPER_UNLOAD, "wrapperUnloadRes")
 
 
 class _Listed:

@@ -10,6 +10,11 @@ wrapperRead(handle, respData) -> int
 wrapperDestroy(handle) -> int   (the historical spelling wrapperDestory is accepted)
 wrapperError(ret) -> str
 wrapperFini() -> int
+wrapperLoadRes(reqData, resId) -> int     (optional: personalised resources; reqData as in exec)
+wrapperUnloadRes(resId) -> int           (optional)
+
+A call or a session that names personalised resources gets their ids as ``psrIds`` (a tuple of
+ints) and their count as ``psrCnt``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes
+from aiges.plugins.contract import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes, unsupported
 
 REQUIRED_RESULT_KEYS = ("key", "data", "len", "status", "type")
 
@@ -69,6 +74,8 @@ class FunctionPlugin:
             capabilities.add("once")
         if all(hasattr(module, n) for n in ("wrapperCreate", "wrapperWrite", "wrapperRead")):
             capabilities.update(("stream", "read"))
+        if callable(getattr(module, "wrapperLoadRes", None)):
+            capabilities.add("resources")
         self.capabilities = frozenset(capabilities)
         self._create_arity = _arity(getattr(module, "wrapperCreate", None))
 
@@ -109,16 +116,18 @@ class FunctionPlugin:
         if fini is not None:
             fini()
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
         func = self._function("wrapperOnceExec", ErrorCode.WRAPPER_EXEC)
         results: list[Any] = []
-        ret = func(tag, params, request_tuple(items), results, (), 0)
+        ret = func(tag, params, request_tuple(items), results, tuple(res_ids), len(res_ids))
         self._check(ret, ErrorCode.WRAPPER_EXEC, "wrapperOnceExec")
         return result_items(results, "wrapperOnceExec", force_status=DataStatus.ONCE)
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         func = self._function("wrapperCreate", ErrorCode.WRAPPER_CREATE)
-        args: list[Any] = [tag, params, (), 0, 0]
+        args: list[Any] = [tag, params, tuple(res_ids), len(res_ids), 0]
         handle = func(*args[: self._create_arity]) if self._create_arity is not None else func(*args)
         if isinstance(handle, tuple):
             handle, code = handle
@@ -140,6 +149,17 @@ class FunctionPlugin:
     def destroy(self, handle: str) -> None:
         if self._destroy is not None:
             self._check(self._destroy(handle), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        load = getattr(self.module, "wrapperLoadRes", None)
+        if load is None:
+            raise unsupported(self.style, "wrapperLoadRes")
+        self._check(load(request_tuple(items), res_id), ErrorCode.WRAPPER_LOAD, "wrapperLoadRes")
+
+    def unload_resource(self, res_id: int) -> None:
+        unload = getattr(self.module, "wrapperUnloadRes", None)
+        if unload is not None:
+            self._check(unload(res_id), ErrorCode.WRAPPER_UNLOAD, "wrapperUnloadRes")
 
 
 def _arity(func: Any) -> int | None:

@@ -7,6 +7,7 @@ any name, whose methods return codes and ``(results, code)`` pairs::
     create(usr_tag, params, psr_ids) -> (handle, int)
     write(handle, data_list) -> int          read(handle) -> (list[WrapperData], int)
     destroy(handle) -> int                   error(code) -> str
+    load_res(data_list, res_id) -> int       unload_res(res_id) -> int   (personalised resources)
 
 The original runs the class behind a gRPC server and answers its callbacks (``meter_custom``,
 ``async_callback``, ...) from a Go-side callback service; the package's methods call
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes, unsupported
 
 SESSION_METHODS = ("create", "write", "read", "destroy")
 
@@ -147,6 +148,8 @@ class PyWrapperPlugin:
             capabilities.add("once")
         if all(getattr(wrapper_class, m) is not getattr(WrapperBase, m) for m in SESSION_METHODS):
             capabilities.update(("stream", "read"))
+        if callable(getattr(self.wrapper, "load_res", None)):  # a python_wrapper release without it: 10122
+            capabilities.add("resources")
         self.capabilities = frozenset(capabilities)
 
     def schema(self) -> dict[str, Any] | None:
@@ -187,15 +190,19 @@ class PyWrapperPlugin:
     def fini(self) -> None:
         self.wrapper.fini()
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
         results, code = self._pair(
-            self.wrapper.exec(tag, dict(params), wrapper_data(items), []), "exec", ErrorCode.WRAPPER_EXEC
+            self.wrapper.exec(tag, dict(params), wrapper_data(items), list(res_ids)), "exec", ErrorCode.WRAPPER_EXEC
         )
         self._check(code, ErrorCode.WRAPPER_EXEC, "exec")
         return data_items(results, "exec", force_status=DataStatus.ONCE)
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
-        handle, code = self._pair(self.wrapper.create(tag, dict(params), []), "create", ErrorCode.WRAPPER_CREATE)
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
+        handle, code = self._pair(
+            self.wrapper.create(tag, dict(params), list(res_ids)), "create", ErrorCode.WRAPPER_CREATE
+        )
         self._check(code, ErrorCode.WRAPPER_CREATE, "create")
         if not handle:
             raise AigesError(ErrorCode.WRAPPER_CREATE, "create returned no handle")
@@ -211,3 +218,14 @@ class PyWrapperPlugin:
 
     def destroy(self, handle: str) -> None:
         self._check(self.wrapper.destroy(handle), ErrorCode.WRAPPER_DESTROY, "destroy")
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        load = getattr(self.wrapper, "load_res", None)
+        if load is None:
+            raise unsupported(self.style, "load_res (this python_wrapper release has none)")
+        self._check(load(wrapper_data(items), res_id), ErrorCode.WRAPPER_LOAD, "load_res")
+
+    def unload_resource(self, res_id: int) -> None:
+        unload = getattr(self.wrapper, "unload_res", None)
+        if unload is not None:
+            self._check(unload(res_id), ErrorCode.WRAPPER_UNLOAD, "unload_res")

@@ -6,6 +6,8 @@ drain    on SIGTERM or SIGINT: health NOT_SERVING and deregistration first, then
          sessions are refused (10110, so clients retry elsewhere) while the running ones get up
          to [aiges] drain_timeout_ms to finish; then wrapperFini in every worker and exit 0.
          A second signal exits at once.
+
+SIGHUP (or ``aiges reload``) while serving reloads the wrapper: ``reloader.Reloader``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import grpc
@@ -24,9 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from aiges.config import Config
+from aiges.config import Config, load_config
 from aiges.engine.engine import Engine, EngineSettings
-from aiges.engine.messages import WorkerSettings
 from aiges.engine.pool import PoolSettings, WorkerInitError
 from aiges.gpu import GpuStats, plan_workers
 from aiges.metrics import REGISTRY, StateCollector
@@ -42,6 +45,7 @@ from aiges.server.grpc.xsf import XsfService
 from aiges.server.health_service import Health, Phase
 from aiges.server.http import HttpFront
 from aiges.server.model import ModelSource
+from aiges.server.reloader import Reloader, worker_settings
 from aiges.server.reports import WrapperReports
 
 log = structlog.get_logger("aiges.server")
@@ -68,8 +72,11 @@ class App:
     ``start`` the workers, ``serve`` until a signal, ``drain``, ``stop``. Everything below the
     fronts is the engine; the app reads its ``status()`` and asks it to ``drain()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reread: Callable[[], Config] | None = None) -> None:
+        """``reread``: the config loaded again, for a reload (default: the same file)."""
         self.config = config
+        self.reread = reread or partial(load_config, config.path, config.service_name)
+        self.reloader: Reloader | None = None
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
         self.address = ""
@@ -80,28 +87,20 @@ class App:
         self.http: HttpFront | None = None
         self.engine: Engine | None = None
         self.health: Health | None = None
+        self._signal_tasks: set[asyncio.Future[Any]] = set()
 
     def engine_settings(self, peer_addr: str) -> EngineSettings:
         config = self.config
-        worker = WorkerSettings(
-            wrapper=str(config.wrapper_path),
-            config=dict(config.wrapper),
-            realtime=config.aiges.realTimeRlt,
-            header_pass=tuple(config.header_pass),
-            peer_addr=peer_addr,
-            batch_size=config.batch.max_size,
-            batch_delay_ms=config.batch.max_delay_ms,
-            async_mode=config.aiges.asyncMode,
-            log_level=config.log.level,
-        )
         pool = PoolSettings(
-            worker=worker,
+            worker=worker_settings(config, peer_addr),
             gpus=self.gpus,
             exec_timeout_ms=config.worker.exec_timeout_ms,
             shm_bytes=config.worker.shm_mb << 20,
             threads=config.worker.threads,
             ready_timeout_ms=config.worker.ready_timeout_ms,
             start_failures=config.worker.start_failures,
+            resource_count=config.resources.max_count,
+            resource_bytes=config.resources.max_mb << 20,
         )
         return EngineSettings(
             pool=pool,
@@ -140,6 +139,10 @@ class App:
             "sessions": state.sessions,
             "inflight": state.inflight,
             "labels": dict(self.reports.lb_labels),
+            "lb_type": self.engine.lb_type,
+            "resources": state.resources,
+            "resources_bytes": state.resources_bytes,
+            "reload": self.reloader.state() if self.reloader is not None else None,
         }
 
     def registry_value(self) -> dict[str, Any]:
@@ -161,7 +164,10 @@ class App:
             "licences_total",
             "labels",
         )
-        return {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
+        value = {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
+        if state["lb_type"]:  # AILBType's lbType
+            value["type"] = state["lb_type"]
+        return value
 
     def schema(self) -> dict[str, Any] | None:
         info = self.engine.info() if self.engine is not None else None
@@ -176,6 +182,9 @@ class App:
         handles = HandleGenerator(fronts.ip, fronts.port)
         engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
         health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
+        self.reloader = Reloader(
+            engine, self.reread, self.config.aiges.drain_timeout_ms, lambda: health.phase is Phase.SERVING
+        )
         models = ModelSource(engine.info, self.config.service_name)
         self._add_services(fronts, handles, models)
         await health.refresh()
@@ -241,7 +250,7 @@ class App:
             (
                 XsfService(self.engine, handles, f"{fronts.ip}:{fronts.port}", debug=debug).rpc_handlers(),
                 StreamService(self.engine, handles).rpc_handlers(),
-                ToolBoxService(self.snapshot, self.schema).rpc_handlers(),
+                ToolBoxService(self.snapshot, self.schema, self.reloader).rpc_handlers(),
                 OipService(self.engine, handles, models, lambda: health.serving).rpc_handlers(),
             )
         )
@@ -349,6 +358,15 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_reload_signal(self) -> None:
+        """SIGHUP: reload the wrapper (the outcome is logged, and in the cmdserver status)."""
+        log.info("signal received", signal="SIGHUP")
+        if self.reloader is not None:
+            task = asyncio.ensure_future(self.reloader())
+            self._signal_tasks.add(task)
+            task.add_done_callback(self._signal_tasks.discard)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():
@@ -359,9 +377,9 @@ class App:
         self.stopping.set()
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(App(config).run())
-    return uvloop.run(App(config).run())
+        return asyncio.run(App(config, reread).run())
+    return uvloop.run(App(config, reread).run())

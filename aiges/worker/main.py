@@ -10,6 +10,10 @@ owns its sessions' wrapper handles, output encoders and input reorder buffers. C
 time, in the order they arrive; the server relies on that order for its exec-time watchdog.
 Every answer carries the worker's timestamps (``messages.Timings``); the server computes the
 per-leg latencies from them.
+
+Personalised resources: ``LoadResource`` / ``UnloadResource`` load and unload them in the
+wrapper; the worker knows which ids it holds, so that a call or a session naming one it does not
+hold (``aiges.res_ids``) gets 10120 before the wrapper runs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from aiges.engine.messages import (
     InitFailed,
     Items,
     ItemsOutput,
+    LoadResource,
     Once,
     OnceReply,
     Open,
@@ -55,15 +60,17 @@ from aiges.engine.messages import (
     SessionOutput,
     Started,
     Timings,
+    UnloadResource,
     Wire,
     WorkerSettings,
     Write,
 )
+from aiges.engine.resources import RES_IDS_PARAM, parse_res_ids, unknown
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.contract import Plugin, PluginLoadError
 from aiges.plugins.loader import LoadOptions, load_plugin, resolve_wrapper_path
-from aiges.protocol.codecs import ITEMS, Codec, Decoded, codecs
+from aiges.protocol.codecs import ITEMS, Codec, Decoded, codecs, owned
 from aiges.schema.validation import Validator
 from aiges.worker.host import WorkerHost
 from aiges.worker.session_state import GAP_WAIT_S, Sequencer, WorkerSession
@@ -103,6 +110,8 @@ class Worker:
         self._outbox_lock = threading.Lock()
         self._calls: dict[str, tuple[str, str]] = {}
         """One-shot calls running now: tag -> (app id, sid), for the wrapper's callbacks."""
+        self.resources: set[int] = set()
+        """The personalised resources loaded in the wrapper, by id."""
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -158,6 +167,12 @@ class Worker:
                 case Destroy(tag=tag):
                     self.destroy(tag)
                     value = None
+                case LoadResource(res_id=res_id, items=items):
+                    self.load_resource(res_id, items)
+                    value = None
+                case UnloadResource(res_id=res_id):
+                    self.unload_resource(res_id)
+                    value = None
                 case _:
                     raise AigesError(ErrorCode.INVALID_OP, f"unknown message {type(message).__name__}")
         except AigesError as exc:
@@ -197,11 +212,12 @@ class Worker:
             return self._open(head.tag, decoded, ordered=True)
         if not decoded.items:
             raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
+        res_ids = self._res_ids(decoded.params)
         self.validator.check(decoded.params, decoded.items)
         tag = head.tag
         self._calls[tag] = (decoded.app_id, decoded.params.get("sid", tag))
         try:
-            items = self.plugin.once(tag, decoded.params, decoded.items)
+            items = self.plugin.once(tag, decoded.params, decoded.items, res_ids)
         finally:
             self._calls.pop(tag, None)
         return OnceReply(out_of_band(decoded.encoder.once(items)))
@@ -230,8 +246,8 @@ class Worker:
                 decoded = self._decode(message.head, message.frame)
             except AigesError:
                 break
-            if not decoded.once or not decoded.items:
-                break
+            if not decoded.once or not decoded.items or RES_IDS_PARAM in decoded.params:
+                break  # a call naming resources runs on its own: wrapperBatchExec has no person ids
             try:
                 self.validator.check(decoded.params, decoded.items)
             except AigesError:
@@ -276,8 +292,9 @@ class Worker:
     def _open(self, tag: str, decoded: Decoded, ordered: bool) -> Opened:
         """A new session: wrapperCreate, then its first frame's items are written. Output (or an
         output error) produced meanwhile is part of the answer."""
+        res_ids = self._res_ids(decoded.params)
         self.validator.check(decoded.params, decoded.items, inputs=False)
-        handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, decoded.params)
+        handle = wrapper_call(ErrorCode.WRAPPER_CREATE, self.plugin.create, tag, decoded.params, res_ids)
         session = WorkerSession(
             tag,
             handle,
@@ -389,6 +406,31 @@ class Worker:
             del self.by_sid[session.sid]
         self.plugin.destroy(session.handle)
 
+    # -- personalised resources -------------------------------------------------------------------
+
+    def _res_ids(self, params: dict[str, str]) -> tuple[int, ...]:
+        """The resources a call or a session names (taken out of its params: the wrapper gets
+        them as person ids); 10120 for one this worker does not hold."""
+        text = params.pop(RES_IDS_PARAM, None)
+        if not text:
+            return ()
+        res_ids = parse_res_ids(text)
+        for res_id in res_ids:
+            if res_id not in self.resources:
+                raise unknown(res_id)
+        return res_ids
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        wrapper_call(ErrorCode.WRAPPER_LOAD, self.plugin.load_resource, res_id, owned(items))
+        self.resources.add(res_id)
+
+    def unload_resource(self, res_id: int) -> None:
+        if res_id in self.resources:
+            try:
+                wrapper_call(ErrorCode.WRAPPER_UNLOAD, self.plugin.unload_resource, res_id)
+            finally:  # forgotten by the server either way: calls naming it get 10120 here too
+                self.resources.discard(res_id)
+
     def _session(self, tag: str) -> WorkerSession:
         session = self.sessions.get(tag)
         if session is None:
@@ -471,6 +513,8 @@ ERROR_FOR: dict[type, ErrorCode] = {
     Write: ErrorCode.WRAPPER_WRITE,
     Finish: ErrorCode.WRAPPER_READ,
     Destroy: ErrorCode.WRAPPER_DESTROY,
+    LoadResource: ErrorCode.WRAPPER_LOAD,
+    UnloadResource: ErrorCode.WRAPPER_UNLOAD,
 }
 """The code an unexpected exception in the wrapper gets, by the call it broke."""
 

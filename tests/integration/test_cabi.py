@@ -115,3 +115,24 @@ def test_sigterm_runs_wrapperFini_and_exits_0(serve, engine):
     server = serve(engine)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+@pytest.mark.parametrize("async_mode", [False, True])
+def test_personalised_resources_reach_the_engine_as_psr_ids(serve, engine, async_mode):
+    server = serve(engine, async_mode=async_mode)
+    with server.client() as client:
+        client.load_resource(3, {"tag": b"three"})
+        client.load_resource(4, {"tag": b"four"})
+        assert client.once({"text": b"hi"}, expect=["text"], res_ids=[4, 3])["text"] == b"HI [four] [three]"
+        assert client.once({"text": b"hi"}, expect=["text"])["text"] == b"HI"
+        with client.session(expect=["count"], res_ids=[3], transport="stream") as session:
+            session.write({"audio": Input(b"abc", 1)}, last=True)
+            texts = [item.text for batch in session.results() for item in batch.items]
+        assert texts[-1] == "total: 3 bytes in 1 chunks [three]"
+        with pytest.raises(AigesCallError) as failure:
+            client.load_resource(5, {"tag": b"refuse"})
+        assert (failure.value.code, failure.value.message) == (10903, "the engine refused this input;code=7")
+        client.unload_resource(4)
+        with pytest.raises(AigesCallError) as failure:
+            client.once({"text": b"hi"}, expect=["text"], res_ids=[4])
+        assert failure.value.code == 10120

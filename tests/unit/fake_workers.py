@@ -21,7 +21,7 @@ from aiges.engine.messages import Report, WorkerSettings
 from aiges.engine.pool import PoolSettings, WorkerSlot
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
-from aiges.plugins.contract import NO_FIELDS, PluginHost, batch_by_once
+from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once
 from aiges.worker.main import run
 
 _pids = itertools.count(100000)
@@ -30,19 +30,23 @@ _pids = itertools.count(100000)
 class ScriptedPlugin:
     """A plugin whose behaviour the test picks per call with the param ``mode``:
 
-    echo (default)  the inputs come back as "out"; sleep=<s> sleeps first
+    echo (default)  the inputs come back as "out" (followed by the config's "mark"); sleep=<s>
+                    sleeps first
     fail            10909 with "asked to fail"
     hang            blocks until released (``release``)
     die             the worker dies (its thread ends, as a killed process would)
 
     Sessions: every written item comes back as "out" at the next read, with its status; with
     ``chunk_kb`` set at create, every read returns a chunk of that size (a flood).
+
+    Resources: a loaded resource's first item is a word that one-shot calls naming it append
+    (" +word"); the data b"refuse" is refused (10903), b"slow" takes 0.3 s to load.
     """
 
     style = "scripted"
     service_id = "scripted"
     version = "1"
-    capabilities = frozenset({"once", "stream", "read"})
+    capabilities = frozenset({"once", "stream", "read", "resources"})
     fields = NO_FIELDS
 
     def __init__(self, host: PluginHost, dies: threading.Event) -> None:
@@ -52,9 +56,13 @@ class ScriptedPlugin:
         self.destroyed: list[str] = []
         self.reads = 0
         self.release = threading.Event()
+        self.resources: dict[int, bytes] = {}
+        self.mark = b""
 
     def init(self, config: dict[str, str]) -> None:
-        return None
+        if config.get("fail_init"):
+            raise PluginLoadError("asked to fail its init")
+        self.mark = config.get("mark", "").encode()
 
     def fini(self) -> None:
         return None
@@ -77,16 +85,19 @@ class ScriptedPlugin:
             self.dies.set()
             raise SystemExit
 
-    def once(self, tag: str, params: dict[str, str], items: list[DataItem]) -> list[DataItem]:
+    def once(
+        self, tag: str, params: dict[str, str], items: list[DataItem], res_ids: tuple[int, ...] = ()
+    ) -> list[DataItem]:
         self._mode(params)
-        return [DataItem("out", item.data, item.type, DataStatus.ONCE, {}) for item in items]
+        words = b"".join(b" +" + self.resources[res_id] for res_id in res_ids)
+        return [DataItem("out", bytes(item.data) + words + self.mark, item.type, DataStatus.ONCE, {}) for item in items]
 
     def batch(
         self, tags: list[str], params: list[dict[str, str]], items: list[list[DataItem]]
     ) -> list[list[DataItem] | AigesError]:
         return batch_by_once(self, tags, params, items)
 
-    def create(self, tag: str, params: dict[str, str]) -> str:
+    def create(self, tag: str, params: dict[str, str], res_ids: tuple[int, ...] = ()) -> str:
         self._mode(params)
         self.sessions[tag] = {"ready": [], "chunk": b"x" * (int(params.get("chunk_kb", "0")) << 10)}
         return tag
@@ -109,6 +120,16 @@ class ScriptedPlugin:
     def destroy(self, handle: str) -> None:
         self.sessions.pop(handle, None)
         self.destroyed.append(handle)
+
+    def load_resource(self, res_id: int, items: list[DataItem]) -> None:
+        if items[0].data == b"refuse":
+            raise AigesError(ErrorCode.WRAPPER_LOAD, "refused;code=5")
+        if items[0].data == b"slow":
+            time.sleep(0.3)
+        self.resources[res_id] = bytes(items[0].data)
+
+    def unload_resource(self, res_id: int) -> None:
+        self.resources.pop(res_id, None)
 
 
 class ThreadProcess:
@@ -184,6 +205,8 @@ def engine_settings(
     exec_timeout_ms: int = 5000,
     output_kb: int = 4096,
     ttl_ms: int = 60000,
+    resource_count: int = 100,
+    resource_bytes: int = 1 << 20,
 ) -> EngineSettings:
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text("# the fake workers never import it\n")
@@ -198,7 +221,14 @@ def engine_settings(
         async_mode=False,
         log_level="warning",
     )
-    pool = PoolSettings(worker=worker, gpus=[""] * workers, exec_timeout_ms=exec_timeout_ms, shm_bytes=1 << 20)
+    pool = PoolSettings(
+        worker=worker,
+        gpus=[""] * workers,
+        exec_timeout_ms=exec_timeout_ms,
+        shm_bytes=1 << 20,
+        resource_count=resource_count,
+        resource_bytes=resource_bytes,
+    )
     return EngineSettings(
         pool=pool, licences=licences, session_ttl_ms=ttl_ms, expiry_scan_ms=100, session_output_bytes=output_kb << 10
     )

@@ -66,7 +66,7 @@ def test_python_wrapper_style_is_detected_and_adapted():
     plugin = load_plugin(WRAPPERS / "reporter", host=host)
     plugin.init({"model": "m2"})
     assert (plugin.style, plugin.version) == ("python_wrapper", "2.5.0")
-    assert plugin.capabilities == {"once", "stream", "read"}
+    assert plugin.capabilities == {"once", "stream", "read", "resources"}
     [item] = plugin.once("tag-9", {}, [DataItem("text", b"ab", 0, 3)])
     assert (item.key, item.data, item.status) == ("out", b"AB", 3)
     with pytest.raises(AigesError) as failure:

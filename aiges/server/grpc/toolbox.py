@@ -3,13 +3,14 @@
 ``Request.query`` is JSON ``{"cmd": ...}``: ``health`` answers in the original's text form,
 ``status`` with the server's state as JSON, ``schema`` with the wrapper's schema (what
 ``aiges schema`` prints; ``aiges call`` builds its expect list from it), ``metrics`` with the
-Prometheus text.
+Prometheus text, ``reload`` reloads the wrapper (``aiges reload``; the answer, as JSON, once the
+new workers serve or the reload has failed).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,9 +24,15 @@ TEXT_HEADERS = json.dumps({"Content-Type": "text/plain"})
 
 
 class ToolBoxService:
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], schema: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        schema: Callable[[], dict[str, Any] | None],
+        reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.schema = schema
+        self.reload = reload
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         handler = grpc.unary_unary_rpc_method_handler(
@@ -49,4 +56,8 @@ class ToolBoxService:
             return Response(headers=JSON_HEADERS, body=json.dumps(self.schema()))
         if command == "metrics":
             return Response(headers=TEXT_HEADERS, body=generate_latest(REGISTRY).decode())
-        return Response(headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, schema, metrics")
+        if command == "reload" and self.reload is not None:
+            return Response(headers=JSON_HEADERS, body=json.dumps(await self.reload()))
+        return Response(
+            headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, schema, metrics, reload"
+        )

@@ -6,6 +6,7 @@
     AIIn  (no SeqNo)              write a frame (reordered by sync_id); returns output already ready
     AIOut                         the next output batch, waiting at most waitTime ms (default 500)
     AIExcp                        abort the session
+    AILBType, AILoad, AIUnLoad    licence count, personalised resources (``runtime_ops``)
 
 The front only routes: it reads the op, handle and params of the ReqData and passes
 ``data[0].data`` untouched to a worker (``Wire("xsf", ...)``), which decodes it and encodes the
@@ -34,9 +35,10 @@ from aiges.protocol.loader_codec import XSF, error_output, status_output, wrap
 from aiges.protocol.v2_pb2 import LoaderOutput
 from aiges.protocol.xsf_pb2 import ReqData, ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
+from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
 
-NO_OP_OPS = frozenset({"AIHotword", "AILBType", "AIDetect", "AILoad", "AIUnLoad"})
+NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
 RETRY_ELSEWHERE = frozenset({ErrorCode.LICENSE_NOT_ENOUGH, ErrorCode.STARTING})
 FIRST_FRAME = "1"
@@ -81,7 +83,7 @@ class XsfService:
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
 
-        op = request.op if request.op in OPS else "other"
+        op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
         return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)
 
     def _wire_error(self, error: AigesError, request: ReqData, handle: str) -> bytes:
@@ -116,6 +118,9 @@ class XsfService:
             session = self.engine.get(handle)
             self.engine.close(session, reason="aborted")
             return head + empty(session.service_id, LoaderOutput.END)
+        if op in RUNTIME_OPS:
+            await run_op(self.engine, request)
+            return head + empty("", LoaderOutput.BEGIN)
         if op in NO_OP_OPS:
             return head + empty("", LoaderOutput.BEGIN)
         raise AigesError(ErrorCode.INVALID_OP, f"invalid service operation {op!r}")

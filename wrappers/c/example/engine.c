@@ -7,6 +7,9 @@
  *   session   each chunk written is counted; every read returns "chunk N: M bytes" for the chunks
  *             written since the last read, and the last chunk (status DataEnd) also brings
  *             "total: T bytes in N chunks". With a callback, results are pushed instead.
+ *   resources wrapperLoadRes keeps a resource's first item as a tag (up to 63 bytes, at most
+ *             16 resources); a call or a session naming resources (psrIds) has their tags
+ *             appended to its text results, " [tag]" each. The resource "refuse" is refused.
  *
  * Build: gcc -shared -fPIC -O2 -pthread -I.. -o libwrapper.so engine.c
  */
@@ -22,6 +25,28 @@
 enum { ERR_REFUSED = 7, ERR_NO_SESSION = 9, ERR_NO_MEMORY = 12, ERR_INIT = 5 };
 
 static char g_prefix[64] = "";
+
+/* Personalised resources: id -> tag. Loaded and unloaded on the worker's thread, read by the
+ * async calls' threads too. */
+enum { MAX_RESOURCES = 16 };
+static struct { unsigned int id; char tag[64]; } g_resources[MAX_RESOURCES];
+static int g_resource_count = 0;
+static pthread_mutex_t g_resources_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The tags of these resources, each as " [tag]", into buffer (of size n). */
+static void resource_tags(const unsigned int ids[], int count, char* buffer, size_t n) {
+    buffer[0] = '\0';
+    pthread_mutex_lock(&g_resources_lock);
+    for (int i = 0; i < count; i++) {
+        for (int r = 0; r < g_resource_count; r++) {
+            if (g_resources[r].id == ids[i]) {
+                size_t used = strlen(buffer);
+                snprintf(buffer + used, n - used, " [%s]", g_resources[r].tag);
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_resources_lock);
+}
 
 static const char* param(pParamList list, const char* key) {
     for (; list != NULL; list = list->next) {
@@ -78,8 +103,8 @@ static int is(const pDataList item, const char* word) {
     return item->len == n && memcmp(item->data, word, n) == 0;
 }
 
-/* The one-shot computation: prefix + upper-cased text, binary data as it is. */
-static int compute(pDataList request, pDataList* result) {
+/* The one-shot computation: prefix + upper-cased text (+ the resources' tags), binary data as it is. */
+static int compute(pDataList request, pDataList* result, const char* tags) {
     pDataList head = NULL, *tail = &head;
     for (pDataList item = request; item != NULL; item = item->next) {
         if (is(item, "crash")) {
@@ -90,7 +115,8 @@ static int compute(pDataList request, pDataList* result) {
             return ERR_REFUSED;
         }
         size_t prefix = item->type == DataText ? strlen(g_prefix) : 0;
-        unsigned int len = item->len + (unsigned int)prefix;
+        size_t suffix = item->type == DataText ? strlen(tags) : 0;
+        unsigned int len = item->len + (unsigned int)(prefix + suffix);
         char* buffer = malloc(len > 0 ? len : 1);
         if (buffer == NULL) {
             free_list(head);
@@ -99,9 +125,10 @@ static int compute(pDataList request, pDataList* result) {
         memcpy(buffer, g_prefix, prefix);
         memcpy(buffer + prefix, item->data, item->len);
         if (item->type == DataText) {
-            for (unsigned int i = (unsigned int)prefix; i < len; i++) {
+            for (unsigned int i = (unsigned int)prefix; i < prefix + item->len; i++) {
                 buffer[i] = (char)toupper((unsigned char)buffer[i]);
             }
+            memcpy(buffer + prefix + item->len, tags, suffix);
         }
         *tail = new_item(item->key, buffer, len, item->type, DataOnce);
         free(buffer);
@@ -138,10 +165,51 @@ const char* wrapperError(int errNum) {
 
 const char* wrapperVersion() { return "example-1.0"; }
 
+int wrapperLoadRes(pDataList perData, unsigned int resId) {
+    if (perData == NULL) {
+        return ERR_REFUSED;
+    }
+    if (is(perData, "refuse")) {
+        return ERR_REFUSED;
+    }
+    pthread_mutex_lock(&g_resources_lock);
+    int slot = 0;
+    while (slot < g_resource_count && g_resources[slot].id != resId) {
+        slot++;
+    }
+    if (slot == MAX_RESOURCES) {
+        pthread_mutex_unlock(&g_resources_lock);
+        return ERR_NO_MEMORY;
+    }
+    if (slot == g_resource_count) {
+        g_resource_count++;
+    }
+    g_resources[slot].id = resId;
+    unsigned int n = perData->len < sizeof(g_resources[slot].tag) ? perData->len : sizeof(g_resources[slot].tag) - 1;
+    memcpy(g_resources[slot].tag, perData->data, n); /* the list is the loader's: copy */
+    g_resources[slot].tag[n] = '\0';
+    pthread_mutex_unlock(&g_resources_lock);
+    return 0;
+}
+
+int wrapperUnloadRes(unsigned int resId) {
+    pthread_mutex_lock(&g_resources_lock);
+    for (int r = 0; r < g_resource_count; r++) {
+        if (g_resources[r].id == resId) {
+            g_resources[r] = g_resources[--g_resource_count];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_resources_lock);
+    return 0;
+}
+
 int wrapperExec(const char* usrTag, pParamList params, pDataList reqData, pDataList* respData,
                 unsigned int psrIds[], int psrCnt) {
-    (void)usrTag; (void)params; (void)psrIds; (void)psrCnt;
-    return compute(reqData, respData);
+    (void)usrTag; (void)params;
+    char tags[512];
+    resource_tags(psrIds, psrCnt, tags, sizeof(tags));
+    return compute(reqData, respData, tags);
 }
 
 int wrapperExecFree(const char* usrTag, pDataList* respData) {
@@ -155,6 +223,7 @@ struct async_call {
     const char* usrTag;
     pDataList request;
     wrapperCallback callback;
+    char tags[512];
 };
 
 static pDataList copy_list(pDataList list) {
@@ -173,7 +242,7 @@ static pDataList copy_list(pDataList list) {
 static void* run_async(void* arg) {
     struct async_call* call = arg;
     pDataList result = NULL;
-    int ret = compute(call->request, &result);
+    int ret = compute(call->request, &result, call->tags);
     call->callback(call->usrTag, result, ret);
     free_list(result);
     free_list(call->request);
@@ -183,11 +252,12 @@ static void* run_async(void* arg) {
 
 int wrapperExecAsync(const char* usrTag, pParamList params, pDataList reqData, wrapperCallback callback,
                      int timeout, unsigned int psrIds[], int psrCnt) {
-    (void)params; (void)timeout; (void)psrIds; (void)psrCnt;
+    (void)params; (void)timeout;
     struct async_call* call = malloc(sizeof(*call));
     if (call == NULL) {
         return ERR_NO_MEMORY;
     }
+    resource_tags(psrIds, psrCnt, call->tags, sizeof(call->tags)); /* psrIds live only for this call */
     call->usrTag = usrTag;           /* the loader keeps usrTag alive until the callback */
     call->request = copy_list(reqData); /* the request is valid only during this call */
     call->callback = callback;
@@ -203,6 +273,7 @@ int wrapperExecAsync(const char* usrTag, pParamList params, pDataList reqData, w
 
 struct session {
     char* usrTag;
+    char tags[512];
     wrapperCallback callback;
     unsigned long chunks;
     unsigned long bytes;
@@ -212,13 +283,14 @@ struct session {
 
 const void* wrapperCreate(const char* usrTag, pParamList params, wrapperCallback cb, unsigned int psrIds[],
                           int psrCnt, int* errNum) {
-    (void)params; (void)psrIds; (void)psrCnt;
+    (void)params;
     struct session* s = calloc(1, sizeof(*s));
     if (s == NULL || (s->usrTag = copy_string(usrTag)) == NULL) {
         free(s);
         *errNum = ERR_NO_MEMORY;
         return NULL;
     }
+    resource_tags(psrIds, psrCnt, s->tags, sizeof(s->tags));
     s->callback = cb;
     *errNum = 0;
     return s;
@@ -246,8 +318,9 @@ int wrapperWrite(const void* handle, pDataList reqData) {
         int n = snprintf(text, sizeof(text), "chunk %lu: %u bytes", s->chunks, item->len);
         append(&s->pending, new_item("count", text, (unsigned int)n, DataText, DataContinue));
         if (item->status == DataEnd) {
-            n = snprintf(text, sizeof(text), "total: %lu bytes in %lu chunks", s->bytes, s->chunks);
-            append(&s->pending, new_item("count", text, (unsigned int)n, DataText, DataEnd));
+            char total[640];
+            n = snprintf(total, sizeof(total), "total: %lu bytes in %lu chunks%s", s->bytes, s->chunks, s->tags);
+            append(&s->pending, new_item("count", total, (unsigned int)n, DataText, DataEnd));
         }
     }
     if (s->callback != NULL && s->pending != NULL) {
