@@ -76,11 +76,26 @@ def stop_front(front: Front) -> None:
 
 
 def calls_served(front: Front) -> float:
-    """The xsf calls this front answered, from its own /metrics."""
+    """The xsf calls this front answered with success, from its own /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{front.metrics_port}/metrics", timeout=5).read().decode()
-    return sum(
-        float(m.group(1)) for m in re.finditer(r'^aiges_requests_total\{[^}]*front="xsf"[^}]*\} (\S+)', text, re.M)
-    )
+    total = 0.0
+    for labels, value in re.findall(r"^aiges_requests_total\{([^}]*)\} (\S+)", text, re.M):
+        if 'front="xsf"' in labels and 'code="0"' in labels:
+            total += float(value)
+    return total
+
+
+def wait_metrics(front: Front, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if front.process.poll() is not None:
+            raise SystemExit(f"a front exited with {front.process.returncode}")
+        try:
+            calls_served(front)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"a front's /metrics never answered on port {front.metrics_port}")
 
 
 @dataclass
@@ -157,6 +172,7 @@ def main() -> None:
             try:
                 for front in fronts:
                     wait_serving(address, front.process)
+                    wait_metrics(front)  # the port's health may come from another front
                 # Every front answers on the port before the load starts: new connections land
                 # on each listener once it is bound, so wait until each has served a call.
                 reply_size = xsf_check(address, 1024)
