@@ -35,6 +35,7 @@ from aiges.protocol.v2_pb2 import LoaderOutput
 from aiges.protocol.xsf_pb2 import ReqData, ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
 from aiges.server.observe import FrontCalls
+from aiges.server.security.caller import ADMIN_OPS, require_admin
 
 NO_OP_OPS = frozenset({"AIHotword", "AILBType", "AIDetect", "AILoad", "AIUnLoad"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
@@ -80,6 +81,8 @@ class XsfService:
         handle = request.s.h or self.handles.next()
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
+        if request.op in ADMIN_OPS:  # only admin apps, when callers are authenticated
+            await require_admin(context, request.op)
 
         op = request.op if request.op in OPS else "other"
         return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)

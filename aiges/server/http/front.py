@@ -17,8 +17,10 @@ and the engine (uvicorn + Starlette would add both a second library and that lay
 
 from __future__ import annotations
 
+import ssl
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, web
@@ -29,10 +31,12 @@ from aiges.protocol.handle import HandleGenerator
 from aiges.server.http import ase, docs, oip_rest, websocket
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
+from aiges.server.security.cors import cors_middleware, parse_origins
 
 log = structlog.get_logger("aiges.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[Any]]
 SHUTDOWN_S = 2.0  # for requests still running when the listener closes; the drain came before
 
 
@@ -56,18 +60,25 @@ class HttpFront:
         models: ModelSource,
         ready: Callable[[], bool],
         *,
-        cors: str = "*",
+        cors: str = "",
         max_body_mb: int = 4,
+        middlewares: Sequence[Middleware] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``cors``: ``[http] cors``; ``middlewares``: run after CORS, before the handlers (the
+        caller check in ``[auth] mode = "hmac"``); ``ssl_context``: TLS ([tls])."""
         self.engine = engine
         self.handles = handles
         self.models = models
         self.ready = ready
-        self.cors = cors
+        self.ssl_context = ssl_context
         self.max_message = max_body_mb << 20
         self.calls = FrontCalls("http")
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
+        self.app = web.Application(
+            client_max_size=max_body_mb << 20,
+            middlewares=[cors_middleware(parse_origins(cors)), *middlewares, self._errors],
+        )
         oip_rest.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
         ase.add_routes(self.app.router, self, websocket.session)
@@ -76,24 +87,6 @@ class HttpFront:
     def current_model(self) -> Model:
         """The model; ModelLoading (503, Retry-After) while the workers are still starting."""
         return self.models.current()
-
-    @web.middleware
-    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """CORS: ``Access-Control-Allow-Origin`` on every reply, and answers to preflights."""
-        if self.cors and request.method == "OPTIONS":
-            return web.Response(
-                status=204,
-                headers={
-                    "Access-Control-Allow-Origin": self.cors,
-                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                    "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
-                    "Access-Control-Max-Age": "600",
-                },
-            )
-        response: web.StreamResponse = await handler(request)
-        if self.cors and not response.prepared:
-            response.headers["Access-Control-Allow-Origin"] = self.cors
-        return response
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -111,11 +104,17 @@ class HttpFront:
         host, _, port = listen.rpartition(":")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), shutdown_timeout=SHUTDOWN_S)
+        site = web.TCPSite(
+            self._runner,
+            host.strip("[]") or "0.0.0.0",
+            int(port),
+            shutdown_timeout=SHUTDOWN_S,
+            ssl_context=self.ssl_context,
+        )
         await site.start()
         bound = self._runner.addresses[0]
         address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
-        log.info("http listening", address=address)
+        log.info("http listening", address=address, tls=self.ssl_context is not None)
         return address
 
     async def stop(self) -> None:
