@@ -59,7 +59,8 @@ MESSAGES: dict[int, str] = {
     ErrorCode.LICENSE_NOT_ENOUGH: "service license not enough",
     ErrorCode.OUTPUT_BACKLOG: "session output not read: more is waiting than the server holds for a session",
     ErrorCode.STARTING: "the service is starting: the model is still loading",
-    ErrorCode.AUTH_MISSING: "no credentials: sign the request (host, date, authorization) or present a client certificate",
+    ErrorCode.AUTH_MISSING: "no credentials: sign the request (host, date, authorization), or present a client "
+    "certificate an app is named by",
     ErrorCode.AUTH_MALFORMED: "the authorization is not in the form the platform signs",
     ErrorCode.AUTH_UNKNOWN_KEY: "unknown api_key",
     ErrorCode.AUTH_SIGNATURE: "the signature does not match the request",

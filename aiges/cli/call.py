@@ -18,10 +18,11 @@ from pathlib import Path
 
 import grpc
 
-from aiges.cli.common import load
+from aiges.cli.common import add_client_options, client_security, load
 from aiges.client import AigesCallError, Client, Input
+from aiges.client.credentials import SigningKey, TlsOptions, open_channel
 from aiges.client.values import TYPE_CODES, Item
-from aiges.config import DEFAULT_SERVICE
+from aiges.config import DEFAULT_SERVICE, Config
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
@@ -77,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", default=".", help="folder for binary results")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per call")
+    add_client_options(parser)
 
 
 class UsageError(Exception):
@@ -120,9 +122,11 @@ def parse_expect(specs: list[str]) -> dict[str, int]:
     return expect
 
 
-def declared_outputs(address: str, timeout: float) -> dict[str, int]:
+def declared_outputs(
+    address: str, timeout: float, tls: TlsOptions | None = None, signing: SigningKey | None = None
+) -> dict[str, int]:
     """The accept list of the server's wrapper schema ({} when it declares none)."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls=tls, signing=signing) as channel:
         reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "schema"})), timeout=timeout)
     schema = json.loads(reply.body or "null") or {}
     meta = schema.get("meta", {})
@@ -130,16 +134,17 @@ def declared_outputs(address: str, timeout: float) -> dict[str, int]:
     return {name: TYPE_CODES.get(spec.get("dataType", "text"), 0) for name, spec in accepts.items()}
 
 
-def address_of(args: argparse.Namespace) -> str | None:
+def address_of(args: argparse.Namespace) -> tuple[str, Config] | tuple[str, None] | None:
+    """The address to call and, with ``-c``, the config it came from (None: it did not load)."""
     if args.addr:
-        return args.addr
+        return args.addr, None
     args.host = args.port = args.wrapper = None
     config = load(args)
     if config is None:
         return None
     host = config.service.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"{host}:{config.service.port}"
+    return f"{host}:{config.service.port}", config
 
 
 def show(item: Item, output: Path, counter: dict[str, int]) -> None:
@@ -166,14 +171,16 @@ def run(args: argparse.Namespace) -> int:
         expect = parse_expect(args.expect)
         if not inputs:
             raise UsageError("give at least one --input")
-        address = address_of(args)
-        if address is None:
+        target = address_of(args)
+        if target is None:
             return 2
+        address, config = target
+        tls, signing = client_security(args, config)
         if not expect:
-            expect = declared_outputs(address, args.timeout)
+            expect = declared_outputs(address, args.timeout, tls, signing)
             if not expect:
                 raise UsageError("the service declares no outputs: name them with --expect NAME[:TYPE]")
-    except UsageError as exc:
+    except (UsageError, ValueError, OSError) as exc:
         print(f"aiges call: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
@@ -183,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     counter: dict[str, int] = {}
     try:
-        with Client(address, timeout=args.timeout) as client:
+        with Client(address, timeout=args.timeout, tls=tls, signing=signing) as client:
             if not args.stream:
                 result = client.once(inputs, params=params, headers=headers, expect=expect)
                 for item in result.items:

@@ -51,7 +51,9 @@ class TlsOptions:
 
     @classmethod
     def from_env(cls) -> TlsOptions | None:
-        values = {name: os.environ.get(f"AIGES_TLS_{name.upper()}", "") for name in ("ca", "cert", "key", "server_name")}
+        values = {
+            name: os.environ.get(f"AIGES_TLS_{name.upper()}", "") for name in ("ca", "cert", "key", "server_name")
+        }
         return cls(**values) if any(values.values()) else None
 
 
@@ -123,7 +125,9 @@ def open_channel(
         channel = grpc.insecure_channel(address, options=list(options))
     if signing is None:
         return channel
-    return grpc.intercept_channel(channel, _Signer(signing, tls.server_name if tls and tls.server_name else host_of(address)))
+    return grpc.intercept_channel(
+        channel, _Signer(signing, tls.server_name if tls and tls.server_name else host_of(address))
+    )
 
 
 class _AioSigner(

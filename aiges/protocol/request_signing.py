@@ -141,10 +141,10 @@ class SigningKey:
         values["authorization"] = Authorization(self.api_key, ALGORITHM, names, signature).encoded()
         return values
 
-    def sign_url(self, url: str, method: str = "POST", *, date: str | None = None) -> str:
+    def sign_url(self, url: str, method: str = "POST", *, date: str | None = None, nonce: bool = False) -> str:
         """``url`` with ``host``, ``date`` and ``authorization`` query parameters, exactly as the
-        platform's ``build_auth_request_url`` makes it (no nonce: its form has none)."""
+        platform's ``build_auth_request_url`` makes it (with ``nonce``, one more parameter)."""
         parts = urlsplit(url)
         host = parts.hostname or ""
-        values = self.sign_headers(host, method, parts.path or "/", date=date, nonce=False)
+        values = self.sign_headers(host, method, parts.path or "/", date=date, nonce=nonce)
         return url + ("&" if parts.query else "?") + urlencode(values)

@@ -236,7 +236,7 @@ class App:
                 # default cancels beyond 1000: the licences, not the transport, must limit a burst.
                 ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
                 ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-            ]
+            ],
         )
         host = self.config.service.host
         try:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Middleware
 
 from aiges.engine.engine import Engine
 from aiges.errors import AigesError, http_status
@@ -36,7 +36,6 @@ from aiges.server.security.cors import cors_middleware, parse_origins
 log = structlog.get_logger("aiges.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[Any]]
 SHUTDOWN_S = 2.0  # for requests still running when the listener closes; the drain came before
 
 

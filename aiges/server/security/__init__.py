@@ -15,13 +15,13 @@ adds nothing at all to a request's path.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import structlog
-from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aiges.config import Config
 from aiges.engine.engine import Engine
@@ -35,7 +35,6 @@ from aiges.server.security.tls import ServerTls, TlsError, TlsFiles
 
 log = structlog.get_logger("aiges.server")
 
-Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[Any]]
 LOOPBACK = ("127.", "::1", "[::1]", "localhost")
 
 
@@ -83,9 +82,9 @@ class Security:
 
     def add_grpc_port(self, server: grpc.aio.Server, address: str) -> int:
         if self.tls is None:
-            return server.add_insecure_port(address)
+            return int(server.add_insecure_port(address))
         log.info("tls", port="grpc", mutual=self.tls.mutual, cert=str(self.tls.files.cert))
-        return server.add_secure_port(address, self.tls.grpc_credentials())
+        return int(server.add_secure_port(address, self.tls.grpc_credentials()))
 
     # -- the engine and HTTP ------------------------------------------------------------------------
 

@@ -98,7 +98,9 @@ def parse_keys(text: str, where: str) -> Keys:
             raise KeysError(f"{where}: app_id {app.app_id!r} is given twice")
         seen_ids.add(app.app_id)
         if app.api_key in keys.by_key:
-            raise KeysError(f"{where}: app {app.app_id!r}: its api_key is also app {keys.by_key[app.api_key].app_id!r}'s")
+            raise KeysError(
+                f"{where}: app {app.app_id!r}: its api_key is also app {keys.by_key[app.api_key].app_id!r}'s"
+            )
         keys.by_key[app.api_key] = app
         for name in app.cert_names:
             if name in keys.by_cert_name:
@@ -187,4 +189,3 @@ class KeysFile:
             log.error("keys file not reloaded; the apps read before stay in force", error=str(exc))
             return
         log.info("keys file reloaded", path=str(self.path), apps=len(self.keys.apps))
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ANY = "*"
@@ -21,7 +22,7 @@ def parse_origins(text: str) -> frozenset[str]:
     return frozenset(origin.strip().rstrip("/") for origin in text.split(",") if origin.strip())
 
 
-def cors_middleware(origins: frozenset[str]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def cors_middleware(origins: frozenset[str]) -> Middleware:
     def allowed(request: web.Request) -> str | None:
         if ANY in origins:
             return ANY

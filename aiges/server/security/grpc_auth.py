@@ -67,7 +67,7 @@ def toolbox_command(request: Any) -> str:
     return command if isinstance(command, str) else ""
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -78,7 +78,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if handler is None or method in OPEN_METHODS or method.startswith(OPEN_PREFIXES):
             return handler
         cached = self._wrapped.get(method)

@@ -69,8 +69,9 @@ class Guard:
 
     async def http_caller(self, request: web.Request) -> App:
         """The app an HTTP request (or WebSocket upgrade) is from: ``host``, ``date`` and
-        ``authorization`` in the query (as the platform's clients send them) or as headers; or its
-        client certificate's app. A signed ``digest`` header must match the body."""
+        ``authorization`` in the query (as the platform's clients send them; other signed values
+        may be there too, or in headers) or as headers; or its client certificate's app. A signed
+        ``digest`` header must match the body."""
         query = request.query
         authorization = query.get("authorization")
         in_query = authorization is not None
@@ -82,7 +83,7 @@ class Guard:
             return app
 
         def header(name: str) -> str | None:
-            if in_query and name in ("host", "date"):
+            if in_query and name in query:
                 return query.get(name)
             return request.headers.get(name)
 
@@ -111,7 +112,7 @@ class Guard:
         if service is None:
             raise AigesError(
                 ErrorCode.AUTH_SERVICE,
-                f"the service is still loading: only apps allowed every service (\"*\") may call; app {app.app_id}",
+                f'the service is still loading: only apps allowed every service ("*") may call; app {app.app_id}',
             )
         raise AigesError(ErrorCode.AUTH_SERVICE, f"app {app.app_id} is not allowed to call service {service!r}")
 

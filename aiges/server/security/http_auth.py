@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aiges.errors import AigesError, http_status
 from aiges.server.security.caller import CALLER
@@ -39,7 +40,7 @@ def refusal(request: web.Request, error: AigesError) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-def auth_middleware(guard: Guard) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(guard: Guard) -> Middleware:
     @web.middleware
     async def check_caller(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path

@@ -135,7 +135,9 @@ class ServerTls:
         )
 
     def _grpc_configuration(self, loaded: Loaded) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration([(loaded.key, loaded.cert)], root_certificates=loaded.client_ca)
+        return grpc.ssl_server_certificate_configuration(
+            [(loaded.key, loaded.cert)], root_certificates=loaded.client_ca
+        )
 
     def _grpc_fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC asks before each new handshake: None keeps what it has."""
@@ -160,5 +162,5 @@ class ServerTls:
             except Exception as exc:  # the handshake goes on with the context it has
                 log.error("tls reload failed", error=str(exc))
 
-        base.sni_callback = newest  # type: ignore[assignment]
+        base.sni_callback = newest
         return base
