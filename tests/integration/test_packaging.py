@@ -89,7 +89,18 @@ def test_chart_lints():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd")])
+SECURE = (
+    "security.tls.secretName=shop-tls",
+    "security.tls.mutual=true",
+    "security.auth.mode=hmac",
+    "security.auth.keysSecretName=shop-keys",
+    "security.cors=https://console.example",
+)
+
+
+@pytest.mark.parametrize(
+    "values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE]
+)
 def test_chart_renders_manifests_valid_for_kubernetes(tmp_path, values):
     manifests = tmp_path / "manifests.yaml"
     manifests.write_text(yaml.safe_dump_all(helm_template(*values)))
@@ -172,6 +183,61 @@ def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
     assert health_status(server.address, "aiges.liveness") == SERVING
     with server.client() as client:
         assert client.once({"text": b"hi"}, expect=["text"])["text"] == b"hi"
+
+
+def test_the_secure_chart_mounts_its_secrets_and_its_probes_answer_under_mtls(serve, tmp_path):
+    """With TLS, mTLS and hmac: the Secrets are mounted as folders (so renewals reach the pod),
+    the config names their files, and the probes (``aiges health`` in the pod, the kubelet's gRPC
+    probe speaks no TLS) answer without credentials; run here against a real server with that
+    config, its /etc/aiges files replaced by certificates made now."""
+    from tls_certs import CertificateAuthority
+
+    with pytest.raises(AssertionError, match="keysSecretName"):
+        helm_template("security.auth.mode=hmac")
+    kinds = by_kind(helm_template(*SECURE))
+    pod = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tls"]["mountPath"] == "/etc/aiges/tls" and "subPath" not in mounts["tls"]
+    assert mounts["auth"]["mountPath"] == "/etc/aiges/auth" and "subPath" not in mounts["auth"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"tls": "shop-tls", "auth": "shop-keys"}
+    assert "grpc" not in container["readinessProbe"]
+
+    folder = tmp_path / "etc"
+    ca = CertificateAuthority(tmp_path / "ca")
+    issued = ca.server()
+    (folder / "tls").mkdir(parents=True)
+    (folder / "auth").mkdir()
+    for source, name in ((issued.cert, "tls.crt"), (issued.key, "tls.key"), (ca.path, "ca.crt")):
+        (folder / "tls" / name).write_bytes(source.read_bytes())
+    (folder / "auth" / "keys.toml").write_text('[[app]]\napp_id = "a"\napi_key = "k"\napi_secret = "s"\n')
+    port, metrics = free_port(), free_port()
+    text = (
+        chart_config(*SECURE)
+        .replace("/etc/aiges", str(folder))
+        .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics}")
+        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+    )
+    server = serve("", config=text, port=port, wait=False)
+
+    def probe(name: str) -> subprocess.CompletedProcess:
+        command = [
+            part.replace("/etc/aiges", str(folder)).replace("/home/aiges/aiges.toml", str(server.config_path))
+            for part in container[name]["exec"]["command"]
+        ]
+        assert command[:2] == ["aiges", "health"]
+        return aiges(*command[1:])
+
+    try:
+        wait_for(lambda: probe("readinessProbe").returncode == 0, timeout=60, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"{probe('readinessProbe')}\n{server.log()}") from None
+    assert probe("livenessProbe").returncode == 0 and probe("startupProbe").returncode == 0
+    assert aiges("health", "--addr", server.address).returncode == 1  # plain text is not spoken
 
 
 def test_aiges_health_fails_while_starting_and_when_nothing_listens(serve):
