@@ -8,10 +8,12 @@ schemas (kubernetes-validate --strict), not applied.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from conftest import ROOT, free_port, health_status, require_tool, wait_for
@@ -60,6 +62,56 @@ def test_compose_file_matches_the_compose_spec():
     assert result.returncode == 0, result.stdout + result.stderr
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     assert compose["services"]["aiges"]["depends_on"]["etcd"]["condition"] == "service_healthy"
+
+
+def test_the_secure_compose_setup_serves_under_mtls_and_its_healthcheck_answers(serve, tmp_path):
+    """docker/compose.secure.yaml on top of compose.yaml: its config, with the certificates its
+    make-certs.sh makes and the example keys, serves a real server here; the HEALTHCHECK it
+    sets answers, a client with the client certificate is served (its app is named by the
+    certificate), and one without a certificate is refused."""
+    from aiges.client import Client, TlsOptions
+
+    overlay = ROOT / "docker" / "compose.secure.yaml"
+    checker = require_tool("check-jsonschema")
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+    aiges_service = yaml.safe_load(overlay.read_text())["services"]["aiges"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":") for volume in aiges_service["volumes"])
+    folder = tmp_path / "secure"
+    shutil.copytree(ROOT / "docker" / "compose" / "secure", folder)
+    assert run(str(folder / "make-certs.sh")).returncode == 0
+    shutil.copy(folder / "auth" / "keys.example.toml", folder / "auth" / "keys.toml")
+    in_container = {target: folder / Path(source).relative_to("./compose/secure") for source, target in mounts.items()}
+    port, metrics = free_port(), free_port()
+    text = (ROOT / "docker" / "compose" / "secure" / "aiges.toml").read_text()
+    for target, source in in_container.items():
+        text = text.replace(target, str(source))
+    text = (
+        text.replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics}")
+        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+        .replace('backend = "etcd"', 'backend = "none"')
+    )
+    server = serve("", config=text, port=port, wait=False)
+    check = aiges_service["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "aiges", "health"]
+    command = [
+        str(server.config_path)
+        if part == "/home/aiges/aiges.toml"
+        else part.replace("/etc/aiges/tls", str(in_container["/etc/aiges/tls"]))
+        for part in check[3:]
+    ]
+    wait_for(lambda: aiges("health", *command).returncode == 0, timeout=60, interval=0.5)
+    ca = str(folder / "ca" / "ca.crt")
+    client_cert = TlsOptions(
+        ca=ca, cert=str(folder / "client" / "client.pem"), key=str(folder / "client" / "client.key")
+    )
+    with Client(server.address, tls=client_cert) as client:
+        assert client.once({"text": b"safe"}, expect=["text"])["text"] == b"safe"
+    with Client(server.address, tls=TlsOptions(ca=ca), timeout=5) as client, pytest.raises(grpc.RpcError):
+        client.once({"text": b"no certificate"}, expect=["text"])
 
 
 def test_shipped_configs_load():
