@@ -414,6 +414,61 @@ def test_probes_and_descriptions_are_open_without_credentials(hmac_server):
         assert "10130" in cmdserver_error(channel, "status", [])
 
 
+def test_fuzz_of_the_http_front_with_every_kind_of_credential(hmac_server, tmp_path):
+    """Schemathesis over every documented operation, each request with the next kind of
+    credential (fuzz_signing_hooks: valid, none, wrong secret, tampered path, expired date,
+    unknown app, app not allowed, replay; in the query or as headers): no 5xx, each bad one
+    refused with its status and code, a valid one never refused, and the wrapper reached by no
+    more calls than were validly signed."""
+    pytest.importorskip("schemathesis")
+    record = tmp_path / "record.jsonl"
+    before = hmac_server.calls()
+    environment = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(Path(__file__).parent / "fuzz_signing_hooks.py"),
+        "AIGES_FUZZ_RECORD": str(record),
+        "AIGES_FUZZ_PORT": hmac_server.http.rsplit(":", 1)[1],
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            hmac_server.http + "/openapi.json",
+            "--checks",
+            "refused_with_its_code",
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+            "--url",
+            hmac_server.http,
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    outcomes = [json.loads(line) for line in record.read_text().splitlines()]
+    kinds = {name for name, *_ in outcomes}
+    assert kinds == {
+        "valid",
+        "no credentials",
+        "wrong secret",
+        "tampered path",
+        "expired date",
+        "unknown app",
+        "not allowed",
+        "replay",
+    }, kinds
+    valid_model_calls = sum(1 for name, method, path, status in outcomes if name == "valid" and method == "POST")
+    assert hmac_server.calls() - before <= valid_model_calls
+
+
 def cmdserver(channel: grpc.Channel, command: str, metadata) -> Response:
     call = channel.unary_unary(
         "/utils.ToolBox/cmdserver",
