@@ -74,9 +74,11 @@ class HttpFront:
         self.max_message = max_body_mb << 20
         self.calls = FrontCalls("http")
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        origins = parse_origins(cors)
+        cross_origin = [cors_middleware(origins)] if origins else []  # off: nothing on a request's path
         self.app = web.Application(
             client_max_size=max_body_mb << 20,
-            middlewares=[cors_middleware(parse_origins(cors)), *middlewares, self._errors],
+            middlewares=[*cross_origin, *middlewares, self._errors],
         )
         oip_rest.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
