@@ -61,7 +61,7 @@ services = ["ocr"]
 app_id = "rated"
 api_key = "key-rated"
 api_secret = "secret-rated"
-rate = 0.2
+rate = 0.01
 burst = 2
 
 [[app]]
@@ -529,12 +529,22 @@ def test_a_revoked_key_stops_working_within_5_s(hmac_server):
 
 
 def test_per_app_rate_and_sessions_and_their_counts_in_metrics(hmac_server):
+    assert http_request(hmac_server.http, "http", None) == (401, 10130)  # counted as refused
     rated = http_signer(SigningKey("key-rated", "secret-rated"))
     answers = [http_request(hmac_server.http, "http", rated) for _ in range(3)]
-    assert answers[:2] == [(200, 0), (200, 0)] and answers[2] == (429, 10140)  # burst 2, then 0.2 calls/s
+    assert answers[:2] == [(200, 0), (200, 0)] and answers[2] == (429, 10140)  # burst 2, then 0.01 calls/s
+
+    def metrics() -> str:
+        with urllib.request.urlopen(hmac_server.metrics, timeout=10) as reply:
+            return reply.read().decode()
+
+    def sessions_open(count: int) -> bool:
+        return f'aiges_app_sessions_open{{app_id="single"}} {count}.0' in metrics()
+
     with Client(hmac_server.address, signing=SigningKey("key-single", "secret-single")) as client:
         with client.session(expect=["text"], transport="stream") as first:
             first.write({"text": b"a"})
+            wait_for(lambda: sessions_open(1), timeout=20, interval=0.1)  # the stream's first frame is sent behind
             with client.session(expect=["text"], transport="stream") as second, pytest.raises(AigesCallError) as caught:
                 second.write({"text": b"b"}, last=True)
                 list(second.results())
@@ -544,11 +554,12 @@ def test_per_app_rate_and_sessions_and_their_counts_in_metrics(hmac_server):
             assert caught.value.code == 10141
             first.write({"text": b"end"}, last=True)
             assert [i.data for b in first.results() for i in b.items] == [b"a", b"end"]
-        with client.session(expect=["text"], transport="stream") as again:  # the first one's slot is free
+        wait_for(lambda: sessions_open(0), timeout=20, interval=0.1)  # the first one's slot is free
+        with client.session(expect=["text"], transport="stream") as again:
             again.write({"text": b"d"}, last=True)
             assert [i.data for b in again.results() for i in b.items] == [b"d"]
-    with urllib.request.urlopen(hmac_server.metrics, timeout=10) as reply:
-        text = reply.read().decode()
+    wait_for(lambda: sessions_open(0), timeout=20, interval=0.1)
+    text = metrics()
     assert 'aiges_app_calls_total{app_id="rated",code="10140"} 1.0' in text
     assert 'aiges_app_calls_total{app_id="rated",code="0"} 2.0' in text
     assert 'aiges_app_calls_total{app_id="single",code="10141"} 2.0' in text
