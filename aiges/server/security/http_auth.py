@@ -7,8 +7,12 @@ AIGes code in the body, in the route's own error form; the request reaches nothi
 check.
 
 Open without credentials: ``/v2/health/live`` and ``/v2/health/ready`` (probes), the API's
-description (``/openapi.json``, ``/docs``, ``/``) and CORS preflights (browsers send no
-credentials with them). Prometheus' ``/metrics`` is on its own port ([metrics]) and always open.
+description (``/openapi.json``, ``/docs``), the web console's page, scripts and form (``/``,
+``/console``, ``/console/static/...``, ``/console/service.json``: what the description says too)
+and CORS preflights (browsers send no credentials with them). The console's live panel
+(``/console/status.json``, like cmdserver ``status``), its ``/console/snippets`` and every call it
+makes need credentials like any other request. Prometheus' ``/metrics`` is on its own port
+([metrics]) and always open.
 """
 
 from __future__ import annotations
@@ -24,9 +28,20 @@ from aiges.server.security.guard import Guard, count_refusal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs", "/"})
-OPEN_PREFIXES: tuple[str, ...] = ("/console",)
-"""The web console's page and assets (its calls to the model are signed like any other)."""
+OPEN_PATHS = frozenset(
+    {
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/openapi.json",
+        "/docs",
+        "/",
+        "/console",
+        "/console/",
+        "/console/service.json",
+    }
+)
+OPEN_PREFIXES: tuple[str, ...] = ("/console/static/",)
+"""The console's and the docs page's scripts, styles and vendored libraries."""
 
 
 def refusal(request: web.Request, error: AigesError) -> web.Response:
