@@ -28,8 +28,14 @@ class ConfigError(Exception):
     """A config problem, already worded as the one line the user sees."""
 
 
-def key(default: Any, doc: str, *, minimum: int | None = None, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"doc": doc, "minimum": minimum, "choices": choices})
+def key(
+    default: Any, doc: str, *, minimum: int | None = None, choices: tuple[str, ...] = (), listed: bool = False
+) -> Any:
+    """A config key; ``listed``: a string that may also be written as a TOML list (joined with ",")."""
+    return field(default=default, metadata={"doc": doc, "minimum": minimum, "choices": choices, "listed": listed})
+
+
+_key = key
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,40 @@ class HttpSection:
         "HOST:PORT to serve HTTP on; empty: no HTTP front, unless [wrapper] http_listen "
         "(the original loader's key) names one",
     )
-    cors: str = key("*", "Access-Control-Allow-Origin on every reply; empty: none")
+    cors: str = key(
+        "",
+        "origins allowed to call from a browser (CORS), comma separated or a list, or '*' for any; "
+        "empty: no CORS headers at all",
+        listed=True,
+    )
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    """``[tls]``: TLS on the gRPC port (every service on it) and the HTTP port; files are PEM,
+    relative to this file, and are read again when they change (new connections get the new ones)."""
+
+    # _key: a field named ``key`` hides the function of that name inside the class body
+    cert: str = _key("", "the server's certificate chain; empty: plain text")
+    key: str = _key("", "the certificate's private key")
+    client_ca: str = _key(
+        "", "CA certificates; set: every client must present a certificate signed by one of them (mTLS)"
+    )
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """``[auth]``: who may call. ``hmac``: every request is signed as the AI platform signs them
+    (host, date, authorization), or comes with a client certificate an app in the keys file names;
+    health, liveness and the OpenAPI description stay open for probes."""
+
+    mode: str = key("none", "none (anyone who reaches the port), or hmac", choices=("none", "hmac"))
+    keys: str = key(
+        "keys.toml",
+        "the apps: [[app]] app_id, api_key, api_secret, services, admin, max_sessions, rate, "
+        "cert_names; relative to this file; read again when it changes",
+    )
+    skew_s: int = key(300, "a signed date may differ from the server's clock by this many seconds", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -220,6 +259,8 @@ IGNORED_KEYS: dict[str, frozenset[str]] = {
     "registry": frozenset(),
     "worker": frozenset(),
     "http": frozenset(),
+    "tls": frozenset(),
+    "auth": frozenset(),
     "metrics": frozenset({"able", "idc", "sub", "cs", "timePerSlice", "winSize"}),
     "resources": frozenset(),
 }
@@ -234,7 +275,6 @@ IGNORED_SECTIONS = frozenset(
         "pprof",
         "downAsync",
         "dataProcess",
-        "auth",
         "resource",
         "elog",
     }
@@ -258,11 +298,20 @@ class Config:
     resources: ResourcesSection = ResourcesSection()
     warnings: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
+    tls: TlsSection = field(default_factory=TlsSection)
+    auth: AuthSection = field(default_factory=AuthSection)
 
     @property
     def wrapper_path(self) -> Path:
         """The wrapper path, resolved against the config file's folder."""
         path = Path(self.aiges.wrapper).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path.resolve()
+
+    def relative_path(self, name: str) -> Path:
+        """A file named in the config ([tls], [auth] keys), resolved against the config file's folder."""
+        path = Path(name).expanduser()
         if not path.is_absolute() and self.path is not None:
             path = self.path.parent / path
         return path.resolve()
@@ -292,6 +341,8 @@ class Config:
             "registry": dataclasses.asdict(self.registry),
             "http": dataclasses.asdict(self.http),
             "resources": dataclasses.asdict(self.resources),
+            "tls": dataclasses.asdict(self.tls),
+            "auth": dataclasses.asdict(self.auth),
             "wrapper": dict(self.wrapper),
         }
 
@@ -306,6 +357,8 @@ SECTIONS: dict[str, type] = {
     "registry": RegistrySection,
     "http": HttpSection,
     "resources": ResourcesSection,
+    "tls": TlsSection,
+    "auth": AuthSection,
 }
 
 
@@ -350,6 +403,7 @@ def load_config(
         aiges_section = dataclasses.replace(aiges_section, wrapper=str(Path(wrapper).resolve()))
 
     _check_gpus(where, sections["worker"].gpus)
+    _check_tls(where, sections["tls"])
     return Config(
         path=file.resolve() if file is not None else None,
         service_name=service,
@@ -366,6 +420,8 @@ def load_config(
         wrapper=_flatten_wrapper(data.get("wrapper", {})),
         warnings=tuple(warnings),
         ignored=tuple(ignored),
+        tls=sections["tls"],
+        auth=sections["auth"],
     )
 
 
@@ -429,6 +485,8 @@ def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field, va
         if key_name == "port" and result > 65535:
             raise ConfigError(f"{prefix}: must be a port number (0-65535), got {result}")
     else:
+        if isinstance(value, list) and spec.metadata.get("listed") and all(isinstance(v, str) for v in value):
+            value = ",".join(value)
         if isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float)):
             raise ConfigError(f"{prefix}: expected a string, got {_describe(value)}")
         result = str(value)
@@ -447,6 +505,13 @@ def _check_gpus(where: str, gpus: str) -> None:
             raise ConfigError(
                 f"{where}: [worker] gpus: expected 'auto', '' or a list of GPU indices like '0,1'; got {gpus!r}"
             )
+
+
+def _check_tls(where: str, tls: TlsSection) -> None:
+    if bool(tls.cert) != bool(tls.key):
+        raise ConfigError(f"{where}: [tls] cert and key go together: give both, or neither for plain text")
+    if tls.client_ca and not tls.cert:
+        raise ConfigError(f"{where}: [tls] client_ca needs cert and key: mTLS is TLS with client certificates")
 
 
 def parse_gpus(gpus: str) -> list[int] | None:

@@ -28,6 +28,16 @@ class ErrorCode(IntEnum):
     RESOURCE_UNKNOWN = 10120
     RESOURCE_LIMIT = 10121
     RESOURCE_UNSUPPORTED = 10122
+    AUTH_MISSING = 10130
+    AUTH_MALFORMED = 10131
+    AUTH_UNKNOWN_KEY = 10132
+    AUTH_SIGNATURE = 10133
+    AUTH_DATE = 10134
+    AUTH_REPLAY = 10135
+    AUTH_SERVICE = 10136
+    AUTH_ADMIN = 10137
+    APP_RATE = 10140
+    APP_SESSIONS = 10141
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
     WRAPPER_INIT = 10901
@@ -59,6 +69,17 @@ MESSAGES: dict[int, str] = {
     ErrorCode.RESOURCE_UNKNOWN: "personalised resource not loaded",
     ErrorCode.RESOURCE_LIMIT: "personalised resources: over the configured count or size",
     ErrorCode.RESOURCE_UNSUPPORTED: "the wrapper cannot load personalised resources",
+    ErrorCode.AUTH_MISSING: "no credentials: sign the request (host, date, authorization), or present a client "
+    "certificate an app is named by",
+    ErrorCode.AUTH_MALFORMED: "the authorization is not in the form the platform signs",
+    ErrorCode.AUTH_UNKNOWN_KEY: "unknown api_key",
+    ErrorCode.AUTH_SIGNATURE: "the signature does not match the request",
+    ErrorCode.AUTH_DATE: "the signed date is missing, unreadable or outside the allowed clock skew",
+    ErrorCode.AUTH_REPLAY: "this signature was already used",
+    ErrorCode.AUTH_SERVICE: "the app is not allowed to call this service",
+    ErrorCode.AUTH_ADMIN: "an admin operation: the app is not an admin",
+    ErrorCode.APP_RATE: "the app is over its call rate",
+    ErrorCode.APP_SESSIONS: "the app has as many sessions open as it may",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
@@ -109,13 +130,24 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.LICENSE_NOT_ENOUGH: 503,
     ErrorCode.STARTING: 503,
     ErrorCode.ONCE_TIMEOUT: 504,
+    ErrorCode.AUTH_MISSING: 401,
+    ErrorCode.AUTH_MALFORMED: 401,
+    ErrorCode.AUTH_UNKNOWN_KEY: 401,
+    ErrorCode.AUTH_SIGNATURE: 401,
+    ErrorCode.AUTH_DATE: 401,
+    ErrorCode.AUTH_REPLAY: 401,
+    ErrorCode.AUTH_SERVICE: 403,
+    ErrorCode.AUTH_ADMIN: 403,
+    ErrorCode.APP_RATE: 429,
+    ErrorCode.APP_SESSIONS: 429,
 }
 
 
 def http_status(code: int) -> int:
     """The HTTP status the HTTP and OIP fronts answer an AIGes code with: the caller's fault 400,
-    an unknown or ended session 404, no licence or draining 503 (retry elsewhere), a timeout 504,
-    and anything the wrapper or a worker did 500."""
+    no or bad credentials 401, an app not allowed 403, an unknown or ended session 404, an app over
+    its own limits 429, no licence or draining 503 (retry elsewhere), a timeout 504, and anything
+    the wrapper or a worker did 500."""
     return HTTP_STATUS.get(code, 500)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = tuple(round(10e-6 * 2**i, 7) for i in range(22))  # 10 us .. ~21 s
@@ -64,6 +64,28 @@ WRAPPER_METRIC = Summary(
     "aiges_wrapper_metric",
     "Values the wrapper reported with metrics_log, by metric name and the labels it gave (k=v,...)",
     ["name", "labels"],
+    registry=REGISTRY,
+)
+
+AUTH_REFUSED = Counter(
+    "aiges_auth_refused",
+    "Requests refused for their credentials or rights ([auth] mode hmac), by front and AIGes code",
+    ["front", "code"],
+    registry=REGISTRY,
+)
+
+APP_CALLS = Counter(
+    "aiges_app_calls",
+    "One-shot calls and session opens per app ([auth] mode hmac), by AIGes code: 0 admitted, "
+    "10140 over the app's rate, 10141 over its sessions",
+    ["app_id", "code"],
+    registry=REGISTRY,
+)
+
+APP_SESSIONS = Gauge(
+    "aiges_app_sessions_open",
+    "Sessions open per app ([auth] mode hmac); [[app]] max_sessions limits them",
+    ["app_id"],
     registry=REGISTRY,
 )
 

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import grpc
 
-from aiges.cli.common import load
+from aiges.cli.common import add_client_options, client_security, load
 from aiges.client import AigesCallError, Client, Input
+from aiges.client.credentials import SigningKey, TlsOptions, open_channel
 from aiges.client.values import TYPE_CODES, Item
-from aiges.config import DEFAULT_SERVICE
+from aiges.config import DEFAULT_SERVICE, Config
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
@@ -92,6 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--res-ids", default="", metavar="ID[,ID...]", help="loaded personalised resources the call or session uses"
     )
+    add_client_options(parser)
 
 
 class UsageError(Exception):
@@ -135,9 +137,11 @@ def parse_expect(specs: list[str]) -> dict[str, int]:
     return expect
 
 
-def declared_outputs(address: str, timeout: float) -> dict[str, int]:
+def declared_outputs(
+    address: str, timeout: float, tls: TlsOptions | None = None, signing: SigningKey | None = None
+) -> dict[str, int]:
     """The accept list of the server's wrapper schema ({} when it declares none)."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls=tls, signing=signing) as channel:
         reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "schema"})), timeout=timeout)
     schema = json.loads(reply.body or "null") or {}
     meta = schema.get("meta", {})
@@ -145,16 +149,17 @@ def declared_outputs(address: str, timeout: float) -> dict[str, int]:
     return {name: TYPE_CODES.get(spec.get("dataType", "text"), 0) for name, spec in accepts.items()}
 
 
-def address_of(args: argparse.Namespace) -> str | None:
+def address_of(args: argparse.Namespace) -> tuple[str, Config] | tuple[str, None] | None:
+    """The address to call and, with ``-c``, the config it came from (None: it did not load)."""
     if args.addr:
-        return args.addr
+        return args.addr, None
     args.host = args.port = args.wrapper = None
     config = load(args)
     if config is None:
         return None
     host = config.service.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"{host}:{config.service.port}"
+    return f"{host}:{config.service.port}", config
 
 
 def show(item: Item, output: Path, counter: dict[str, int]) -> None:
@@ -174,9 +179,22 @@ def show(item: Item, output: Path, counter: dict[str, int]) -> None:
     print(f"{item.name}: {len(item.data)} bytes saved to {path}")
 
 
-def run_control(args: argparse.Namespace, address: str, inputs: dict[str, Input]) -> int:
+def parse_res_ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--res-ids {text!r}: expected numbers like 7,12") from None
+
+
+def run_control(
+    args: argparse.Namespace,
+    address: str,
+    inputs: dict[str, Input],
+    tls: TlsOptions | None,
+    signing: SigningKey | None,
+) -> int:
     """--load, --unload or --licences: one runtime control op."""
-    with Client(address, timeout=args.timeout) as client:
+    with Client(address, timeout=args.timeout, tls=tls, signing=signing) as client:
         if args.load is not None:
             if not inputs:
                 raise UsageError("--load needs the resource as --input KEY=@FILE")
@@ -196,26 +214,25 @@ def run(args: argparse.Namespace) -> int:
         inputs = dict(parse_input(spec) for spec in args.input)
         params, headers = pairs(args.param, "--param"), pairs(args.header, "--header")
         expect = parse_expect(args.expect)
-        res_ids = [int(part) for part in args.res_ids.split(",") if part.strip()] if args.res_ids else []
+        res_ids = parse_res_ids(args.res_ids)
         if sum(option is not None for option in (args.load, args.unload, args.licences)) > 1:
             raise UsageError("give one of --load, --unload, --licences")
-        if args.load is not None or args.unload is not None or args.licences is not None:
-            address = address_of(args)
-            return 2 if address is None else run_control(args, address, inputs)
-        if not inputs:
+        control = args.load is not None or args.unload is not None or args.licences is not None
+        if not control and not inputs:
             raise UsageError("give at least one --input")
-        address = address_of(args)
-        if address is None:
+        target = address_of(args)
+        if target is None:
             return 2
+        address, config = target
+        tls, signing = client_security(args, config)
+        if control:
+            return run_control(args, address, inputs, tls, signing)
         if not expect:
-            expect = declared_outputs(address, args.timeout)
+            expect = declared_outputs(address, args.timeout, tls, signing)
             if not expect:
                 raise UsageError("the service declares no outputs: name them with --expect NAME[:TYPE]")
-    except UsageError as exc:
+    except (UsageError, ValueError, OSError) as exc:
         print(f"aiges call: {exc}", file=sys.stderr)
-        return 2
-    except ValueError:
-        print(f"aiges call: --res-ids {args.res_ids!r}: expected numbers like 7,12", file=sys.stderr)
         return 2
     except AigesCallError as exc:
         print(f"aiges call: error {exc.code}: {exc.message}", file=sys.stderr)
@@ -227,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     counter: dict[str, int] = {}
     try:
-        with Client(address, timeout=args.timeout) as client:
+        with Client(address, timeout=args.timeout, tls=tls, signing=signing) as client:
             if not args.stream:
                 result = client.once(inputs, params=params, headers=headers, expect=expect, res_ids=res_ids)
                 for item in result.items:

@@ -58,3 +58,45 @@ def load_schema(config: Config) -> dict | None:
     if schema is None:
         print(f"aiges: {config.wrapper_path} is a {plugin.style}-style wrapper: it declares no fields", file=sys.stderr)
     return schema
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """TLS and signing options for the commands that call a server (each also read from the
+    environment variable named in its help)."""
+    group = parser.add_argument_group("TLS and credentials (a server with [tls] or [auth] mode = hmac)")
+    group.add_argument("--tls-ca", help="CA certificates to trust, PEM (AIGES_TLS_CA; default: the system's)")
+    group.add_argument("--tls-cert", help="client certificate for mTLS, PEM (AIGES_TLS_CERT)")
+    group.add_argument("--tls-key", help="its private key, PEM (AIGES_TLS_KEY)")
+    group.add_argument(
+        "--tls-server-name", help="name to check the server's certificate against (AIGES_TLS_SERVER_NAME)"
+    )
+    group.add_argument("--app-id", help="the app's id (AIGES_APP_ID)")
+    group.add_argument("--api-key", help="sign every call with this app's api_key (AIGES_API_KEY)")
+    group.add_argument("--api-secret", help="and its api_secret (AIGES_API_SECRET)")
+
+
+def client_security(args: argparse.Namespace, config: Config | None = None):
+    """(TlsOptions or None, SigningKey or None) from the flags, else the environment. With the
+    server's own ``config`` (``-c``), TLS is used when it has [tls], and under mTLS its own
+    certificate is the client's unless one is given (what a probe in its container needs)."""
+    from aiges.client.credentials import SigningKey, TlsOptions
+
+    def option(name: str) -> str:
+        return getattr(args, name, None) or os.environ.get(f"AIGES_{name.upper()}", "")
+
+    tls_values = {name: option(f"tls_{name}") for name in ("ca", "cert", "key", "server_name")}
+    tls = TlsOptions(**tls_values) if any(tls_values.values()) else None
+    if config is not None and config.tls.cert:
+        tls = tls or TlsOptions()
+        if config.tls.client_ca and not tls.cert:
+            tls = TlsOptions(
+                tls.ca,
+                str(config.relative_path(config.tls.cert)),
+                str(config.relative_path(config.tls.key)),
+                tls.server_name,
+            )
+    api_key, api_secret = option("api_key"), option("api_secret")
+    if bool(api_key) != bool(api_secret):
+        raise ValueError("--api-key and --api-secret go together")
+    signing = SigningKey(api_key, api_secret, option("app_id")) if api_key else None
+    return tls, signing

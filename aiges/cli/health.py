@@ -2,7 +2,10 @@
 
 What the Docker images' HEALTHCHECK runs, as ``aiges health -c /home/aiges/aiges.toml``: the
 address then comes from the config that the server itself serves, so an image that changes the
-port stays healthy (Kubernetes uses its native gRPC probe instead).
+port stays healthy (Kubernetes uses its native gRPC probe instead, or this command when the port
+has TLS). With a config that has [tls] it connects over TLS, trusting ``--tls-ca`` (or
+AIGES_TLS_CA), and under mTLS presents the server's own certificate unless ``--tls-cert`` names
+another. Health needs no credentials, even with ``[auth] mode = "hmac"``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aiges.cli.common import add_client_options, client_security
 
 DEFAULT_ADDR = "127.0.0.1:5090"
 
@@ -23,14 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--section", default=None, help="the config's service section (default: svcName)")
     parser.add_argument("--service", default="", help="the service name to ask about (default: the server)")
     parser.add_argument("--timeout", type=float, default=3.0)
+    add_client_options(parser)
 
 
-def config_address(path: str, section: str | None) -> str:
-    """Where the server that ``path`` configures answers on this machine: its port, on loopback
+def config_address(config) -> str:
+    """Where the server that ``config`` configures answers on this machine: its port, on loopback
     when it listens on every address."""
-    from aiges.config import DEFAULT_SERVICE, load_config
-
-    service = load_config(path, section or DEFAULT_SERVICE).service
+    service = config.service
+    path = config.path
     if service.port == 0:
         raise ValueError(f"{path}: the port is 0 (picked at start): give --addr")
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(service.host, service.host)
@@ -38,17 +43,20 @@ def config_address(path: str, section: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    address = args.addr
-    if address is None and args.config:
-        from aiges.config import ConfigError
+    from aiges.client.credentials import open_channel
+    from aiges.config import DEFAULT_SERVICE, ConfigError, load_config
 
-        try:
-            address = config_address(args.config, args.section)
-        except (ConfigError, ValueError) as exc:
-            print(f"aiges: {exc}", file=sys.stderr)
-            return 1  # a HEALTHCHECK knows 0 and 1 only
+    address, config = args.addr, None
+    try:
+        if args.config:
+            config = load_config(args.config, args.section or DEFAULT_SERVICE)
+            address = address or config_address(config)
+        tls, _ = client_security(args, config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"aiges: {exc}", file=sys.stderr)
+        return 1  # a HEALTHCHECK knows 0 and 1 only
     address = address or DEFAULT_ADDR
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls=tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout

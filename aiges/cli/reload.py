@@ -15,6 +15,7 @@ import sys
 
 import grpc
 
+from aiges.cli.common import add_client_options, client_security
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
@@ -26,23 +27,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--section", default=None, help="the config's service section (default: svcName)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the new workers (default 900)")
     parser.add_argument("--json", action="store_true", help="print the server's answer as JSON")
+    add_client_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    address = args.addr
-    if address is None:
-        if not args.config:
-            print("aiges reload: give -c aiges.toml or --addr HOST:PORT", file=sys.stderr)
-            return 2
-        from aiges.cli.health import config_address
-        from aiges.config import ConfigError
+    from aiges.cli.health import config_address
+    from aiges.client.credentials import open_channel
+    from aiges.config import DEFAULT_SERVICE, ConfigError, load_config
 
-        try:
-            address = config_address(args.config, args.section)
-        except (ConfigError, ValueError) as exc:
-            print(f"aiges reload: {exc}", file=sys.stderr)
-            return 2
-    with grpc.insecure_channel(address) as channel:
+    if args.addr is None and not args.config:
+        print("aiges reload: give -c aiges.toml or --addr HOST:PORT", file=sys.stderr)
+        return 2
+    address, config = args.addr, None
+    try:
+        if args.config:
+            config = load_config(args.config, args.section or DEFAULT_SERVICE)
+            address = address or config_address(config)
+        tls, signing = client_security(args, config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"aiges reload: {exc}", file=sys.stderr)
+        return 2
+    assert address is not None
+    with open_channel(address, tls=tls, signing=signing) as channel:
         try:
             reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "reload"})), timeout=args.timeout)
         except grpc.RpcError as exc:

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from aiges.cli.common import add_client_options, client_security
 from aiges.xtest.plan import XtestConfigError, load_xtest, parse_addresses
 from aiges.xtest.runner import Targets, report, run_xtest, write_output
 
@@ -50,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--calls", help="write every call and registry change to this file as JSON lines, while the run goes"
     )
+    add_client_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"aiges xtest: {problem}", file=sys.stderr)
         return 2
+    try:
+        tls, signing = client_security(args)
+    except ValueError as exc:
+        print(f"aiges xtest: {exc}", file=sys.stderr)
+        return 2
     providers = None
     if args.etcd:
         from aiges.client.registry import EtcdProviders
 
         providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
-    targets = Targets(config.addresses, providers, idempotent=args.idempotent)
+    targets = Targets(config.addresses, providers, idempotent=args.idempotent, tls=tls, signing=signing)
     recorder = asyncio.run(
         run_xtest(
             config,

@@ -13,8 +13,20 @@ with Client("127.0.0.1:5090") as client:
             print(batch.items)
 """
 
+from aiges.client.credentials import SigningKey, TlsOptions
 from aiges.client.registry import BalancedClient, EtcdProviders, NoProviderError
 from aiges.client.values import AigesCallError, Input, Item, Result
 from aiges.client.xsf_client import Client
 
-__all__ = ["Client", "Input", "Item", "Result", "AigesCallError", "BalancedClient", "EtcdProviders", "NoProviderError"]
+__all__ = [
+    "Client",
+    "Input",
+    "Item",
+    "Result",
+    "AigesCallError",
+    "BalancedClient",
+    "EtcdProviders",
+    "NoProviderError",
+    "SigningKey",
+    "TlsOptions",
+]

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import grpc
-
+from aiges.client.credentials import SigningKey, TlsOptions, open_channel
 from aiges.client.session_calls import StreamSession, XsfSession
 from aiges.client.values import AigesCallError, InputValue, Result, loader_input, result_of
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
@@ -36,14 +35,20 @@ class Client:
         max_message_mb: int = 64,
         service_id: str = "",
         options: Sequence[tuple[str, Any]] = (),
+        tls: TlsOptions | None = None,
+        signing: SigningKey | None = None,
     ) -> None:
-        """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...)."""
+        """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...);
+        ``tls``: connect over TLS (with a client certificate for mTLS); ``signing``: sign every
+        call with an app's key (a server with ``[auth] mode = "hmac"``)."""
         limit = max_message_mb << 20
         self.address = address
         self.timeout = timeout
         self.service_id = service_id
-        self.channel = grpc.insecure_channel(
+        self.channel = open_channel(
             address,
+            tls=tls,
+            signing=signing,
             options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit), *options],
         )
         self.stub = XsfCallStub(self.channel)

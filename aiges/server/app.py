@@ -47,6 +47,7 @@ from aiges.server.http import HttpFront
 from aiges.server.model import ModelSource
 from aiges.server.reloader import Reloader, worker_settings
 from aiges.server.reports import WrapperReports
+from aiges.server.security import Security, SecurityError
 
 log = structlog.get_logger("aiges.server")
 
@@ -88,6 +89,7 @@ class App:
         self.engine: Engine | None = None
         self.health: Health | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
+        self.security = Security()
 
     def engine_settings(self, peer_addr: str) -> EngineSettings:
         config = self.config
@@ -169,6 +171,11 @@ class App:
             value["type"] = state["lb_type"]
         return value
 
+    def service_id(self) -> str | None:
+        """The service callers must be allowed for: [registry] service, else the wrapper's serviceId."""
+        info = self.engine.info() if self.engine is not None else None
+        return self.config.registry.service or (info.service_id if info else None)
+
     def schema(self) -> dict[str, Any] | None:
         info = self.engine.info() if self.engine is not None else None
         return info.schema if info else None
@@ -176,11 +183,19 @@ class App:
     # -- phases --------------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        try:
+            self.security = Security.from_config(self.config)
+        except SecurityError as exc:
+            log.error("cannot start", error=str(exc))
+            print(f"aiges: {exc}", file=sys.stderr)
+            return 2
         fronts = self.bind()
         if fronts is None:
             return 2
         handles = HandleGenerator(fronts.ip, fronts.port)
-        engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
+        engine_class = self.security.engine_class()
+        engine = self.engine = engine_class(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
+        self.security.service_id = self.service_id
         health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
         self.reloader = Reloader(
             engine, self.reread, self.config.aiges.drain_timeout_ms, lambda: health.phase is Phase.SERVING
@@ -221,6 +236,7 @@ class App:
     def bind(self) -> Fronts | None:
         megabyte = 1 << 20
         server = grpc.aio.server(
+            interceptors=self.security.grpc_interceptors(),
             options=[
                 ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
                 ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
@@ -230,11 +246,11 @@ class App:
                 # default cancels beyond 1000: the licences, not the transport, must limit a burst.
                 ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
                 ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-            ]
+            ],
         )
         host = self.config.service.host
         try:
-            port = server.add_insecure_port(listen_address(host, self.config.service.port))
+            port = self.security.add_grpc_port(server, listen_address(host, self.config.service.port))
         except RuntimeError as exc:
             log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
             return None
@@ -333,6 +349,8 @@ class App:
             cors=self.config.http.cors,
             max_body_mb=self.config.service.maxreceive,
             status=self.snapshot,
+            middlewares=self.security.http_middlewares(),
+            ssl_context=self.security.http_ssl(),
         )
         try:
             await front.start(listen, reuse_port=self.config.service.reuseport)

@@ -41,6 +41,7 @@ from aiges.client.balancer import (
     classify_status,
     may_retry,
 )
+from aiges.client.credentials import SigningKey, TlsOptions, open_aio_channel
 from aiges.client.registry import NoProviderError
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session
@@ -167,8 +168,19 @@ class Targets:
     providers, the choice and retry rule of ``aiges.client.balancer`` (the same as
     ``BalancedClient``), each provider's channel followed with gRPC's connectivity state."""
 
-    def __init__(self, addresses: list[str], providers=None, *, idempotent: bool = False) -> None:
+    def __init__(
+        self,
+        addresses: list[str],
+        providers=None,
+        *,
+        idempotent: bool = False,
+        tls: TlsOptions | None = None,
+        signing: SigningKey | None = None,
+    ) -> None:
+        """``tls`` and ``signing``: as for ``Client`` (a server with [tls] or [auth] mode = hmac)."""
         self.addresses = addresses
+        self.tls = tls
+        self.signing = signing
         self.providers = providers
         self.idempotent = idempotent
         self.balancer = Balancer(providers) if providers is not None else None
@@ -224,7 +236,7 @@ class Targets:
             options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
             if self.balancer is not None:
                 options += CHANNEL_OPTIONS
-            channel = grpc.aio.insecure_channel(address, options=options)
+            channel = open_aio_channel(address, tls=self.tls, signing=self.signing, options=options)
             self._channels.append(channel)
             stub = self._stubs[address] = XsfCallStub(channel)
             if self.balancer is not None:

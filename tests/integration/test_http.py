@@ -202,7 +202,7 @@ def test_openapi_document_and_docs_page(serve):
     document = json.loads(body)
     validate(document)
     assert {"/v2/private/declared", "/v2/models/{name}/infer", "/v2/health/ready"} <= set(document["paths"])
-    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in headers  # CORS is off unless [http] cors names origins
     status, body, headers = get(server.http + "/docs")
     page = body.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -287,18 +287,40 @@ def test_absurdly_nested_json_is_a_400(serve, route):
     assert post(server.http + "/v2/models/echo/infer", rest)[0] == 200
 
 
-def test_cors_preflight(serve):
-    server = http_server(serve, ECHO)
+def preflight(server, origin: str):
     request = urllib.request.Request(
         server.http + "/v2/models/echo/infer",
         method="OPTIONS",
-        headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"},
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
     )
     with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 204
-        assert reply.headers["Access-Control-Allow-Origin"] == "*"
-        assert "POST" in reply.headers["Access-Control-Allow-Methods"]
-        assert "content-type" in reply.headers["Access-Control-Allow-Headers"]
+        return reply.status, reply.headers
+
+
+def test_cors_is_off_unless_origins_are_named(serve):
+    plain = http_server(serve, ECHO)
+    status, reply = post(plain.http + "/v1/private/echo", {"payload": {"text": {"text": b64(b"x")}}})
+    assert status == 200
+    with pytest.raises(urllib.error.HTTPError):
+        preflight(plain, "https://example.com")  # no CORS: a preflight is a request like any other
+    port = free_port()
+    named = serve(ECHO, extra=f'[http]\nlisten = "127.0.0.1:{port}"\ncors = ["https://console.example"]\n')
+    named.http = f"http://127.0.0.1:{port}"
+    status, headers = preflight(named, "https://console.example")
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "https://console.example"
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert "content-type" in headers["Access-Control-Allow-Headers"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        preflight(named, "https://evil.example")
+    assert "Access-Control-Allow-Origin" not in refused.value.headers
+
+
+def test_cors_any_origin_when_named(serve):
+    port = free_port()
+    server = serve(ECHO, extra=f'[http]\nlisten = "127.0.0.1:{port}"\ncors = "*"\n')
+    server.http = f"http://127.0.0.1:{port}"
+    status, headers = preflight(server, "https://example.com")
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "*"
 
 
 def test_open_websockets_are_closed_going_away_when_the_server_stops(serve):

@@ -8,10 +8,12 @@ schemas (kubernetes-validate --strict), not applied.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from conftest import ROOT, free_port, health_status, require_tool, wait_for
@@ -62,6 +64,56 @@ def test_compose_file_matches_the_compose_spec():
     assert compose["services"]["aiges"]["depends_on"]["etcd"]["condition"] == "service_healthy"
 
 
+def test_the_secure_compose_setup_serves_under_mtls_and_its_healthcheck_answers(serve, tmp_path):
+    """docker/compose.secure.yaml on top of compose.yaml: its config, with the certificates its
+    make-certs.sh makes and the example keys, serves a real server here; the HEALTHCHECK it
+    sets answers, a client with the client certificate is served (its app is named by the
+    certificate), and one without a certificate is refused."""
+    from aiges.client import Client, TlsOptions
+
+    overlay = ROOT / "docker" / "compose.secure.yaml"
+    checker = require_tool("check-jsonschema")
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+    aiges_service = yaml.safe_load(overlay.read_text())["services"]["aiges"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":") for volume in aiges_service["volumes"])
+    folder = tmp_path / "secure"
+    shutil.copytree(ROOT / "docker" / "compose" / "secure", folder)
+    assert run(str(folder / "make-certs.sh")).returncode == 0
+    shutil.copy(folder / "auth" / "keys.example.toml", folder / "auth" / "keys.toml")
+    in_container = {target: folder / Path(source).relative_to("./compose/secure") for source, target in mounts.items()}
+    port, metrics = free_port(), free_port()
+    text = (ROOT / "docker" / "compose" / "secure" / "aiges.toml").read_text()
+    for target, source in in_container.items():
+        text = text.replace(target, str(source))
+    text = (
+        text.replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics}")
+        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+        .replace('backend = "etcd"', 'backend = "none"')
+    )
+    server = serve("", config=text, port=port, wait=False)
+    check = aiges_service["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "aiges", "health"]
+    command = [
+        str(server.config_path)
+        if part == "/home/aiges/aiges.toml"
+        else part.replace("/etc/aiges/tls", str(in_container["/etc/aiges/tls"]))
+        for part in check[3:]
+    ]
+    wait_for(lambda: aiges("health", *command).returncode == 0, timeout=60, interval=0.5)
+    ca = str(folder / "ca" / "ca.crt")
+    client_cert = TlsOptions(
+        ca=ca, cert=str(folder / "client" / "client.pem"), key=str(folder / "client" / "client.key")
+    )
+    with Client(server.address, tls=client_cert) as client:
+        assert client.once({"text": b"safe"}, expect=["text"])["text"] == b"safe"
+    with Client(server.address, tls=TlsOptions(ca=ca), timeout=5) as client, pytest.raises(grpc.RpcError):
+        client.once({"text": b"no certificate"}, expect=["text"])
+
+
 def test_shipped_configs_load():
     image = load_config(ROOT / "docker" / "aiges.toml")
     assert image.service.port == 5090 and image.metrics.port == 9090 and image.worker.gpus == "auto"
@@ -89,7 +141,18 @@ def test_chart_lints():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd")])
+SECURE = (
+    "security.tls.secretName=shop-tls",
+    "security.tls.mutual=true",
+    "security.auth.mode=hmac",
+    "security.auth.keysSecretName=shop-keys",
+    "security.cors=https://console.example",
+)
+
+
+@pytest.mark.parametrize(
+    "values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE]
+)
 def test_chart_renders_manifests_valid_for_kubernetes(tmp_path, values):
     manifests = tmp_path / "manifests.yaml"
     manifests.write_text(yaml.safe_dump_all(helm_template(*values)))
@@ -172,6 +235,61 @@ def test_server_serves_with_the_chart_config_and_answers_aiges_health(serve):
     assert health_status(server.address, "aiges.liveness") == SERVING
     with server.client() as client:
         assert client.once({"text": b"hi"}, expect=["text"])["text"] == b"hi"
+
+
+def test_the_secure_chart_mounts_its_secrets_and_its_probes_answer_under_mtls(serve, tmp_path):
+    """With TLS, mTLS and hmac: the Secrets are mounted as folders (so renewals reach the pod),
+    the config names their files, and the probes (``aiges health`` in the pod, the kubelet's gRPC
+    probe speaks no TLS) answer without credentials; run here against a real server with that
+    config, its /etc/aiges files replaced by certificates made now."""
+    from tls_certs import CertificateAuthority
+
+    with pytest.raises(AssertionError, match="keysSecretName"):
+        helm_template("security.auth.mode=hmac")
+    kinds = by_kind(helm_template(*SECURE))
+    pod = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tls"]["mountPath"] == "/etc/aiges/tls" and "subPath" not in mounts["tls"]
+    assert mounts["auth"]["mountPath"] == "/etc/aiges/auth" and "subPath" not in mounts["auth"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"tls": "shop-tls", "auth": "shop-keys"}
+    assert "grpc" not in container["readinessProbe"]
+
+    folder = tmp_path / "etc"
+    ca = CertificateAuthority(tmp_path / "ca")
+    issued = ca.server()
+    (folder / "tls").mkdir(parents=True)
+    (folder / "auth").mkdir()
+    for source, name in ((issued.cert, "tls.crt"), (issued.key, "tls.key"), (ca.path, "ca.crt")):
+        (folder / "tls" / name).write_bytes(source.read_bytes())
+    (folder / "auth" / "keys.toml").write_text('[[app]]\napp_id = "a"\napi_key = "k"\napi_secret = "s"\n')
+    port, metrics = free_port(), free_port()
+    text = (
+        chart_config(*SECURE)
+        .replace("/etc/aiges", str(folder))
+        .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", f"port = {metrics}")
+        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+    )
+    server = serve("", config=text, port=port, wait=False)
+
+    def probe(name: str) -> subprocess.CompletedProcess:
+        command = [
+            part.replace("/etc/aiges", str(folder)).replace("/home/aiges/aiges.toml", str(server.config_path))
+            for part in container[name]["exec"]["command"]
+        ]
+        assert command[:2] == ["aiges", "health"]
+        return aiges(*command[1:])
+
+    try:
+        wait_for(lambda: probe("readinessProbe").returncode == 0, timeout=60, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"{probe('readinessProbe')}\n{server.log()}") from None
+    assert probe("livenessProbe").returncode == 0 and probe("startupProbe").returncode == 0
+    assert aiges("health", "--addr", server.address).returncode == 1  # plain text is not spoken
 
 
 def test_aiges_health_fails_while_starting_and_when_nothing_listens(serve):

@@ -114,4 +114,35 @@ def test_http_listen_from_http_section_or_the_original_wrapper_key(tmp_path):
     original = load_config(write(tmp_path, '[wrapper]\nhttp_listen = "0.0.0.0:8080"\n'))
     assert original.http_listen == "0.0.0.0:8080"
     both = load_config(write(tmp_path, '[http]\nlisten = "127.0.0.1:9000"\n[wrapper]\nhttp_listen = "0.0.0.0:8080"\n'))
-    assert both.http_listen == "127.0.0.1:9000" and both.http.cors == "*"
+    assert both.http_listen == "127.0.0.1:9000" and both.http.cors == ""  # CORS is off unless named
+
+
+def test_cors_tls_and_auth_sections(tmp_path):
+    listed = load_config(write(tmp_path, '[http]\ncors = ["https://a.example", "https://b.example"]\n'))
+    assert listed.http.cors == "https://a.example,https://b.example"
+    assert load_config(write(tmp_path, '[http]\ncors = "*"\n')).http.cors == "*"
+    config = load_config(
+        write(
+            tmp_path,
+            '[tls]\ncert = "tls/server.pem"\nkey = "tls/server.key"\nclient_ca = "/etc/ca.pem"\n'
+            '[auth]\nmode = "hmac"\nskew_s = 60\n',
+        )
+    )
+    assert config.relative_path(config.tls.cert) == (tmp_path / "tls" / "server.pem").resolve()
+    assert str(config.relative_path(config.tls.client_ca)) == "/etc/ca.pem"
+    assert config.auth.mode == "hmac" and config.auth.skew_s == 60 and config.auth.keys == "keys.toml"
+    assert load_config(None).auth.mode == "none" and load_config(None).tls.cert == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[tls]\ncert = "a.pem"\n', "cert and key go together"),
+        ('[tls]\nclient_ca = "ca.pem"\n', "client_ca needs cert and key"),
+        ('[auth]\nmode = "basic"\n', "must be one of none, hmac"),
+        ("[http]\ncors = [1]\n", "expected a string"),
+    ],
+)
+def test_tls_and_auth_mistakes_are_config_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))

@@ -37,6 +37,7 @@ from aiges.protocol.xsf_pb2 import ReqData, ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
+from aiges.server.security.caller import ADMIN_OPS, require_admin
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
@@ -82,6 +83,8 @@ class XsfService:
         handle = request.s.h or self.handles.next()
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
+        if request.op in ADMIN_OPS:  # only admin apps, when callers are authenticated
+            await require_admin(context, request.op)
 
         op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
         return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)

@@ -18,12 +18,14 @@ and the engine (uvicorn + Starlette would add both a second library and that lay
 
 from __future__ import annotations
 
+import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Middleware
 
 from aiges.engine.engine import Engine
 from aiges.errors import AigesError, http_status
@@ -31,6 +33,7 @@ from aiges.protocol.handle import HandleGenerator
 from aiges.server.http import ase, console, docs, oip_rest, websocket
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
+from aiges.server.security.cors import cors_middleware, parse_origins
 
 log = structlog.get_logger("aiges.http")
 
@@ -58,20 +61,29 @@ class HttpFront:
         models: ModelSource,
         ready: Callable[[], bool],
         *,
-        cors: str = "*",
+        cors: str = "",
         max_body_mb: int = 4,
         status: Callable[[], Mapping[str, Any]] | None = None,
+        middlewares: Sequence[Middleware] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``status``: the server's state (``App.snapshot``), for the console's live panel."""
+        """``cors``: ``[http] cors``; ``status``: the server's state (``App.snapshot``), for the
+        console's live panel; ``middlewares``: run after CORS, before the handlers (the caller
+        check in ``[auth] mode = "hmac"``); ``ssl_context``: TLS ([tls])."""
         self.engine = engine
         self.handles = handles
         self.models = models
         self.ready = ready
-        self.cors = cors
+        self.ssl_context = ssl_context
         self.max_message = max_body_mb << 20
         self.calls = FrontCalls("http")
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self.app = web.Application(client_max_size=max_body_mb << 20, middlewares=[self._headers, self._errors])
+        origins = parse_origins(cors)
+        cross_origin = [cors_middleware(origins)] if origins else []  # off: nothing on a request's path
+        self.app = web.Application(
+            client_max_size=max_body_mb << 20,
+            middlewares=[*cross_origin, *middlewares, self._errors],
+        )
         oip_rest.add_routes(self.app.router, self)
         docs.add_routes(self.app.router, self)
         console.add_routes(self.app.router, self, status)
@@ -81,24 +93,6 @@ class HttpFront:
     def current_model(self) -> Model:
         """The model; ModelLoading (503, Retry-After) while the workers are still starting."""
         return self.models.current()
-
-    @web.middleware
-    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """CORS: ``Access-Control-Allow-Origin`` on every reply, and answers to preflights."""
-        if self.cors and request.method == "OPTIONS":
-            return web.Response(
-                status=204,
-                headers={
-                    "Access-Control-Allow-Origin": self.cors,
-                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                    "Access-Control-Allow-Headers": "content-type, inference-header-content-length",
-                    "Access-Control-Max-Age": "600",
-                },
-            )
-        response: web.StreamResponse = await handler(request)
-        if self.cors and not response.prepared:
-            response.headers["Access-Control-Allow-Origin"] = self.cors
-        return response
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -123,11 +117,12 @@ class HttpFront:
             int(port),
             shutdown_timeout=SHUTDOWN_S,
             reuse_port=reuse_port or None,
+            ssl_context=self.ssl_context,
         )
         await site.start()
         bound = self._runner.addresses[0]
         address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
-        log.info("http listening", address=address)
+        log.info("http listening", address=address, tls=self.ssl_context is not None)
         return address
 
     async def stop(self) -> None:

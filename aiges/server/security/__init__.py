@@ -1,0 +1,99 @@
+"""Running safely: TLS and mTLS on both ports, callers authenticated as the AI platform signs
+them, admin operations kept to admin apps, CORS, per-app limits.
+
+    tls.py           [tls]: gRPC credentials and the HTTP SSLContext; files reloaded when they change
+    app_keys.py      [auth] keys: the apps, read again when the file changes
+    hmac_signing.py  a signed request checked: form, key, date, signature, replay
+    guard.py         who a request is from (signature or client certificate), may it call this service
+    grpc_auth.py     the gRPC interceptor;  http_auth.py  the HTTP middleware;  cors.py  [http] cors
+    caller.py        the calling app for the code a request reaches; the admin check
+    app_limits.py    [[app]] rate and max_sessions, in the engine
+
+``Security`` is what the server's phases ask: with ``[auth] mode = "none"`` and no ``[tls]`` it
+adds nothing at all to a request's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from aiohttp.typedefs import Middleware
+
+from aiges.config import Config
+from aiges.engine.engine import Engine
+from aiges.server.security.app_keys import KeysError, KeysFile
+from aiges.server.security.app_limits import LimitedEngine
+from aiges.server.security.grpc_auth import AuthInterceptor
+from aiges.server.security.guard import Guard
+from aiges.server.security.hmac_signing import SignatureChecker
+from aiges.server.security.http_auth import auth_middleware
+from aiges.server.security.tls import ServerTls, TlsError, TlsFiles
+
+log = structlog.get_logger("aiges.server")
+
+LOOPBACK = ("127.", "::1", "[::1]", "localhost")
+
+
+class SecurityError(Exception):
+    """[tls] or [auth] cannot be used as configured; the message is the line the user sees."""
+
+
+@dataclass
+class Security:
+    tls: ServerTls | None = None
+    guard: Guard | None = None
+    service_id: Callable[[], str | None] = field(default=lambda: None)
+    """The service callers must be allowed for (the wrapper's serviceId, once it is loaded)."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> Security:
+        security = cls()
+        if config.tls.cert:
+            client_ca = config.relative_path(config.tls.client_ca) if config.tls.client_ca else None
+            files = TlsFiles(config.relative_path(config.tls.cert), config.relative_path(config.tls.key), client_ca)
+            try:
+                security.tls = ServerTls(files)
+            except TlsError as exc:
+                raise SecurityError(f"[tls]: {exc}") from None
+        if config.auth.mode == "hmac":
+            keys = KeysFile(config.relative_path(config.auth.keys))
+            try:
+                keys.load()
+            except KeysError as exc:
+                raise SecurityError(f"[auth] keys: {exc}") from None
+            security.guard = Guard(keys, SignatureChecker(keys, config.auth.skew_s), lambda: security.service_id())
+            log.info("callers authenticated", mode="hmac", keys=str(keys.path), apps=len(keys.keys.apps))
+        elif not config.service.host.startswith(LOOPBACK):
+            log.warning(
+                "no caller authentication ([auth] mode = none): anyone who reaches the port can call the model "
+                "and its admin operations (README: Running it safely)",
+                host=config.service.host,
+            )
+        return security
+
+    # -- gRPC ------------------------------------------------------------------------------------
+
+    def grpc_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return [AuthInterceptor(self.guard)] if self.guard is not None else []
+
+    def add_grpc_port(self, server: grpc.aio.Server, address: str) -> int:
+        if self.tls is None:
+            return int(server.add_insecure_port(address))
+        log.info("tls", port="grpc", mutual=self.tls.mutual, cert=str(self.tls.files.cert))
+        return int(server.add_secure_port(address, self.tls.grpc_credentials()))
+
+    # -- the engine and HTTP ------------------------------------------------------------------------
+
+    def engine_class(self) -> type[Engine]:
+        """With callers, the engine that applies their apps' limits."""
+        return LimitedEngine if self.guard is not None else Engine
+
+    def http_middlewares(self) -> list[Middleware]:
+        return [auth_middleware(self.guard)] if self.guard is not None else []
+
+    def http_ssl(self) -> Any:
+        return self.tls.http_context if self.tls is not None else None
