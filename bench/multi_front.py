@@ -7,9 +7,10 @@ of them on one port with ``reuseport = true`` and the kernel spreads h2load's co
 them (SO_REUSEPORT hashes each connection to one listener). The load is h2load, ``-c
 CONNECTIONS -m 8`` 1 KiB xsf calls.
 
-On a 2-core machine the load generator needs a core too, so the two cases are measured the same
-way: nothing pinned, every process free to use both cores, and the CPU each side used counted
-(the servers' over all their processes: fronts and workers). The figures that carry to a bigger
+Each front is held to a core of its own with its worker (front i on core i: a front and its
+worker on different cores ping-pong across them and cost about twice the CPU per call), and
+h2load is not pinned. On a 2-core machine the load generator needs a core too, so the CPU each
+side used is counted (the servers' over all their processes: fronts and workers). The figures that carry to a bigger
 machine are the server CPU per call (what one call costs, however many fronts) and the calls per
 second per server core; a front-bound host of N cores then serves about N x that.
 
@@ -47,7 +48,7 @@ class Front:
     metrics_port: int
 
 
-def start_front(port: int, reuseport: bool) -> Front:
+def start_front(port: int, reuseport: bool, cpu: int) -> Front:
     metrics_port = free_port()
     config = Path(tempfile.mkdtemp(prefix="aiges-bench-")) / "aiges.toml"
     config.write_text(
@@ -56,7 +57,7 @@ def start_front(port: int, reuseport: bool) -> Front:
         f'[fc]\nmax = 1000\n[metrics]\nhost = "127.0.0.1"\nport = {metrics_port}\n[log]\nlevel = "warning"\n'
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiges", "serve", "-c", str(config)],
+        ["taskset", "-c", str(cpu), sys.executable, "-m", "aiges", "serve", "-c", str(config)],
         env={**os.environ, **MALLOC_ENV},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -167,7 +168,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for count in (1, 2):
             port = free_port()
-            fronts = [start_front(port, reuseport=True) for _ in range(count)]
+            fronts = [start_front(port, reuseport=True, cpu=i % (os.cpu_count() or 1)) for i in range(count)]
             address = f"127.0.0.1:{port}"
             try:
                 for front in fronts:
@@ -195,8 +196,8 @@ def main() -> None:
                     stop_front(front)
 
     print(
-        f"\n1 KiB xsf echo, h2load -c {args.connections} -m {IN_FLIGHT_PER_CONNECTION}, nothing pinned "
-        f"({os.cpu_count()} cores shared by the servers and h2load); median of {args.repeats}"
+        f"\n1 KiB xsf echo, h2load -c {args.connections} -m {IN_FLIGHT_PER_CONNECTION}, front i and its worker on "
+        f"core i, h2load free ({os.cpu_count()} cores); median of {args.repeats}"
     )
     header = (
         f"{'fronts':<7} {'req/s':>8} {'x 1 front':>9} {'server CPU':>10} {'h2load CPU':>10} "
