@@ -100,3 +100,24 @@ def client_security(args: argparse.Namespace, config: Config | None = None):
         raise ValueError("--api-key and --api-secret go together")
     signing = SigningKey(api_key, api_secret, option("app_id")) if api_key else None
     return tls, signing
+
+
+def config_address(config: Config) -> str:
+    """Where the server that ``config`` configures answers on this machine: its port, on loopback
+    when it listens on every address."""
+    service = config.service
+    path = config.path
+    if service.port == 0:
+        raise ValueError(f"{path}: the port is 0 (picked at start): give --addr")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(service.host, service.host)
+    return f"[{host}]:{service.port}" if ":" in host and not host.startswith("[") else f"{host}:{service.port}"
+
+
+def running_server(args: argparse.Namespace):
+    """(address or None, TlsOptions or None, SigningKey or None) of the running server a command
+    talks to: ``--addr``, else the port of the config in ``-c`` (read from its ``--section``), with
+    TLS and signing as ``client_security`` finds them. Raises ConfigError, ValueError or OSError."""
+    config = load_config(args.config, args.section or DEFAULT_SERVICE) if args.config else None
+    address = args.addr or (config_address(config) if config is not None else None)
+    tls, signing = client_security(args, config)
+    return address, tls, signing

@@ -16,7 +16,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aiges.cli.common import add_client_options, client_security
+from aiges.cli.common import add_client_options, running_server
+from aiges.config import ConfigError
 
 DEFAULT_ADDR = "127.0.0.1:5090"
 
@@ -31,27 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_client_options(parser)
 
 
-def config_address(config) -> str:
-    """Where the server that ``config`` configures answers on this machine: its port, on loopback
-    when it listens on every address."""
-    service = config.service
-    path = config.path
-    if service.port == 0:
-        raise ValueError(f"{path}: the port is 0 (picked at start): give --addr")
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(service.host, service.host)
-    return f"[{host}]:{service.port}" if ":" in host and not host.startswith("[") else f"{host}:{service.port}"
-
-
 def run(args: argparse.Namespace) -> int:
     from aiges.client.credentials import open_channel
-    from aiges.config import DEFAULT_SERVICE, ConfigError, load_config
 
-    address, config = args.addr, None
     try:
-        if args.config:
-            config = load_config(args.config, args.section or DEFAULT_SERVICE)
-            address = address or config_address(config)
-        tls, _ = client_security(args, config)
+        address, tls, _ = running_server(args)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return 1  # a HEALTHCHECK knows 0 and 1 only

@@ -15,7 +15,7 @@ import sys
 
 import grpc
 
-from aiges.cli.common import add_client_options, client_security
+from aiges.cli.common import add_client_options, running_server
 from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
@@ -31,19 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aiges.cli.health import config_address
     from aiges.client.credentials import open_channel
-    from aiges.config import DEFAULT_SERVICE, ConfigError, load_config
+    from aiges.config import ConfigError
 
     if args.addr is None and not args.config:
         print("aiges reload: give -c aiges.toml or --addr HOST:PORT", file=sys.stderr)
         return 2
-    address, config = args.addr, None
     try:
-        if args.config:
-            config = load_config(args.config, args.section or DEFAULT_SERVICE)
-            address = address or config_address(config)
-        tls, signing = client_security(args, config)
+        address, tls, signing = running_server(args)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"aiges reload: {exc}", file=sys.stderr)
         return 2

@@ -1,17 +1,15 @@
 """Helpers run with PyTriton's interpreter (its tritonclient brings the KServe v2 gRPC stubs):
-
-tools.py body SIZE PATH     write a pre-framed gRPC ModelInferRequest body for h2load
-tools.py ready ADDRESS      wait until the echo model is ready
-tools.py check ADDRESS SIZE call ModelInfer once and print the framed reply size
-"""
+the commands of ``bench/peer_tools.py`` (body, ready, check) for PyTriton's echo model."""
 
 import struct
 import sys
-import time
+from pathlib import Path
 
-import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from peer_tools import main  # noqa: E402
 
 
 def request(size: int) -> pb.ModelInferRequest:
@@ -21,35 +19,10 @@ def request(size: int) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(model_name="echo", inputs=[tensor], raw_input_contents=[raw])
 
 
-def main() -> None:
-    command = sys.argv[1]
-    if command == "body":
-        raw = request(int(sys.argv[2])).SerializeToString()
-        with open(sys.argv[3], "wb") as f:
-            f.write(b"\x00" + struct.pack(">I", len(raw)) + raw)
-        return
-    channel = grpc.insecure_channel(
-        sys.argv[2], options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    )
-    stub = pb_grpc.GRPCInferenceServiceStub(channel)
-    if command == "ready":
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if stub.ModelReady(pb.ModelReadyRequest(name="echo"), timeout=2).ready:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-        sys.exit("PyTriton echo model not ready")
-    if command == "check":
-        size = int(sys.argv[3])
-        reply = stub.ModelInfer(request(size), timeout=30)
-        raw = reply.raw_output_contents[0] if reply.raw_output_contents else b""
-        if raw[4:] != b"x" * size:
-            sys.exit(f"PyTriton echo reply does not hold the payload: {reply.outputs}")
-        print(len(reply.SerializeToString()) + 5)
+def echoed(reply: pb.ModelInferResponse, size: int) -> bool:
+    raw = reply.raw_output_contents[0] if reply.raw_output_contents else b""
+    return raw[4:] == b"x" * size
 
 
 if __name__ == "__main__":
-    main()
+    main(pb, pb_grpc.GRPCInferenceServiceStub, request, echoed, "PyTriton")

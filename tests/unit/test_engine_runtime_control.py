@@ -7,25 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fake_workers import engine_with_fakes
-from test_engine import items, until
+from test_engine import items, running, until
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode
 
 RESOURCE_PARAM = "aiges.res_ids"
-
-
-def running(tmp_path, test, **options) -> None:
-    async def main() -> None:
-        engine, launcher, _ = engine_with_fakes(tmp_path, **options)
-        await engine.start()
-        try:
-            await test(engine, launcher)
-        finally:
-            await engine.stop(timeout_s=2)
-
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 async def text_of(engine, tag: str, data: bytes = b"x", **params: str) -> bytes:
