@@ -1,10 +1,8 @@
 """The engine: what every front calls. It owns the licences, the sessions and the worker pool;
 nothing above it touches the pool.
 
-    once(tag, frame)      -> the one-shot call's output
-    open(tag, frame)      -> a new Session
-    begin(tag, frame)     -> either, as the frame says (an xsf AIIn carries that inside its
-                             payload, which only the worker decodes)
+    once(context, frame)  -> the one-shot call's output
+    open(context, frame)  -> a new Session
     write(session, frame) -> None (outputs arrive in the session's queue)
     read(session, wait_s) -> the next output batch, or None after wait_s
     finish(session) / close(session)
@@ -31,13 +29,13 @@ import structlog
 from structlog.contextvars import bind_contextvars
 
 from aiges.engine import ipc
+from aiges.engine.context import RequestContext
 from aiges.engine.items import DataItem, WorkerInfo
 from aiges.engine.licences import Licences
 from aiges.engine.messages import (
     Destroy,
     Finish,
     Frame,
-    Head,
     Once,
     OnceReply,
     Open,
@@ -247,24 +245,20 @@ class Engine:
 
     # -- first frames ------------------------------------------------------------------------------------
 
-    async def once(self, tag: str, frame: Frame, trace: str = "") -> Output:
+    async def once(self, context: RequestContext, frame: Frame) -> Output:
         """A one-shot call: it holds a licence while it runs."""
-        value = await self._first(tag, Once(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame)))
+        value = await self._first(context.tag, Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame)))
         assert not isinstance(value, Session)
         return value
 
-    async def open(self, tag: str, frame: Frame, *, ordered: bool = False, trace: str = "") -> Session:
+    async def open(self, context: RequestContext, frame: Frame, *, ordered: bool = False) -> Session:
         """A new session, which holds a licence until it ends; ``ordered``: the worker puts its
         frames back in sync_id order."""
         value = await self._first(
-            tag, Open(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame), ordered)
+            context.tag, Open(self.pool.new_id(), context.wire(self.peer), out_of_band(frame), ordered)
         )
         assert isinstance(value, Session)
         return value
-
-    async def begin(self, tag: str, frame: Wire, trace: str = "") -> Output | Session:
-        """A first frame that may be either, as it says itself (an xsf AIIn with SeqNo 1)."""
-        return await self._first(tag, Once(self.pool.new_id(), Head(tag, trace, self.peer), out_of_band(frame), True))
 
     async def _first(self, tag: str, message: Once | Open) -> Output | Session:
         """A first frame goes to the least-loaded worker, holding a licence."""

@@ -76,12 +76,16 @@ Output: TypeAlias = "bytes | ItemsOutput"
 """What a call or a session produced, in its frame's form: encoded bytes for a ``Wire`` frame."""
 
 
-class Head(NamedTuple):
-    """What a reply's wire form may need from the request: its handle, trace and the server."""
+class CallContext(NamedTuple):
+    """What a worker is told of a call (``aiges.engine.context.RequestContext.wire``): its handle,
+    its trace, this server's address (replies that name it), the calling app, and the deadline
+    (``time.monotonic()``; 0 for none)."""
 
     tag: str
     trace: str = ""
     peer: str = ""
+    app_id: str = ""
+    deadline: float = 0.0
 
 
 # -- server -> worker ---------------------------------------------------------------------------------
@@ -104,19 +108,18 @@ class Init(NamedTuple):
 
 
 class Once(NamedTuple):
-    """A one-shot call; ``may_open``: the frame itself says whether it is one (an xsf AIIn)."""
+    """A one-shot call."""
 
     call_id: int
-    head: Head
+    context: CallContext
     frame: Frame
-    may_open: bool = False
 
 
 class Open(NamedTuple):
     """A session's first frame; ``ordered``: reorder its frames by their sync_id."""
 
     call_id: int
-    head: Head
+    context: CallContext
     frame: Frame
     ordered: bool
 

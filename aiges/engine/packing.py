@@ -14,10 +14,10 @@ from typing import Any
 
 from aiges.engine.items import DataItem
 from aiges.engine.messages import (
+    CallContext,
     Done,
     Expect,
     Failed,
-    Head,
     Items,
     ItemsOutput,
     Once,
@@ -76,8 +76,7 @@ def pack(message: Any) -> Any:
     """A message as it is pickled: a plain tuple for the messages of every call."""
     kind = type(message)
     if kind is Once:
-        head = message.head
-        return (ONCE, message.call_id, head.tag, head.trace, head.peer, _frame(message.frame), message.may_open)
+        return (ONCE, message.call_id, tuple(message.context), _frame(message.frame))
     if kind is Write:
         return (WRITE, message.call_id, message.tag, _frame(message.frame))
     if kind is Done:
@@ -98,8 +97,7 @@ def pack(message: Any) -> Any:
     if kind is Failed:
         return (FAILED, message.call_id, message.code, message.message, *message.timings)
     if kind is Open:
-        head = message.head
-        return (OPEN, message.call_id, head.tag, head.trace, head.peer, _frame(message.frame), message.ordered)
+        return (OPEN, message.call_id, tuple(message.context), _frame(message.frame), message.ordered)
     return message
 
 
@@ -112,8 +110,8 @@ def unpack(packed: Any) -> Any:
         _, call_id, output, *timings = packed
         return _new(Done, (call_id, _new(OnceReply, (_unoutput(output),)), _new(Timings, timings)))
     if kind == ONCE:
-        _, call_id, tag, trace, peer, frame, may_open = packed
-        return _new(Once, (call_id, _new(Head, (tag, trace, peer)), _unframe(frame), may_open))
+        _, call_id, context, frame = packed
+        return _new(Once, (call_id, _new(CallContext, context), _unframe(frame)))
     if kind == WRITE:
         return _new(Write, (packed[1], packed[2], _unframe(packed[3])))
     if kind == DONE:
@@ -127,6 +125,6 @@ def unpack(packed: Any) -> Any:
         _, call_id, service_id, outputs, *timings = packed
         return Done(call_id, Opened(service_id, [(_unoutput(o), e) for o, e in outputs]), Timings(*timings))
     if kind == OPEN:
-        _, call_id, tag, trace, peer, frame, ordered = packed
-        return Open(call_id, Head(tag, trace, peer), _unframe(frame), ordered)
+        _, call_id, context, frame, ordered = packed
+        return Open(call_id, _new(CallContext, context), _unframe(frame), ordered)
     raise ValueError(f"unknown packed message {kind!r}")

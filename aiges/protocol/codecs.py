@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiges.engine.items import DataItem, DataStatus
-from aiges.engine.messages import Expect, Head, Items, ItemsOutput, Output
+from aiges.engine.messages import CallContext, Expect, Items, ItemsOutput, Output
 from aiges.errors import AigesError, ErrorCode
 
 ITEMS = "items"
@@ -108,7 +108,7 @@ class Decoded:
 class Codec(Protocol):
     """``data``: a ``Wire`` frame's bytes for a wire codec, the ``Items`` for the items codec."""
 
-    def first(self, data: Any, head: Head) -> Decoded: ...
+    def first(self, data: Any, head: CallContext) -> Decoded: ...
 
     def next(self, data: Any) -> tuple[list[DataItem], int]:
         """A session's later frame: its items and its sync_id."""
@@ -142,7 +142,7 @@ class ItemsCodec:
     def __init__(self, header_pass: Iterable[str]) -> None:
         self.header_pass = tuple(header_pass)
 
-    def first(self, frame: Items, head: Head) -> Decoded:
+    def first(self, frame: Items, head: CallContext) -> Decoded:
         return Decoded(
             once=True,
             params=input_params(frame.params, frame.headers, self.header_pass),

@@ -22,7 +22,7 @@ from typing import Any, cast
 from google.protobuf.message import DecodeError
 
 from aiges.engine.items import DataItem, DataStatus
-from aiges.engine.messages import Expect, Head, Payload
+from aiges.engine.messages import CallContext, Expect, Payload
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.codecs import Decoded, OutputNaming, app_id_of, batch_status, input_params
 from aiges.protocol.envelope_pb2 import XsfReply
@@ -86,10 +86,10 @@ class LoaderEncoder:
 
     service_id: str
     envelope: str
-    head: Head
+    head: CallContext
     naming: OutputNaming
 
-    def _new(self, head: Head | None) -> tuple[XsfReply | LoaderOutput, LoaderOutput]:
+    def _new(self, head: CallContext | None) -> tuple[XsfReply | LoaderOutput, LoaderOutput]:
         if self.envelope != XSF:
             output = LoaderOutput()
             return output, output
@@ -136,7 +136,7 @@ class LoaderCodec:
         self.envelope = envelope
         self.header_pass = tuple(header_pass)
 
-    def first(self, data: Payload, head: Head) -> Decoded:
+    def first(self, data: Payload, head: CallContext) -> Decoded:
         """The first frame of a call or a session: it carries the params, headers and expect."""
         message = decode_input(data)
         once = message.state == LoaderInput.ONCE

@@ -36,13 +36,13 @@ from typing import Any, TypeVar
 from aiges.engine import ipc
 from aiges.engine.items import DataItem, DataStatus, WorkerInfo
 from aiges.engine.messages import (
+    CallContext,
     Destroy,
     Done,
     Failed,
     Fini,
     Finish,
     Frame,
-    Head,
     Init,
     InitFailed,
     Items,
@@ -193,7 +193,7 @@ class Worker:
 
     # -- one-shot calls ------------------------------------------------------------------------------
 
-    def _decode(self, head: Head, frame: Frame) -> Decoded:
+    def _decode(self, head: CallContext, frame: Frame) -> Decoded:
         match frame:
             case Wire(codec=name, data=data):
                 codec = self.codecs.get(name)
@@ -204,12 +204,10 @@ class Worker:
                 return self.codecs[ITEMS].first(frame, head)
         raise AigesError(ErrorCode.INVALID_DATA, f"a call cannot carry {type(frame).__name__}")
 
-    def once(self, message: Once) -> OnceReply | Opened:
-        """A one-shot call; or, for a frame that may open a session and says so, a new session."""
-        head = message.head
+    def once(self, message: Once) -> OnceReply:
+        """A one-shot call."""
+        head = message.context
         decoded = self._decode(head, message.frame)
-        if message.may_open and not decoded.once:
-            return self._open(head.tag, decoded, ordered=True)
         if not decoded.items:
             raise AigesError(ErrorCode.INVALID_DATA, "input invalid data: the request carries no payloads")
         res_ids = self._res_ids(decoded.params)
@@ -243,7 +241,7 @@ class Worker:
             if not isinstance(message, Once):
                 break
             try:
-                decoded = self._decode(message.head, message.frame)
+                decoded = self._decode(message.context, message.frame)
             except AigesError:
                 break
             if not decoded.once or not decoded.items or RES_IDS_PARAM in decoded.params:
@@ -260,7 +258,7 @@ class Worker:
         server is told which calls run together, so a hang fails them all and retries none."""
         self.channel.send(Started([message.call_id for message, _ in group]))
         started_at = time.monotonic()
-        tags = [message.head.tag for message, _ in group]
+        tags = [message.context.tag for message, _ in group]
         self._calls.update((tag, (d.app_id, d.params.get("sid", tag))) for tag, (_, d) in zip(tags, group, strict=True))
         try:
             results = self.plugin.batch(tags, [d.params for _, d in group], [d.items for _, d in group])
@@ -286,7 +284,7 @@ class Worker:
     # -- sessions ----------------------------------------------------------------------------------
 
     def open(self, message: Open) -> Opened:
-        head = message.head
+        head = message.context
         return self._open(head.tag, self._decode(head, message.frame), message.ordered)
 
     def _open(self, tag: str, decoded: Decoded, ordered: bool) -> Opened:

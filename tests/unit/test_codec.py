@@ -3,7 +3,7 @@
 import pytest
 
 from aiges.engine.items import DataItem
-from aiges.engine.messages import Expect, Head, Items, ItemsOutput
+from aiges.engine.messages import CallContext, Expect, Items, ItemsOutput
 from aiges.errors import AigesError
 from aiges.protocol.codecs import Decoded, ItemsCodec
 from aiges.protocol.loader_codec import STREAM, XSF, LoaderCodec
@@ -28,7 +28,7 @@ def make_input(**kwargs) -> LoaderInput:
 
 
 def first(message: LoaderInput, envelope=STREAM, header_pass=("sid", "appid")) -> Decoded:
-    return LoaderCodec(envelope, header_pass).first(message.SerializeToString(), Head("tag"))
+    return LoaderCodec(envelope, header_pass).first(message.SerializeToString(), CallContext("tag"))
 
 
 def test_params_take_header_pass_keys():
@@ -91,13 +91,15 @@ def test_the_xsf_envelope_merges_into_the_fronts_resdata():
 
 def test_undecodable_input_is_10401():
     with pytest.raises(AigesError) as failure:
-        LoaderCodec(XSF, ()).first(b"\x0a\xff", Head("tag"))
+        LoaderCodec(XSF, ()).first(b"\x0a\xff", CallContext("tag"))
     assert failure.value.code == 10401
 
 
 def test_a_one_shot_xsf_reply_is_the_whole_resdata_with_the_requests_head():
     codec = LoaderCodec(XSF, ())
-    decoded = codec.first(make_input(state=LoaderInput.ONCE).SerializeToString(), Head("h1", "trace", "1.2.3.4:5"))
+    decoded = codec.first(
+        make_input(state=LoaderInput.ONCE).SerializeToString(), CallContext("h1", "trace", "1.2.3.4:5")
+    )
     reply = ResData.FromString(decoded.encoder.once([DataItem("out", b"img")]))
     assert (reply.s.h, reply.s.t, reply.s.sess["PeerAddr"]) == ("h1", "trace", "1.2.3.4:5")
 
@@ -110,7 +112,7 @@ def test_the_items_codec_names_and_numbers_outputs_as_the_loader_codec_does():
         {"out": Expect(2, {"encoding": "png"})},
         "svc",
     )
-    decoded = ItemsCodec(("sid",)).first(frame, Head("tag"))
+    decoded = ItemsCodec(("sid",)).first(frame, CallContext("tag"))
     assert decoded.params == {"p": "1", "sid": "s1"} and decoded.app_id == "a"
     assert type(decoded.items[0].data) is bytes  # a ring view is copied out for the wrapper to keep
     output, ended = decoded.encoder.batch([DataItem("out", b"x", 0, 2, {"w": "4"})])

@@ -6,10 +6,10 @@ import pytest
 from aiges.engine import ipc
 from aiges.engine.items import DataItem, WorkerInfo
 from aiges.engine.messages import (
+    CallContext,
     Done,
     Expect,
     Failed,
-    Head,
     Items,
     ItemsOutput,
     Once,
@@ -31,9 +31,9 @@ ITEMS = Items(
 )
 OUTPUT = ItemsOutput(2, [DataItem("out", b"y", 0, 2, {"seq": "1"})])
 MESSAGES = [
-    Once(1, Head("h", "t", "p"), Wire("xsf", b"raw" * 2000), True),
-    Once(2, Head("h"), ITEMS),
-    Open(3, Head("h", "", "p"), Wire("stream", b"raw"), False),
+    Once(1, CallContext("h", "t", "p", "app", 12.5), Wire("xsf", b"raw" * 2000)),
+    Once(2, CallContext("h"), ITEMS),
+    Open(3, CallContext("h", "", "p"), Wire("stream", b"raw"), False),
     Write(4, "h", ITEMS),
     Write(5, "h", Wire("xsf", b"w")),
     Done(6, None, TIMINGS),

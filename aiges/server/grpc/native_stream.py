@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
 from aiges.engine.messages import Wire
 from aiges.engine.sessions import Session
@@ -51,7 +52,7 @@ class StreamService:
             first = await anext(aiter(requests), None)
             if first is None:
                 return
-            session = await self.engine.open(handle, Wire(STREAM, first))
+            session = await self.engine.open(RequestContext(handle), Wire(STREAM, first))
             pump = asyncio.create_task(self._pump(requests, session))
             while True:
                 output = await self.engine.read(session, None)

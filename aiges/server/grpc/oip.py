@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import grpc
 
 from aiges import __version__
+from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
 from aiges.engine.items import DataStatus
 from aiges.engine.messages import ItemsOutput
@@ -186,7 +187,7 @@ class OipService:
             model = self._model(request.model_name, request.model_version)
             call = to_request(request)
             model.check_outputs(call.outputs)
-            output = await self.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
+            output = await self.engine.once(RequestContext(tag), oip.items_frame(call, model.name, model.schema, tag))
             return to_response(model, request.id, output, call.outputs)
 
         return await self.calls.run("ModelInfer", tag, body(), abort, context)
@@ -273,7 +274,7 @@ class InferStream:
         model.check_outputs(call.outputs)
         tag = self.service.handles.next()
         if not sequence_id and not model.sessions:
-            output = await self.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
+            output = await self.engine.once(RequestContext(tag), oip.items_frame(call, model.name, model.schema, tag))
             await self.push(to_response(model, request.id, output, call.outputs))
             return
         start = oip.parse_flag(parameters.get("sequence_start")) or not sequence_id
@@ -288,7 +289,9 @@ class InferStream:
         status = END if end else BEGIN if start else CONTINUE
         if start:
             frame = oip.items_frame(call, model.name, model.schema, tag, status=status)
-            sequence = Sequence(await self.engine.open(tag, frame), request.id, call.outputs, sequence_id)
+            sequence = Sequence(
+                await self.engine.open(RequestContext(tag), frame), request.id, call.outputs, sequence_id
+            )
             if sequence_id:
                 self.sequences[sequence_id] = sequence
             self._pump(sequence)

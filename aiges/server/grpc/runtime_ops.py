@@ -21,7 +21,7 @@ from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.resources import parse_res_id
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.loader_codec import decode_input, input_items
-from aiges.protocol.xsf_pb2 import ReqData
+from aiges.protocol.xsf_request import XsfRequest
 
 RUNTIME_OPS = frozenset({"AILBType", "AILoad", "AIUnLoad"})
 MAX_LICENCES = (1 << 31) - 1
@@ -38,10 +38,10 @@ def whole_number(param: Mapping[str, str], name: str, minimum: int, default: int
     return int(value)
 
 
-def resource_items(request: ReqData) -> list[DataItem]:
+def resource_items(request: XsfRequest) -> list[DataItem]:
     if not request.data:
         return []
-    return input_items(decode_input(request.data[0].data), DataStatus.ONCE)
+    return input_items(decode_input(request.data), DataStatus.ONCE)
 
 
 def resource_id(param: Mapping[str, str], items: list[DataItem]) -> int:
@@ -52,7 +52,7 @@ def resource_id(param: Mapping[str, str], items: list[DataItem]) -> int:
     raise AigesError(ErrorCode.INVALID_PARAM_VALUE, "name the resource with the param resId")
 
 
-async def run_op(engine: Engine, request: ReqData) -> None:
+async def run_op(engine: Engine, request: XsfRequest) -> None:
     """Run a runtime op; raises AigesError with its code."""
     param = request.param
     if request.op == "AILBType":

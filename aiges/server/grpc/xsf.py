@@ -24,8 +24,8 @@ session ends the session.
 from __future__ import annotations
 
 import grpc
-from google.protobuf.message import DecodeError
 
+from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
 from aiges.engine.messages import Wire
 from aiges.engine.sessions import Session
@@ -33,8 +33,9 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.handle import HandleGenerator
 from aiges.protocol.loader_codec import XSF, error_output, status_output, wrap
 from aiges.protocol.v2_pb2 import LoaderOutput
-from aiges.protocol.xsf_pb2 import ReqData, ResData
+from aiges.protocol.xsf_pb2 import ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
+from aiges.protocol.xsf_request import XsfRequest, opens_session, parse_request
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
 from aiges.server.security.caller import ADMIN_OPS, require_admin
@@ -75,12 +76,11 @@ class XsfService:
 
     async def call(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            request = ReqData.FromString(raw)
-        except DecodeError as exc:
-            error = AigesError(ErrorCode.PB_UNMARSHAL, f"request is not a utils.ReqData: {exc}")
+            request = parse_request(raw)
+        except AigesError as error:
             self.calls.failed("other", "", error)
             return ResData(code=error.code, error_info=error.message).SerializeToString()
-        handle = request.s.h or self.handles.next()
+        handle = request.handle or self.handles.next()
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
         if request.op in ADMIN_OPS:  # only admin apps, when callers are authenticated
@@ -89,33 +89,35 @@ class XsfService:
         op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
         return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)
 
-    def _wire_error(self, error: AigesError, request: ReqData, handle: str) -> bytes:
+    def _wire_error(self, error: AigesError, request: XsfRequest, handle: str) -> bytes:
         head = self._head(request, handle)
         if error.code in RETRY_ELSEWHERE:
             head.code = error.code
             head.error_info = error.message
         return head.SerializeToString() + wrap(error_output("", error), XSF)
 
-    def _head(self, request: ReqData, handle: str) -> ResData:
-        return ResData(s=XsfSession(h=handle, t=request.s.t, sess={"PeerAddr": self.peer_addr}))
+    def _head(self, request: XsfRequest, handle: str) -> ResData:
+        return ResData(s=XsfSession(h=handle, t=request.trace, sess={"PeerAddr": self.peer_addr}))
 
-    async def _dispatch(self, request: ReqData, handle: str) -> bytes:
+    async def _dispatch(self, request: XsfRequest, handle: str) -> bytes:
         op = request.op
         if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
-            frame = Wire(XSF, request.data[0].data if request.data else b"")
-            started = await self.engine.begin(handle, frame, trace=request.s.t)
-            if isinstance(started, bytes):  # a one-shot call: the worker built the whole ResData
-                return started
-            assert isinstance(started, Session)
-            return self._head(request, handle).SerializeToString() + await self._available(started, LoaderOutput.BEGIN)
+            frame = Wire(XSF, request.data)
+            call = RequestContext(handle, trace=request.trace)
+            if not opens_session(request.data):  # a one-shot call: the worker builds the whole ResData
+                reply = await self.engine.once(call, frame)
+                assert isinstance(reply, bytes)
+                return reply
+            session = await self.engine.open(call, frame, ordered=True)
+            return self._head(request, handle).SerializeToString() + await self._available(session, LoaderOutput.BEGIN)
         head = self._head(request, handle).SerializeToString()
         if op == "AIIn":
             session = self.engine.get(handle)
-            await self.engine.write(session, Wire(XSF, request.data[0].data if request.data else b""))
+            await self.engine.write(session, Wire(XSF, request.data))
             return head + await self._available(session, LoaderOutput.CONTINUE)
         if op == "AIOut":
             session = self.engine.get(handle)
-            output = await self.engine.read(session, wait_ms(dict(request.param)) / 1000)
+            output = await self.engine.read(session, wait_ms(request.param) / 1000)
             return head + (output if isinstance(output, bytes) else empty(session.service_id, LoaderOutput.CONTINUE))
         if op == "AIExcp":
             session = self.engine.get(handle)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from aiges.engine.context import RequestContext
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError
 from aiges.protocol import ase_json as ase
@@ -65,7 +66,7 @@ async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -
 
     async def body() -> web.Response:
         frame = ase.items_frame(ase.parse_body(await request.read()), model.name, model.schema, tag)
-        output = await front.engine.once(tag, frame)
+        output = await front.engine.once(RequestContext(tag), frame)
         assert isinstance(output, ItemsOutput)
         return web.json_response(ase.response(output, tag))
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from aiges import __version__
+from aiges.engine.context import RequestContext
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import oip_tensors as oip
@@ -179,7 +180,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
             parsed = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
             call = parsed.call
             model.check_outputs(call.outputs)
-            output = await front.engine.once(tag, oip.items_frame(call, model.name, model.schema, tag))
+            output = await front.engine.once(RequestContext(tag), oip.items_frame(call, model.name, model.schema, tag))
             assert isinstance(output, ItemsOutput)
             return infer_response(
                 model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary, parsed.binary_default

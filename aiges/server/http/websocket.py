@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import WSMsgType, web
 
+from aiges.engine.context import RequestContext
 from aiges.engine.messages import ItemsOutput
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
@@ -56,7 +57,7 @@ async def session(front: HttpFront, model: Model, request: web.Request, tag: str
                 frame = ase.items_frame(
                     body, model.name, model.schema, tag, default_status=0 if status is None else status
                 )
-                opened = await engine.open(tag, frame)
+                opened = await engine.open(RequestContext(tag), frame)
                 pump = asyncio.create_task(forward(front, opened, socket))
             else:
                 await engine.write(

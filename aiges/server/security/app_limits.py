@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
-from aiges.engine.messages import Frame, Output, Wire
+from aiges.engine.messages import Frame, Output
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError, ErrorCode
 from aiges.metrics import APP_CALLS, APP_SESSIONS
@@ -80,36 +81,26 @@ class LimitedEngine(Engine):
         self.limits = AppLimits()
         self._owners: dict[Session, str] = {}
 
-    async def once(self, tag: str, frame: Frame, trace: str = "") -> Output:
+    async def once(self, context: RequestContext, frame: Frame) -> Output:
         app = CALLER.get()
         if app is not None:
             self.limits.admit(app)
-        return await super().once(tag, frame, trace)
+        return await super().once(context, frame)
 
-    async def open(self, tag: str, frame: Frame, *, ordered: bool = False, trace: str = "") -> Session:
+    async def open(self, context: RequestContext, frame: Frame, *, ordered: bool = False) -> Session:
         app = CALLER.get()
         if app is None:
-            return await super().open(tag, frame, ordered=ordered, trace=trace)
+            return await super().open(context, frame, ordered=ordered)
         if self.limits.full(app):
             raise self.limits.sessions_error(app)
         self.limits.admit(app)
         pending = self.limits.pending
         pending[app.app_id] = pending.get(app.app_id, 0) + 1
         try:
-            session = await super().open(tag, frame, ordered=ordered, trace=trace)
+            session = await super().open(context, frame, ordered=ordered)
         finally:
             pending[app.app_id] -= 1
         return self._own(app, session)
-
-    async def begin(self, tag: str, frame: Wire, trace: str = "") -> Output | Session:
-        """An xsf first frame: only the worker knows whether it opens a session, so a session
-        past the app's limit is closed again as soon as it is known to be one."""
-        app = CALLER.get()
-        if app is None:
-            return await super().begin(tag, frame, trace)
-        self.limits.admit(app)
-        started = await super().begin(tag, frame, trace)
-        return self._own(app, started) if isinstance(started, Session) else started
 
     def _own(self, app: App, session: Session) -> Session:
         if self.limits.full(app):

@@ -1,0 +1,78 @@
+"""What the engine runs calls on: a ``Backend``. The worker pool is one, as MLServer's
+``ParallelModel`` is an ``MLModel``: the engine (licences, sessions, admission) talks to this
+protocol and never to a process, a socket or a slot.
+
+A session lives on one worker: ``open`` answers with the ``WorkerRef`` that holds it, which the
+engine passes back on every later call of that session; the backend counts the sessions each
+worker holds from ``open`` to ``destroy`` (or ``detach``, when the session ends without a
+destroy because its worker is gone).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from aiges.engine.items import WorkerInfo
+from aiges.engine.messages import Destroy, Finish, Once, OnceReply, Open, Opened, Pause, Resume, WorkerSettings, Write
+
+if TYPE_CHECKING:
+    from aiges.engine.pool import ReloadOutcome, WorkerStatus
+    from aiges.engine.resources import Resource, ResourceStore
+
+
+class WorkerRef(Protocol):
+    """The worker a session lives on, as the engine sees it."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class Backend(Protocol):
+    generation: int
+    reloading: bool
+    resources: ResourceStore
+
+    @property
+    def live(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout_s: float = 10.0) -> None: ...
+
+    def new_id(self) -> int:
+        """An id for a call message (its answer is matched by it)."""
+
+    async def once(self, message: Once) -> OnceReply:
+        """A one-shot call on the least-loaded worker; moved to another if its worker dies
+        before starting it."""
+
+    async def open(self, message: Open) -> tuple[WorkerRef, Opened]:
+        """A session's first frame; the session is attached to the worker that answered."""
+
+    async def write(self, worker: WorkerRef, message: Write) -> None: ...
+
+    async def finish(self, worker: WorkerRef, message: Finish) -> None: ...
+
+    async def destroy(self, worker: WorkerRef, message: Destroy) -> None:
+        """wrapperDestroy on the session's worker; the session is detached from it."""
+
+    def detach(self, worker: WorkerRef) -> None:
+        """A session of ``worker`` ended without a destroy (its worker is gone)."""
+
+    def notify(self, worker: WorkerRef, message: Pause | Resume) -> None:
+        """A one-way message to a session's worker (lost, without error, if it is gone)."""
+
+    async def load_resource(self, resource: Resource) -> None: ...
+
+    async def unload_resource(self, res_id: int) -> None: ...
+
+    async def reload(self, settings: WorkerSettings, drain_timeout_s: float) -> ReloadOutcome: ...
+
+    def info(self) -> WorkerInfo | None: ...
+
+    def status(self) -> list[WorkerStatus]: ...
+
+    def retiring_status(self) -> list[WorkerStatus]: ...
