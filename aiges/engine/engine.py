@@ -1,15 +1,20 @@
-"""The engine: what every front calls. It owns the licences, the sessions and the worker pool;
-nothing above it touches the pool.
+"""The engine: what every front calls. It admits calls and sessions (``admission``), keeps the
+sessions, and runs everything on its backend (the worker pool); nothing above it touches the pool.
 
-    once(context, frame)  -> the one-shot call's output
-    open(context, frame)  -> a new Session
-    write(session, frame) -> None (outputs arrive in the session's queue)
-    read(session, wait_s) -> the next output batch, or None after wait_s
+    once(context, frame)        -> the one-shot call's output
+    open(context, frame)        -> a new Session
+    session(tag, caller)        -> the open session with that handle, if it is the caller's
+    write(session, frame)       -> None (outputs arrive in the session's queue)
+    read(session, wait_s)       -> the next output batch, or None after wait_s
     finish(session) / close(session)
     status() / drain(timeout_s)
     resize_licences(total, timeout_s)          AILBType: the licence count, at run time
     load_resource(res_id, items) / unload_resource(res_id)   AILoad / AIUnLoad, in every worker
     reload(worker_settings, drain_timeout_s)   a new generation of workers, without dropping a call
+
+Every first frame carries its ``RequestContext`` (who calls, the trace, the deadline, the
+cancellation) and passes the one admission point before it reaches a worker; what admission
+gives it is released on the one path that ends the call or the session.
 
 A frame is a ``messages.Wire`` (a client's protocol bytes, decoded in the worker by that front's
 codec) or ``messages.Items`` (a call its front decoded); outputs come back in the frame's form
@@ -19,17 +24,19 @@ codec) or ``messages.Items`` (a call its front decoded); outputs come back in th
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars
 
 from aiges.engine import ipc
-from aiges.engine.context import RequestContext
+from aiges.engine.admission import Admission, Ticket
+from aiges.engine.backend import WorkerRef
+from aiges.engine.context import Caller, RequestContext
 from aiges.engine.items import DataItem, WorkerInfo
 from aiges.engine.licences import Licences
 from aiges.engine.messages import (
@@ -37,7 +44,6 @@ from aiges.engine.messages import (
     Finish,
     Frame,
     Once,
-    OnceReply,
     Open,
     Opened,
     Output,
@@ -50,9 +56,9 @@ from aiges.engine.messages import (
     WorkerSettings,
     Write,
 )
-from aiges.engine.pool import Launcher, PoolSettings, ReloadOutcome, Worker, WorkerPool, WorkerStatus
+from aiges.engine.pool import Launcher, PoolSettings, ReloadOutcome, WorkerPool, WorkerStatus
 from aiges.engine.resources import Resource
-from aiges.engine.sessions import Session, SessionTable
+from aiges.engine.sessions import Flow, OutputQueue, Session, SessionState, SessionTable
 from aiges.errors import AigesError, ErrorCode
 
 log = structlog.get_logger("aiges.engine")
@@ -102,15 +108,6 @@ class EngineStatus:
         return sum(w.restarts for w in self.workers)
 
 
-@dataclass(slots=True)
-class EarlyOutputs:
-    """What a session's wrapper threads produced before its first frame's answer reached the
-    engine: kept, and handed to the session when it is registered."""
-
-    outputs: list[tuple[Output, bool]] = field(default_factory=list)
-    failure: AigesError | None = None
-
-
 class Engine:
     def __init__(
         self,
@@ -124,7 +121,7 @@ class Engine:
         self.peer = settings.pool.worker.peer_addr
         self._reports = reports
         self.pool = WorkerPool(settings.pool, self, launcher)
-        self.licences = Licences(settings.licences)
+        self.admission = Admission(settings.licences)
         self.sessions = SessionTable()
         self.session_ttl_s = settings.session_ttl_ms / 1000
         self.output_budget = settings.session_output_bytes
@@ -132,15 +129,22 @@ class Engine:
         self.changed = asyncio.Event()
         """Set when the workers' state changes (health follows it)."""
         self.inflight = 0
-        self.draining = False
-        self._early: dict[str, EarlyOutputs | None] = {}
-        """First frames in flight, by handle (until their answer is handled)."""
+        self._running: set[str] = set()
+        """Handles of one-shot calls running now (a session's is in ``sessions`` from its first frame)."""
         self._destroying: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry: asyncio.Task[None] | None = None
         self._resizing = asyncio.Lock()
         self.lb_type = ""
         """The load-balancer type AILBType set last (``lbType``): "type" in the registry value."""
+
+    @property
+    def licences(self) -> Licences:
+        return self.admission.licences
+
+    @property
+    def draining(self) -> bool:
+        return self.admission.draining
 
     # -- life --------------------------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class Engine:
     async def drain(self, timeout_s: float) -> bool:
         """Refuse new calls and sessions (10110, so clients retry elsewhere) and wait until the
         running ones are done; False if some still run after ``timeout_s``."""
-        self.draining = True
+        self.admission.draining = True
         deadline = time.monotonic() + timeout_s
         while not self.idle() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -162,7 +166,7 @@ class Engine:
         if self._expiry is not None:
             self._expiry.cancel()
         for session in list(self.sessions.open.values()):
-            self.close(session, destroy=False)
+            self.close(session, destroy=False, reason="server stopping")
         await self.pool.stop(timeout_s)
 
     def idle(self) -> bool:
@@ -200,16 +204,17 @@ class Engine:
         if total < 1:
             raise AigesError(ErrorCode.INVALID_PARAM_VALUE, f"the licence count must be at least 1, got {total}")
         async with self._resizing:
-            previous = self.licences.total
-            self.licences.total = total
+            licences = self.licences
+            previous = licences.total
+            licences.total = total
             deadline = time.monotonic() + timeout_s
-            while self.licences.used > total and time.monotonic() < deadline:
+            while licences.used > total and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            if self.licences.used > total:
-                self.licences.total = previous
+            if licences.used > total:
+                licences.total = previous
                 raise AigesError(
                     ErrorCode.ELASTIC_LICENCE,
-                    f"{self.licences.used} licences were still in use after {int(timeout_s * 1000)} ms, more than "
+                    f"{licences.used} licences were still in use after {int(timeout_s * 1000)} ms, more than "
                     f"{total}; the count stays {previous}",
                 )
             if lb_type is not None:
@@ -243,100 +248,127 @@ class Engine:
         self.changed.set()
         return outcome
 
-    # -- first frames ------------------------------------------------------------------------------------
+    # -- one-shot calls ----------------------------------------------------------------------------------
 
     async def once(self, context: RequestContext, frame: Frame) -> Output:
-        """A one-shot call: it holds a licence while it runs."""
-        value = await self._first(context.tag, Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame)))
-        assert not isinstance(value, Session)
-        return value
-
-    async def open(self, context: RequestContext, frame: Frame, *, ordered: bool = False) -> Session:
-        """A new session, which holds a licence until it ends; ``ordered``: the worker puts its
-        frames back in sync_id order."""
-        value = await self._first(
-            context.tag, Open(self.pool.new_id(), context.wire(self.peer), out_of_band(frame), ordered)
-        )
-        assert isinstance(value, Session)
-        return value
-
-    async def _first(self, tag: str, message: Once | Open) -> Output | Session:
-        """A first frame goes to the least-loaded worker, holding a licence."""
-        if self.draining:
-            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
-        destroying = self._destroying.get(tag)
-        if destroying is not None:  # the handle's last session is still being destroyed: let it finish
-            await asyncio.shield(destroying)
-        if tag in self.sessions.open or tag in self._early:
-            raise AigesError(ErrorCode.SESSION_REPEAT, f"handle {tag} is already in use by a running call or session")
-        self.licences.acquire()
-        self._early[tag] = None  # in flight; EarlyOutputs only if a wrapper thread pushes meanwhile
-        self.inflight += 1
-        call = asyncio.ensure_future(self.pool.call(message, retryable=True))
+        """A one-shot call: admitted, it holds its ticket while it runs."""
+        tag = context.tag
+        ticket = self.admission.admit(context, session=False)
         try:
-            worker, value = await asyncio.shield(call)
+            await self._claim(tag)
+        except BaseException:
+            ticket.release()
+            raise
+        self._running.add(tag)
+        self.inflight += 1
+        call = asyncio.ensure_future(
+            self.pool.once(Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame)))
+        )
+        try:
+            reply = await asyncio.shield(call)
         except asyncio.CancelledError:
-            call.add_done_callback(functools.partial(self._abandoned, tag))
+            # the caller went away; the worker still runs the call: its ticket is held until it is done
+            call.add_done_callback(lambda _: self._once_done(tag, ticket))
             raise
         except BaseException:
-            self._first_done(tag)
+            self._once_done(tag, ticket)
             raise
+        self._once_done(tag, ticket)
+        return reply.output
+
+    def _once_done(self, tag: str, ticket: Ticket) -> None:
         self.inflight -= 1
-        if self.settings.log_workers:  # the request's debug lines name the worker that ran it
-            bind_contextvars(worker=worker.index)
-        early = self._early.pop(tag)
-        match value:
-            case OnceReply(output=output):
-                self.licences.release()
-                return output
-            case Opened(service_id=service_id, outputs=outputs):
-                if early is None:
-                    return self._register(tag, worker, service_id, outputs, None)
-                return self._register(tag, worker, service_id, [*outputs, *early.outputs], early.failure)
-        raise AssertionError(f"a first frame was answered with {value!r}")
+        self._running.discard(tag)
+        ticket.release()
 
-    def _register(
-        self, tag: str, worker: Worker, service_id: str, outputs: list[tuple[Output, bool]], failure: AigesError | None
-    ) -> Session:
-        session = Session(tag=tag, worker=worker, service_id=service_id)
-        self.sessions.add(session)
-        worker.sessions += 1
-        for output, ended in outputs:
-            self._queue_output(session, output, ended)
-        session.failure = session.failure or failure
-        log.info("session opened", sid=tag, worker=worker.index)
-        return session
-
-    def _first_done(self, tag: str) -> None:
-        self.inflight -= 1
-        self.licences.release()
-        self._early.pop(tag, None)
-
-    def _abandoned(self, tag: str, call: asyncio.Future[tuple[Worker, Any]]) -> None:
-        """A first frame whose caller went away (cancelled, deadline): the worker still runs it,
-        so its licence is held until the worker is done, and a session it opened is destroyed."""
-        self._first_done(tag)
-        if call.cancelled() or call.exception() is not None:
-            return
-        worker, value = call.result()
-        if isinstance(value, Opened):
-            log.info("session abandoned", sid=tag, worker=worker.index)
-            self._destroy(tag, worker)
+    async def _claim(self, tag: str) -> None:
+        """A first frame's handle must be free: 10105 while a call or a session runs on it; one
+        whose last session is still being destroyed waits for that (so the worker never holds two
+        sessions under one handle)."""
+        destroying = self._destroying.get(tag)
+        if destroying is not None:
+            await asyncio.shield(destroying)
+        if tag in self._running or self.sessions.find(tag) is not None:
+            raise AigesError(ErrorCode.SESSION_REPEAT, f"handle {tag} is already in use by a running call or session")
 
     # -- sessions ----------------------------------------------------------------------------------------
 
+    async def open(self, context: RequestContext, frame: Frame, *, ordered: bool = False) -> Session:
+        """A new session, admitted, holding its ticket until it ends; ``ordered``: the worker puts
+        its frames back in sync_id order. Output a wrapper thread pushes while the first frame
+        runs is kept, after the first frame's own."""
+        ticket = self.admission.admit(context, session=True)
+        try:
+            await self._claim(context.tag)
+        except BaseException:
+            ticket.release()
+            raise
+        session = Session(context, ticket, OutputQueue(self.output_budget, self.output_limit))
+        self.sessions.add(session)
+        self.inflight += 1
+        message = Open(self.pool.new_id(), context.wire(self.peer), out_of_band(frame), ordered)
+        call = asyncio.ensure_future(self.pool.open(message))
+        try:
+            worker, opened = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(partial(self._open_abandoned, session))
+            raise
+        except BaseException:
+            self._open_failed(session)
+            raise
+        self.inflight -= 1
+        self._attach(session, worker, opened)
+        if session.closed:
+            raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} ended while it opened")
+        if self.settings.log_workers:  # the request's debug lines name the worker that ran it
+            bind_contextvars(worker=worker.index)
+        return session
+
+    def _attach(self, session: Session, worker: WorkerRef, opened: Opened) -> None:
+        if session.closed:  # it ended while it opened (the server stopping, its output overflowing)
+            self._release_worker(session.tag, worker, destroy=True)
+            return
+        session.outputs.push_front(opened.outputs)
+        session.attach(worker, opened.service_id)
+        if session.outputs.pending_bytes > self.output_budget and not session.outputs.paused:
+            session.outputs.paused = True
+            self.pool.notify(worker, Pause(session.tag))
+        log.info("session opened", sid=session.tag, worker=worker.index)
+
+    def _open_failed(self, session: Session) -> None:
+        self.inflight -= 1
+        self.sessions.forget(session)
+        session.close()
+
+    def _open_abandoned(self, session: Session, call: asyncio.Future[tuple[WorkerRef, Opened]]) -> None:
+        """A first frame whose caller went away: the session it opened is destroyed."""
+        if call.cancelled() or call.exception() is not None:
+            self._open_failed(session)
+            return
+        self.inflight -= 1
+        worker, opened = call.result()
+        self._attach(session, worker, opened)
+        self.close(session, reason="abandoned")
+
+    def session(self, tag: str, caller: Caller | None = None) -> Session:
+        """The session with this handle, if ``caller`` opened it: 10008 for none (or another's),
+        10101 if it has ended."""
+        return self.sessions.get(tag, caller)
+
     def get(self, tag: str) -> Session:
-        """The open session with this handle: 10008 if unknown, 10101 if it has ended."""
+        """The session with this handle, whoever opened it (the server's own tools)."""
         return self.sessions.get(tag)
 
     async def write(self, session: Session, frame: Frame) -> None:
         self._check_alive(session)
         session.touch()
+        worker = session.worker
+        assert worker is not None
         self.inflight += 1
         try:
-            await self.pool.call(Write(self.pool.new_id(), session.tag, out_of_band(frame)), worker=session.worker)
+            await self.pool.write(worker, Write(self.pool.new_id(), session.tag, out_of_band(frame)))
         except AigesError as exc:
-            self.fail(session, exc)
+            session.fail(exc)
             self.close(session, reason=f"error {exc.code}")
             raise
         finally:
@@ -344,8 +376,10 @@ class Engine:
 
     def finish(self, session: Session) -> None:
         """The client will write no more: the worker reads until the wrapper's output ends."""
-        if not session.closed and session.failure is None:
-            self._spawn(self._call_quietly(Finish(self.pool.new_id(), session.tag), session.worker))
+        if session.state is SessionState.OPEN and session.worker is not None:
+            self._spawn(
+                self._quietly(self.pool.finish(session.worker, Finish(self.pool.new_id(), session.tag)), session)
+            )
 
     async def read(self, session: Session, wait_s: float | None) -> Output | None:
         """The next output batch, waiting at most ``wait_s`` (None: until one comes). The batch
@@ -356,13 +390,11 @@ class Engine:
         deadline = None if wait_s is None else loop.time() + wait_s
         while True:
             if session.outputs:
-                output, ended = session.outputs.popleft()
+                output, ended, flow = session.outputs.pop()
                 session.touch()
-                session.pending_bytes -= len(output) if isinstance(output, bytes) else output_size(output)
                 if ended:
                     self.close(session)
-                elif session.paused and session.pending_bytes <= self.output_budget // 2:
-                    session.paused = False
+                elif flow is Flow.RESUME and session.worker is not None:
                     self.pool.notify(session.worker, Resume(session.tag))
                 return output
             self._check_alive(session)
@@ -376,72 +408,68 @@ class Engine:
                 return None
 
     def close(self, session: Session, destroy: bool = True, reason: str = "") -> None:
-        """End a session: wrapperDestroy in its worker, licence back, handle to the released ring."""
-        if session.closed:
+        """End a session: its ticket back, its handle to the released ring, and wrapperDestroy in
+        its worker (or, with its worker gone, only detached from it)."""
+        was_open = session.state is not SessionState.OPENING
+        if not session.close():
             return
-        session.closed = True
         self.sessions.remove(session)
-        self._release(session)
-        session.outputs.clear()  # whoever still holds the session object holds no output
-        session.pending_bytes = 0
         worker = session.worker
-        if destroy and worker.ready:
-            self._destroy(session.tag, worker)
-        session.notify()
-        log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
+        if worker is None:  # closed while opening: the open's answer destroys it (``_attach``)
+            return
+        self._release_worker(session.tag, worker, destroy)
+        if was_open:
+            log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
 
     def fail(self, session: Session, error: AigesError) -> None:
         """Mark a session failed: its next read or write raises ``error`` and ends it."""
-        if session.failure is None:
-            session.failure = error
-        session.notify()
-
-    def _release(self, session: Session) -> None:
-        if session.holds_licence:
-            session.holds_licence = False
-            self.licences.release()
-            session.worker.sessions -= 1
+        session.fail(error)
 
     def _check_alive(self, session: Session) -> None:
-        if session.failure is not None:
-            failure = session.failure
-            self.close(session, reason=f"error {failure.code}")
-            raise failure
-        if session.closed:
-            raise AigesError(ErrorCode.ENGINE_INACTIVE, f"session {session.tag} already ended")
+        try:
+            session.check_alive()
+        except AigesError as exc:
+            self.close(session, reason=f"error {exc.code}")
+            raise
 
-    def _destroy(self, tag: str, worker: Worker) -> None:
+    def _release_worker(self, tag: str, worker: WorkerRef, destroy: bool) -> None:
+        """A session's worker no longer holds it: wrapperDestroy there, or (its worker gone, or
+        the server stopping) only detached from it."""
+        if destroy and worker.ready:
+            self._destroy(tag, worker)
+        else:
+            self.pool.detach(worker)
+
+    def _destroy(self, tag: str, worker: WorkerRef) -> None:
         """wrapperDestroy in the worker; until it is done the handle is not given to a new call,
         so the worker never holds two sessions under one handle."""
-        task = self._spawn(self._call_quietly(Destroy(self.pool.new_id(), tag), worker))
+        task = self._spawn(self._quietly(self.pool.destroy(worker, Destroy(self.pool.new_id(), tag)), None, tag))
         self._destroying[tag] = task
         task.add_done_callback(
             lambda done: self._destroying.pop(tag, None) if self._destroying.get(tag) is done else None
         )
 
-    async def _call_quietly(self, message: Finish | Destroy, worker: Worker) -> None:
-        """A session call nobody waits for: a failure is logged, not raised."""
+    @staticmethod
+    async def _quietly(call: Coroutine[Any, Any, None], session: Session | None, tag: str = "") -> None:
+        """A session call nobody waits for: a failure fails the session, or is logged."""
         try:
-            await self.pool.call(message, worker=worker)
+            await call
         except AigesError as exc:
-            log.warning(
-                "session call failed", call=type(message).__name__, sid=message.tag, code=exc.code, error=exc.message
-            )
+            if session is not None:
+                session.fail(exc)
+            else:
+                log.warning("session call failed", sid=tag, code=exc.code, error=exc.message)
 
     def _queue_output(self, session: Session, output: Output, ended: bool) -> None:
         """Queue an output batch for the session's reader, within the session's byte budget: past
         it the worker stops reading the wrapper's output for the session until the reader has
         caught up; past ``output_limit`` (output pushed by wrapper threads cannot be paused) the
         session ends with 10111."""
-        session.outputs.append((output, ended))
-        session.pending_bytes += len(output) if isinstance(output, bytes) else output_size(output)
+        flow = session.outputs.push(output, ended)
         session.notify()
-        if session.pending_bytes <= self.output_budget:
-            return
-        if not session.paused:
-            session.paused = True
+        if flow is Flow.PAUSE and session.worker is not None:
             self.pool.notify(session.worker, Pause(session.tag))
-        if session.pending_bytes > self.output_limit:
+        elif flow is Flow.OVERFLOW:
             error = AigesError(
                 ErrorCode.OUTPUT_BACKLOG,
                 (
@@ -450,44 +478,28 @@ class Engine:
                 ),
             )
             log.warning("session output not read", sid=session.tag, pending=session.pending_bytes)
-            self.fail(session, error)
+            session.fail(error)
             self.close(session, reason=f"error {error.code}")
 
     # -- what the pool reports (PoolListener) -------------------------------------------------------------
 
     def on_output(self, message: SessionOutput) -> None:
-        session = self.sessions.open.get(message.tag)
-        if session is None:
-            if message.tag in self._early:
-                self._early_of(message.tag).outputs.append((message.output, message.ended))
-            return
-        if not session.closed:
+        session = self.sessions.find(message.tag)
+        if session is not None and not session.closed:
             self._queue_output(session, message.output, message.ended)
 
     def on_output_failed(self, message: SessionFailed) -> None:
-        error = AigesError(message.code, message.message)
-        session = self.sessions.open.get(message.tag)
+        session = self.sessions.find(message.tag)
         if session is not None:
-            self.fail(session, error)
-            return
-        if message.tag in self._early:
-            early = self._early_of(message.tag)
-            early.failure = early.failure or error
+            session.fail(AigesError(message.code, message.message))
 
-    def _early_of(self, tag: str) -> EarlyOutputs:
-        early = self._early.get(tag)
-        if early is None:
-            early = self._early[tag] = EarlyOutputs()
-        return early
-
-    def on_worker_lost(self, worker: Worker, reason: str) -> None:
+    def on_worker_lost(self, worker: WorkerRef, reason: str) -> None:
         for session in self.sessions.on_worker(worker):
-            self._release(session)
-            self.fail(
-                session,
+            session.ticket.release()  # its licence is free at once; the session ends when next used
+            session.fail(
                 AigesError(
                     ErrorCode.WORKER_CRASH, f"worker {worker.index} stopped ({reason}); session {session.tag} is lost"
-                ),
+                )
             )
 
     def on_report(self, message: Report) -> None:
@@ -518,8 +530,3 @@ def out_of_band(frame: Frame) -> Frame:
         return Wire(frame.codec, ipc.out_of_band(frame.data))  # type: ignore[arg-type]
     items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc) for i in frame.items]  # type: ignore[arg-type]
     return frame._replace(items=items)
-
-
-def output_size(output: Any) -> int:
-    """The bytes an ``ItemsOutput`` holds."""
-    return sum(len(item.data) for item in output.items)

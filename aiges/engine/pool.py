@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import structlog
 
 from aiges.engine import ipc
+from aiges.engine.backend import WorkerRef
 from aiges.engine.items import WorkerInfo
 from aiges.engine.messages import (
     Call,
@@ -932,9 +933,10 @@ class WorkerPool:
         """An id for a call message (the pool matches its answer by it)."""
         return next(self._ids)
 
-    def notify(self, worker: Worker, message: Any) -> None:
+    def notify(self, worker: WorkerRef, message: Any) -> None:
         """A one-way message to a worker (no answer): it joins calls being held for the worker,
         or leaves now. Lost, without error, if the worker is gone."""
+        worker = self._own(worker)
         if worker.channel.closed or not worker.ready:
             return
         with contextlib.suppress(ConnectionResetError):
@@ -1025,3 +1027,37 @@ class WorkerPool:
                         )
                 worker.head_resolved = True
                 self.kill(worker, f"a {kind} call ran past exec_timeout_ms")
+
+    # -- the Backend protocol (aiges.engine.backend) -------------------------------------------------
+
+    @staticmethod
+    def _own(worker: WorkerRef) -> Worker:
+        """A session's worker, as this pool made it."""
+        assert isinstance(worker, Worker)
+        return worker
+
+    async def once(self, message: Once) -> OnceReply:
+        _, value = await self.call(message, retryable=True)
+        assert isinstance(value, OnceReply)
+        return value
+
+    async def open(self, message: Open) -> tuple[Worker, Opened]:
+        worker, value = await self.call(message, retryable=True)
+        assert isinstance(value, Opened)
+        worker.sessions += 1
+        return worker, value
+
+    async def write(self, worker: WorkerRef, message: Write) -> None:
+        await self.call(message, worker=self._own(worker))
+
+    async def finish(self, worker: WorkerRef, message: Finish) -> None:
+        await self.call(message, worker=self._own(worker))
+
+    async def destroy(self, worker: WorkerRef, message: Destroy) -> None:
+        try:
+            await self.call(message, worker=self._own(worker))
+        finally:
+            self.detach(worker)
+
+    def detach(self, worker: WorkerRef) -> None:
+        self._own(worker).sessions -= 1

@@ -193,8 +193,7 @@ class App:
         if fronts is None:
             return 2
         handles = HandleGenerator(fronts.ip, fronts.port)
-        engine_class = self.security.engine_class()
-        engine = self.engine = engine_class(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
+        engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
         self.security.service_id = self.service_id
         health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
         self.reloader = Reloader(
@@ -264,10 +263,12 @@ class App:
         debug = self.config.log.level == "debug"
         fronts.server.add_generic_rpc_handlers(
             (
-                XsfService(self.engine, handles, f"{fronts.ip}:{fronts.port}", debug=debug).rpc_handlers(),
-                StreamService(self.engine, handles).rpc_handlers(),
+                XsfService(
+                    self.engine, handles, f"{fronts.ip}:{fronts.port}", self.security.callers, debug=debug
+                ).rpc_handlers(),
+                StreamService(self.engine, handles, self.security.callers).rpc_handlers(),
                 ToolBoxService(self.snapshot, self.schema, self.reloader).rpc_handlers(),
-                OipService(self.engine, handles, models, lambda: health.serving).rpc_handlers(),
+                OipService(self.engine, handles, models, lambda: health.serving, self.security.callers).rpc_handlers(),
             )
         )
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, fronts.server)

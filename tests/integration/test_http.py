@@ -193,7 +193,7 @@ def test_websocket_session_is_destroyed_when_the_client_leaves(serve):
             assert reply["payload"]["text"]["text"] == "x"
 
     asyncio.run(leave_early())
-    wait_for(lambda: '"session closed"' in server.log() and "websocket closed" in server.log())
+    wait_for(lambda: '"session closed"' in server.log() and "client gone" in server.log())
 
 
 def test_openapi_document_and_docs_page(serve):

@@ -26,7 +26,6 @@ from aiges.protocol.request_signing import (
     signature_origin,
 )
 from aiges.server.security.app_keys import App, KeysError, KeysFile, parse_keys
-from aiges.server.security.app_limits import AppLimits
 from aiges.server.security.hmac_signing import ReplayCache, SignatureChecker, SignedRequest
 
 NOW = 1_800_000_000.0
@@ -235,20 +234,3 @@ def test_an_app_is_allowed_its_services():
     )
     assert everything.allows("echo") and everything.allows(None)
     assert echo_only.allows("echo") and not echo_only.allows("ocr") and not echo_only.allows(None)
-
-
-def test_token_bucket_per_app():
-    clock = Clock(0.0)
-    limits = AppLimits(clock=clock)
-    app = App("rated", "k", "s", rate=2, burst=2)
-    limits.admit(app)
-    limits.admit(app)
-    with pytest.raises(AigesError) as caught:
-        limits.admit(app)
-    assert caught.value.code == ErrorCode.APP_RATE
-    clock.now = 0.5  # one token back
-    limits.admit(app)
-    with pytest.raises(AigesError):
-        limits.admit(app)
-    for _ in range(100):
-        limits.admit(App("free", "k3", "s"))  # no rate: no limit

@@ -12,30 +12,51 @@ the xsf front.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 
-from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
-from aiges.engine.messages import Wire
+from aiges.engine.messages import Output, Wire
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
 from aiges.protocol.handle import HandleGenerator
 from aiges.protocol.loader_codec import STREAM, error_output, wrap
 from aiges.server.observe import FrontCalls
+from aiges.server.request_context import grpc_context
+from aiges.server.security.caller import GrpcCallers
+from aiges.server.session_bridge import Decoded, SessionBridge
 
 SERVICE = "aiges.v1.Session"
 
 
+class LoaderStreamCodec:
+    """LoaderInput messages in, LoaderOutput messages out, both as raw bytes (the worker's
+    "stream" codec decodes and encodes them)."""
+
+    half_close_finishes = True
+
+    def first(self, message: bytes) -> Decoded:
+        return Decoded(Wire(STREAM, message))
+
+    def next(self, message: bytes) -> Decoded:
+        return Decoded(Wire(STREAM, message))
+
+    def output(self, session: Session, output: Output) -> bytes:
+        assert isinstance(output, bytes)
+        return output
+
+    def error(self, session: Session | None, error: AigesError) -> bytes:
+        return wrap(error_output(session.service_id if session is not None else "", error), STREAM)
+
+
 class StreamService:
-    def __init__(self, engine: Engine, handles: HandleGenerator) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, handles: HandleGenerator, callers: GrpcCallers | None = None) -> None:
         self.handles = handles
-        self.calls = FrontCalls("stream")
+        self.callers = callers if callers is not None else GrpcCallers()
+        self.bridge = SessionBridge(engine, FrontCalls("stream"), "Stream")
+        self.codec = LoaderStreamCodec()
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         handler = grpc.stream_stream_rpc_method_handler(self.stream)
@@ -44,41 +65,7 @@ class StreamService:
     async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         handle = self.handles.next()
         await context.send_initial_metadata((("aiges-handle", handle),))
-        started = time.perf_counter()
-        session: Session | None = None
-        pump: asyncio.Task[None] | None = None
-        code = 0
-        try:
-            first = await anext(aiter(requests), None)
-            if first is None:
-                return
-            session = await self.engine.open(RequestContext(handle), Wire(STREAM, first))
-            pump = asyncio.create_task(self._pump(requests, session))
-            while True:
-                output = await self.engine.read(session, None)
-                assert isinstance(output, bytes)
-                yield output
-                if session.closed:
-                    return
-        except AigesError as exc:
-            code = exc.code
-            self.calls.failed("Stream", handle, exc)
-            yield wrap(error_output(session.service_id if session is not None else "", exc), STREAM)
-        finally:
-            if pump is not None:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-            if session is not None:
-                self.engine.close(session, reason="stream ended")
-            self.calls.done("Stream", code, started)
-
-    async def _pump(self, requests: AsyncIterator[bytes], session: Session) -> None:
-        """Client messages -> writes; the end of the client's stream -> finish."""
-        try:
-            async for raw in requests:
-                await self.engine.write(session, Wire(STREAM, raw))
-        except AigesError as exc:
-            self.engine.fail(session, exc)
-            return
-        self.engine.finish(session)
+        call = grpc_context(handle, context, self.callers)
+        async with aclosing(self.bridge.stream(call, self.codec, requests)) as replies:
+            async for reply in replies:
+                yield reply

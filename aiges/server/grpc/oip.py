@@ -14,29 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 
 from aiges import __version__
-from aiges.engine.context import RequestContext
 from aiges.engine.engine import Engine
 from aiges.engine.items import DataStatus
 from aiges.engine.messages import ItemsOutput
-from aiges.engine.sessions import Session
 from aiges.errors import AigesError, ErrorCode, http_status
 from aiges.protocol import oip_pb2 as pb
 from aiges.protocol import oip_tensors as oip
 from aiges.protocol.handle import HandleGenerator
+from aiges.server.grpc.oip_stream import SEQUENCE_OP, InferStream
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
+from aiges.server.request_context import grpc_context
+from aiges.server.security.caller import GrpcCallers
+from aiges.server.session_bridge import SessionBridge
 
 SERVICE = "inference.GRPCInferenceService"
-RESPONSES_QUEUED = 8
-"""Responses of one ModelStreamInfer call waiting for the client; more wait in their sessions."""
 GRPC_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
@@ -101,13 +99,21 @@ def to_response(
 
 class OipService:
     def __init__(
-        self, engine: Engine, handles: HandleGenerator, models: ModelSource, ready: Callable[[], bool]
+        self,
+        engine: Engine,
+        handles: HandleGenerator,
+        models: ModelSource,
+        ready: Callable[[], bool],
+        callers: GrpcCallers | None = None,
     ) -> None:
         self.engine = engine
         self.handles = handles
         self.models = models
         self.ready = ready
+        self.callers = callers if callers is not None else GrpcCallers()
         self.calls = FrontCalls("oip")
+        self.sequences = SessionBridge(engine, self.calls, SEQUENCE_OP)
+        """The session bridge of ModelStreamInfer's sequences (``oip_stream``)."""
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
@@ -187,7 +193,8 @@ class OipService:
             model = self._model(request.model_name, request.model_version)
             call = to_request(request)
             model.check_outputs(call.outputs)
-            output = await self.engine.once(RequestContext(tag), oip.items_frame(call, model.name, model.schema, tag))
+            frame = oip.items_frame(call, model.name, model.schema, tag)
+            output = await self.engine.once(grpc_context(tag, context, self.callers), frame)
             return to_response(model, request.id, output, call.outputs)
 
         return await self.calls.run("ModelInfer", tag, body(), abort, context)
@@ -195,16 +202,16 @@ class OipService:
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        stream = InferStream(self, self.models.get())
+        stream = InferStream(self, self.models.get(), lambda tag: grpc_context(tag, context, self.callers))
         reader = asyncio.create_task(stream.read(requests))
         try:
             while (response := await stream.responses.get()) is not None:
                 yield response
         finally:
-            stream.close()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            await stream.close()
 
 
 async def abort(error: AigesError, context: grpc.aio.ServicerContext) -> NoReturn:
@@ -212,139 +219,3 @@ async def abort(error: AigesError, context: grpc.aio.ServicerContext) -> NoRetur
     status = GRPC_STATUS.get(http_status(error.code), grpc.StatusCode.INTERNAL)
     await context.abort(status, f"{error.code}: {error.message}", trailing_metadata=(("aiges-code", str(error.code)),))
     raise AssertionError("unreachable: abort raises")
-
-
-@dataclass
-class Sequence:
-    """One session on a stream: the latest request id (its responses carry it) and the outputs
-    that request named."""
-
-    session: Session
-    request_id: str
-    outputs: list[str]
-    sequence_id: str = ""
-
-
-class InferStream:
-    """One ModelStreamInfer call: its sequences' sessions, and the responses they produce."""
-
-    def __init__(self, service: OipService, model: Model | None) -> None:
-        self.service = service
-        self.engine = service.engine
-        self.model = model
-        self.sequences: dict[str, Sequence] = {}
-        self.pumps: set[asyncio.Task[None]] = set()
-        self.responses: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue(RESPONSES_QUEUED)
-        self.started = time.perf_counter()
-
-    async def read(self, requests: AsyncIterator[pb.ModelInferRequest]) -> None:
-        try:
-            async for request in requests:
-                try:
-                    await self.handle(request)
-                except AigesError as exc:
-                    await self.fail(request.id, exc)
-        except Exception as exc:  # noqa: BLE001 - grpc raises whatever decoding a message raised
-            await self.fail("", AigesError(ErrorCode.PB_UNMARSHAL, f"a message is not a ModelInferRequest: {exc}"))
-            await self.responses.put(None)
-            return
-        try:
-            for sequence in list(self.sequences.values()):
-                self.engine.finish(sequence.session)
-            if self.pumps:
-                await asyncio.wait(set(self.pumps))
-        finally:
-            await self.responses.put(None)
-
-    def current_model(self, request: pb.ModelInferRequest) -> Model:
-        if self.model is None:
-            self.model = self.service.models.current()
-        try:
-            self.model.check(request.model_name, request.model_version)
-        except ModelNotFound as exc:
-            raise oip.invalid(str(exc)) from None
-        return self.model
-
-    async def handle(self, request: pb.ModelInferRequest) -> None:
-        model = self.current_model(request)
-        parameters = {k: parameter_text(v) for k, v in request.parameters.items()}
-        sequence_id = parameters.get("sequence_id", "0")
-        sequence_id = "" if sequence_id == "0" else sequence_id
-        call = to_request(request)
-        model.check_outputs(call.outputs)
-        tag = self.service.handles.next()
-        if not sequence_id and not model.sessions:
-            output = await self.engine.once(RequestContext(tag), oip.items_frame(call, model.name, model.schema, tag))
-            await self.push(to_response(model, request.id, output, call.outputs))
-            return
-        start = oip.parse_flag(parameters.get("sequence_start")) or not sequence_id
-        end = oip.parse_flag(parameters.get("sequence_end")) or not sequence_id
-        if not start and sequence_id not in self.sequences:
-            raise AigesError(
-                ErrorCode.ENGINE_INACTIVE,
-                f"sequence {sequence_id} is not open on this stream; start it with sequence_start",
-            )
-        if start and sequence_id in self.sequences:
-            self.engine.finish(self.sequences.pop(sequence_id).session)
-        status = END if end else BEGIN if start else CONTINUE
-        if start:
-            frame = oip.items_frame(call, model.name, model.schema, tag, status=status)
-            sequence = Sequence(
-                await self.engine.open(RequestContext(tag), frame), request.id, call.outputs, sequence_id
-            )
-            if sequence_id:
-                self.sequences[sequence_id] = sequence
-            self._pump(sequence)
-        else:
-            sequence = self.sequences[sequence_id]
-            sequence.request_id = request.id
-            await self.engine.write(
-                sequence.session, oip.items_frame(call, model.name, model.schema, tag, status=status, first=False)
-            )
-        if end:
-            self.engine.finish(sequence.session)
-            self.sequences.pop(sequence_id, None)
-
-    def _pump(self, sequence: Sequence) -> None:
-        task = asyncio.create_task(self._forward(sequence))
-        self.pumps.add(task)
-        task.add_done_callback(self.pumps.discard)
-
-    async def _forward(self, sequence: Sequence) -> None:
-        """A session's output batches -> responses; the session ends with its output, or with the
-        stream (cancelled)."""
-        session = sequence.session
-        assert self.model is not None
-        try:
-            while not session.closed:
-                output = await self.engine.read(session, None)
-                response = to_response(self.model, sequence.request_id, output, sequence.outputs)
-                if sequence.sequence_id:
-                    response.parameters["sequence_id"].string_param = sequence.sequence_id
-                await self.push(response)
-        except AigesError as exc:
-            await self.fail(sequence.request_id, exc)
-        finally:
-            self.engine.close(session, reason="stream ended")
-            if self.sequences.get(sequence.sequence_id) is sequence:
-                del self.sequences[sequence.sequence_id]
-
-    async def push(self, response: pb.ModelInferResponse) -> None:
-        """Queue a response for the client; waits while the queue is full, so a client that does
-        not read stops the sessions' reading (and, through their budgets, their wrappers)."""
-        self.service.calls.done("ModelStreamInfer", 0)
-        await self.responses.put(pb.ModelStreamInferResponse(infer_response=response))
-
-    async def fail(self, request_id: str, error: AigesError) -> None:
-        self.service.calls.failed("ModelStreamInfer", request_id, error)
-        self.service.calls.done("ModelStreamInfer", error.code)
-        await self.responses.put(
-            pb.ModelStreamInferResponse(
-                error_message=f"{error.code}: {error.message}", infer_response=pb.ModelInferResponse(id=request_id)
-            )
-        )
-
-    def close(self) -> None:
-        """The call ended: every session still running ends with it."""
-        for task in list(self.pumps):
-            task.cancel()

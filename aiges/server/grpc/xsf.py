@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import grpc
 
-from aiges.engine.context import RequestContext
+from aiges.engine.context import Caller
 from aiges.engine.engine import Engine
 from aiges.engine.messages import Wire
 from aiges.engine.sessions import Session
@@ -38,7 +38,8 @@ from aiges.protocol.xsf_pb2 import Session as XsfSession
 from aiges.protocol.xsf_request import XsfRequest, opens_session, parse_request
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
-from aiges.server.security.caller import ADMIN_OPS, require_admin
+from aiges.server.request_context import grpc_context
+from aiges.server.security.caller import ADMIN_OPS, GrpcCallers, require_admin
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
@@ -63,10 +64,18 @@ def empty(service_id: str, status: int) -> bytes:
 
 
 class XsfService:
-    def __init__(self, engine: Engine, handles: HandleGenerator, peer_addr: str, debug: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        handles: HandleGenerator,
+        peer_addr: str,
+        callers: GrpcCallers | None = None,
+        debug: bool = False,
+    ) -> None:
         self.engine = engine
         self.handles = handles
         self.peer_addr = peer_addr
+        self.callers = callers if callers is not None else GrpcCallers()
         self.calls = FrontCalls("xsf", debug)
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
@@ -77,17 +86,19 @@ class XsfService:
     async def call(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
             request = parse_request(raw)
-        except AigesError as error:
+        except AigesError as error:  # not even an envelope to answer in: the error is the whole reply
             self.calls.failed("other", "", error)
             return ResData(code=error.code, error_info=error.message).SerializeToString()
         handle = request.handle or self.handles.next()
         if request.op == "ping":
             return self._head(request, handle).SerializeToString()
+        caller = self.callers.of(context)
         if request.op in ADMIN_OPS:  # only admin apps, when callers are authenticated
-            await require_admin(context, request.op)
+            await require_admin(context, caller, request.op)
 
         op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
-        return await self.calls.run(op, handle, self._dispatch(request, handle), self._wire_error, request, handle)
+        body = self._dispatch(request, handle, context, caller)
+        return await self.calls.run(op, handle, body, self._wire_error, request, handle)
 
     def _wire_error(self, error: AigesError, request: XsfRequest, handle: str) -> bytes:
         head = self._head(request, handle)
@@ -97,13 +108,16 @@ class XsfService:
         return head.SerializeToString() + wrap(error_output("", error), XSF)
 
     def _head(self, request: XsfRequest, handle: str) -> ResData:
+        """A reply's own ResData fields (the worker's encoder puts the same ones in a one-shot reply)."""
         return ResData(s=XsfSession(h=handle, t=request.trace, sess={"PeerAddr": self.peer_addr}))
 
-    async def _dispatch(self, request: XsfRequest, handle: str) -> bytes:
+    async def _dispatch(
+        self, request: XsfRequest, handle: str, context: grpc.aio.ServicerContext, caller: Caller
+    ) -> bytes:
         op = request.op
         if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
             frame = Wire(XSF, request.data)
-            call = RequestContext(handle, trace=request.trace)
+            call = grpc_context(handle, context, self.callers, request.trace)
             if not opens_session(request.data):  # a one-shot call: the worker builds the whole ResData
                 reply = await self.engine.once(call, frame)
                 assert isinstance(reply, bytes)
@@ -112,15 +126,15 @@ class XsfService:
             return self._head(request, handle).SerializeToString() + await self._available(session, LoaderOutput.BEGIN)
         head = self._head(request, handle).SerializeToString()
         if op == "AIIn":
-            session = self.engine.get(handle)
+            session = self.engine.session(handle, caller)
             await self.engine.write(session, Wire(XSF, request.data))
             return head + await self._available(session, LoaderOutput.CONTINUE)
         if op == "AIOut":
-            session = self.engine.get(handle)
+            session = self.engine.session(handle, caller)
             output = await self.engine.read(session, wait_ms(request.param) / 1000)
             return head + (output if isinstance(output, bytes) else empty(session.service_id, LoaderOutput.CONTINUE))
         if op == "AIExcp":
-            session = self.engine.get(handle)
+            session = self.engine.session(handle, caller)
             self.engine.close(session, reason="aborted")
             return head + empty(session.service_id, LoaderOutput.END)
         if op in RUNTIME_OPS:

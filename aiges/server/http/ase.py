@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from aiges.engine.context import RequestContext
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError
 from aiges.protocol import ase_json as ase
 from aiges.schema import route_of
 from aiges.server.model import Model
+from aiges.server.request_context import http_context
 
 if TYPE_CHECKING:
     from aiges.server.http.front import HttpFront
@@ -66,7 +66,7 @@ async def once(front: HttpFront, model: Model, request: web.Request, tag: str) -
 
     async def body() -> web.Response:
         frame = ase.items_frame(ase.parse_body(await request.read()), model.name, model.schema, tag)
-        output = await front.engine.once(RequestContext(tag), frame)
+        output = await front.engine.once(http_context(tag, request), frame)
         assert isinstance(output, ItemsOutput)
         return web.json_response(ase.response(output, tag))
 

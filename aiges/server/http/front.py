@@ -34,6 +34,7 @@ from aiges.server.http import ase, console, docs, oip_rest, websocket
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
 from aiges.server.security.cors import cors_middleware, parse_origins
+from aiges.server.session_bridge import SessionBridge
 
 log = structlog.get_logger("aiges.http")
 
@@ -77,6 +78,7 @@ class HttpFront:
         self.ssl_context = ssl_context
         self.max_message = max_body_mb << 20
         self.calls = FrontCalls("http")
+        self.bridge = SessionBridge(engine, self.calls, websocket.OP)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         origins = parse_origins(cors)
         cross_origin = [cors_middleware(origins)] if origins else []  # off: nothing on a request's path

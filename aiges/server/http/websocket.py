@@ -11,21 +11,21 @@ not masked close the socket with 1002 (``aiges.server.http.rfc6455``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import WSMsgType, web
 
-from aiges.engine.context import RequestContext
-from aiges.engine.messages import ItemsOutput
+from aiges.engine.messages import ItemsOutput, Output
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
 from aiges.protocol import ase_json as ase
 from aiges.server.http.rfc6455 import StrictWebSocketResponse
 from aiges.server.model import Model
+from aiges.server.request_context import http_context
+from aiges.server.session_bridge import Decoded
 
 if TYPE_CHECKING:
     from aiges.server.http.front import HttpFront
@@ -36,71 +36,56 @@ LAST = 2
 OP = "ase-ws"
 
 
+class AseSocketCodec:
+    """ASE JSON requests in, ASE JSON responses out, for one session of ``model``."""
+
+    half_close_finishes = False  # a client that closes the socket is gone
+
+    def __init__(self, model: Model, tag: str) -> None:
+        self.model = model
+        self.tag = tag
+
+    def _frame(self, body: dict[str, Any], default: int, first: bool) -> Decoded:
+        status = ase.frame_status(body)
+        status = default if status is None else status
+        frame = ase.items_frame(body, self.model.name, self.model.schema, self.tag, default_status=status, first=first)
+        return Decoded(frame, last=status == LAST)
+
+    def first(self, message: dict[str, Any]) -> Decoded:
+        return self._frame(message, 0, first=True)
+
+    def next(self, message: dict[str, Any]) -> Decoded:
+        return self._frame(message, 1, first=False)
+
+    def output(self, session: Session, output: Output) -> dict[str, Any]:
+        assert isinstance(output, ItemsOutput)
+        return ase.response(output, session.tag)
+
+    def error(self, session: Session | None, error: AigesError) -> dict[str, Any]:
+        return ase.error_response(error, self.tag)
+
+
+async def requests(socket: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """The client's text frames, each an ASE JSON request (a binary frame is a bad request)."""
+    async for message in socket:
+        if message.type == WSMsgType.TEXT:
+            yield ase.parse_body(message.data.encode())
+        elif message.type == WSMsgType.BINARY:
+            raise ase.invalid("send ASE JSON requests as text frames")
+
+
 async def session(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.WebSocketResponse:
+    """A WebSocket session: the session bridge between the client's frames and the responses."""
     socket = StrictWebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
     await socket.prepare(request)
     front.sockets.add(socket)
-    started = time.perf_counter()
-    engine = front.engine
-    opened: Session | None = None
-    pump: asyncio.Task[None] | None = None
-    code = 0
+    replies = front.bridge.stream(http_context(tag, request), AseSocketCodec(model, tag), requests(socket))
     try:
-        async for message in socket:
-            if message.type != WSMsgType.TEXT:
-                if message.type == WSMsgType.BINARY:
-                    raise ase.invalid("send ASE JSON requests as text frames")
-                continue
-            body = ase.parse_body(message.data.encode())
-            status = ase.frame_status(body)
-            if opened is None:
-                frame = ase.items_frame(
-                    body, model.name, model.schema, tag, default_status=0 if status is None else status
-                )
-                opened = await engine.open(RequestContext(tag), frame)
-                pump = asyncio.create_task(forward(front, opened, socket))
-            else:
-                await engine.write(
-                    opened,
-                    ase.items_frame(
-                        body, model.name, model.schema, tag, default_status=1 if status is None else status, first=False
-                    ),
-                )
-            if status == LAST:
-                engine.finish(opened)
-                assert pump is not None
-                await pump
-                break
-    except AigesError as exc:
-        code = exc.code
-        front.calls.failed(OP, tag, exc)
-        if not socket.closed:
-            with contextlib.suppress(ConnectionError):
-                await socket.send_json(ase.error_response(exc, tag))
-    finally:
-        if pump is not None and not pump.done():
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-        if opened is not None:
-            engine.close(opened, reason="websocket closed")
-        await socket.close()
-        front.calls.done(OP, code, started)
-    return socket
-
-
-async def forward(front: HttpFront, session: Session, socket: web.WebSocketResponse) -> None:
-    """Output batches -> response frames; when the output ends (or fails), the socket closes."""
-    try:
-        while not session.closed:
-            output = await front.engine.read(session, None)
-            assert isinstance(output, ItemsOutput)
-            await socket.send_json(ase.response(output, session.tag))
-    except AigesError as exc:
-        front.calls.failed(OP, session.tag, exc)
-        if not socket.closed:
-            with contextlib.suppress(ConnectionError):
-                await socket.send_json(ase.error_response(exc, session.tag))
+        async with aclosing(replies):
+            async for reply in replies:
+                await socket.send_json(reply)
     except ConnectionError:
-        log.info("websocket client gone", sid=session.tag)
-    await socket.close()
+        log.info("websocket client gone", sid=tag)
+    finally:
+        await socket.close()
+    return socket

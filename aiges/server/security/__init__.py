@@ -6,8 +6,10 @@ them, admin operations kept to admin apps, CORS, per-app limits.
     hmac_signing.py  a signed request checked: form, key, date, signature, replay
     guard.py         who a request is from (signature or client certificate), may it call this service
     grpc_auth.py     the gRPC interceptor;  http_auth.py  the HTTP middleware;  cors.py  [http] cors
-    caller.py        the calling app for the code a request reaches; the admin check
-    app_limits.py    [[app]] rate and max_sessions, in the engine
+    caller.py        the calling app, handed to the fronts for the call's context; the admin check
+
+The apps' own limits ([[app]] rate and max_sessions) are the engine's admission
+(``aiges.engine.admission``), applied from the caller each call's context carries.
 
 ``Security`` is what the server's phases ask: with ``[auth] mode = "none"`` and no ``[tls]`` it
 adds nothing at all to a request's path.
@@ -24,9 +26,8 @@ import structlog
 from aiohttp.typedefs import Middleware
 
 from aiges.config import Config
-from aiges.engine.engine import Engine
 from aiges.server.security.app_keys import KeysError, KeysFile
-from aiges.server.security.app_limits import LimitedEngine
+from aiges.server.security.caller import GrpcCallers
 from aiges.server.security.grpc_auth import AuthInterceptor
 from aiges.server.security.guard import Guard
 from aiges.server.security.hmac_signing import SignatureChecker
@@ -46,6 +47,8 @@ class SecurityError(Exception):
 class Security:
     tls: ServerTls | None = None
     guard: Guard | None = None
+    callers: GrpcCallers = field(default_factory=GrpcCallers)
+    """The app each gRPC call in progress was authenticated as (read by the fronts)."""
     service_id: Callable[[], str | None] = field(default=lambda: None)
     """The service callers must be allowed for (the wrapper's serviceId, once it is loaded)."""
 
@@ -78,7 +81,7 @@ class Security:
     # -- gRPC ------------------------------------------------------------------------------------
 
     def grpc_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return [AuthInterceptor(self.guard)] if self.guard is not None else []
+        return [AuthInterceptor(self.guard, self.callers)] if self.guard is not None else []
 
     def add_grpc_port(self, server: grpc.aio.Server, address: str) -> int:
         if self.tls is None:
@@ -87,10 +90,6 @@ class Security:
         return int(server.add_secure_port(address, self.tls.grpc_credentials()))
 
     # -- the engine and HTTP ------------------------------------------------------------------------
-
-    def engine_class(self) -> type[Engine]:
-        """With callers, the engine that applies their apps' limits."""
-        return LimitedEngine if self.guard is not None else Engine
 
     def http_middlewares(self) -> list[Middleware]:
         return [auth_middleware(self.guard)] if self.guard is not None else []

@@ -2,7 +2,8 @@
 
 Every method is wrapped, once per method, in a check that runs before the handler (so before
 anything reaches the engine or the wrapper): the caller's signature or client certificate
-(``Guard.grpc_caller``), then the app's rights; the app is put in ``CALLER`` for the handler.
+(``Guard.grpc_caller``), then the app's rights; the app is bound to the call in ``GrpcCallers``
+for the front, which puts it in the call's context.
 Refusals are gRPC UNAUTHENTICATED (401 codes), PERMISSION_DENIED (403) or RESOURCE_EXHAUSTED
 (429), with ``<code>: <message>`` as details and the AIGes code in the ``aiges-code`` trailer.
 
@@ -25,7 +26,7 @@ import grpc
 from aiges.errors import AigesError, http_status
 from aiges.protocol.xsf_pb2 import Request
 from aiges.server.security.app_keys import App
-from aiges.server.security.caller import CALLER, admin_refusal
+from aiges.server.security.caller import GrpcCallers, admin_refusal, caller_of
 from aiges.server.security.guard import Guard, count_refusal
 
 OPEN_METHODS = frozenset(
@@ -68,8 +69,9 @@ def toolbox_command(request: Any) -> str:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, guard: Guard) -> None:
+    def __init__(self, guard: Guard, callers: GrpcCallers) -> None:
         self.guard = guard
+        self.callers = callers
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -98,10 +100,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             app = self.guard.grpc_caller(method, context)
             if command is not None and command not in READ_COMMANDS and not app.admin:
-                raise admin_refusal(app, f"cmdserver {command!r}")
+                raise admin_refusal(caller_of(app), f"cmdserver {command!r}")
         except AigesError as exc:
             await refuse(context, exc, front_of(method))
         return app
+
+    def _bind(self, context: grpc.aio.ServicerContext, app: App | None) -> None:
+        if app is not None:
+            self.callers.bind(context, caller_of(app, context.peer()))
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         options = {
@@ -112,24 +118,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                app = await self.admit(method, request, context)
-                token = CALLER.set(app)
+                self._bind(context, await self.admit(method, request, context))
                 try:
                     return await _result(inner(request, context))
                 finally:
-                    CALLER.reset(token)
+                    self.callers.unbind(context)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **options)
         if handler.stream_unary is not None:
             inner = handler.stream_unary
 
             async def stream_unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-                app = await self.admit(method, None, context)
-                token = CALLER.set(app)
+                self._bind(context, await self.admit(method, None, context))
                 try:
                     return await _result(inner(requests, context))
                 finally:
-                    CALLER.reset(token)
+                    self.callers.unbind(context)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
         streaming = handler.unary_stream if handler.unary_stream is not None else handler.stream_stream
@@ -137,14 +141,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         inner = streaming
 
         async def responses(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            app = await self.admit(method, request if handler.unary_stream is not None else None, context)
-            CALLER.set(app)  # the call's own task: it ends with the call
-            result = inner(request, context)
-            if hasattr(result, "__aiter__"):
-                async for response in result:
-                    yield response
-            else:
-                await _result(result)
+            self._bind(
+                context, await self.admit(method, request if handler.unary_stream is not None else None, context)
+            )
+            try:
+                result = inner(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        yield response
+                else:
+                    await _result(result)
+            finally:
+                self.callers.unbind(context)
 
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(responses, **options)

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from aiges.errors import AigesError, http_status
-from aiges.server.security.caller import CALLER
+from aiges.server.security.caller import CALLER_KEY, caller_of
 from aiges.server.security.guard import Guard, count_refusal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,10 +66,7 @@ def auth_middleware(guard: Guard) -> Middleware:
         except AigesError as exc:
             count_refusal("http", exc, request.remote or "")
             return refusal(request, exc)
-        token = CALLER.set(app)
-        try:
-            return await handler(request)
-        finally:
-            CALLER.reset(token)
+        request[CALLER_KEY] = caller_of(app, request.remote or "")
+        return await handler(request)
 
     return check_caller
