@@ -45,9 +45,9 @@ class Backend(Protocol):
     def new_id(self) -> int:
         """An id for a call message (its answer is matched by it)."""
 
-    async def once(self, message: Once) -> OnceReply:
-        """A one-shot call on the least-loaded worker; moved to another if its worker dies
-        before starting it."""
+    async def once(self, message: Once) -> tuple[WorkerRef, OnceReply]:
+        """A one-shot call on the least-loaded worker (moved to another if its worker dies before
+        starting it), and the worker that answered."""
 
     async def open(self, message: Open) -> tuple[WorkerRef, Opened]:
         """A session's first frame; the session is attached to the worker that answered."""

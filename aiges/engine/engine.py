@@ -265,7 +265,7 @@ class Engine:
             self.pool.once(Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame)))
         )
         try:
-            reply = await asyncio.shield(call)
+            worker, reply = await asyncio.shield(call)
         except asyncio.CancelledError:
             # the caller went away; the worker still runs the call: its ticket is held until it is done
             call.add_done_callback(lambda _: self._once_done(tag, ticket))
@@ -274,6 +274,8 @@ class Engine:
             self._once_done(tag, ticket)
             raise
         self._once_done(tag, ticket)
+        if self.settings.log_workers:  # the request's debug lines name the worker that ran it
+            bind_contextvars(worker=worker.index)
         return reply.output
 
     def _once_done(self, tag: str, ticket: Ticket) -> None:

@@ -1036,10 +1036,10 @@ class WorkerPool:
         assert isinstance(worker, Worker)
         return worker
 
-    async def once(self, message: Once) -> OnceReply:
-        _, value = await self.call(message, retryable=True)
+    async def once(self, message: Once) -> tuple[Worker, OnceReply]:
+        worker, value = await self.call(message, retryable=True)
         assert isinstance(value, OnceReply)
-        return value
+        return worker, value
 
     async def open(self, message: Open) -> tuple[Worker, Opened]:
         worker, value = await self.call(message, retryable=True)
