@@ -52,6 +52,12 @@ class ServiceSection:
         "to run one front per core or GPU behind one port; the kernel spreads connections, so a "
         "session keeps to its connection (see the README's performance section)",
     )
+    state_dir: str = key(
+        "",
+        "with reuseport: the folder of the host's shared state (one file per port: replay cache, "
+        "licences, per-app limits, the live fronts) and of each front's local socket; "
+        "empty: /dev/shm/aiges-<uid>",
+    )
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,23 @@ class AuthSection:
         "cert_names; relative to this file; read again when it changes",
     )
     skew_s: int = key(300, "a signed date may differ from the server's clock by this many seconds", minimum=1)
+    require_nonce: bool = key(
+        False,
+        "refuse signatures that do not sign an x-aiges-nonce (10139): only those are replay-protected; "
+        "the platform's own clients sign none",
+    )
+    hosts: str = key(
+        "",
+        "the host names a signature may name (comma separated or a list; '*.example.com' for any "
+        "name under it); empty: any host",
+        listed=True,
+    )
+    replay_mb: int = key(
+        32,
+        "memory of the replay cache of nonce'd signatures, MiB (24 bytes each, kept until date + skew_s); "
+        "when it is full, nonce'd calls are refused (10142), never let through twice",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)

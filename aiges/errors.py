@@ -36,8 +36,11 @@ class ErrorCode(IntEnum):
     AUTH_REPLAY = 10135
     AUTH_SERVICE = 10136
     AUTH_ADMIN = 10137
+    AUTH_HOST = 10138
+    AUTH_NONCE = 10139
     APP_RATE = 10140
     APP_SESSIONS = 10141
+    STATE_FULL = 10142
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
     WRAPPER_INIT = 10901
@@ -78,8 +81,11 @@ MESSAGES: dict[int, str] = {
     ErrorCode.AUTH_REPLAY: "this signature was already used",
     ErrorCode.AUTH_SERVICE: "the app is not allowed to call this service",
     ErrorCode.AUTH_ADMIN: "an admin operation: the app is not an admin",
+    ErrorCode.AUTH_HOST: "the signed host is not one this server answers for ([auth] hosts)",
+    ErrorCode.AUTH_NONCE: "this server requires every signature to carry an x-aiges-nonce ([auth] require_nonce)",
     ErrorCode.APP_RATE: "the app is over its call rate",
     ErrorCode.APP_SESSIONS: "the app has as many sessions open as it may",
+    ErrorCode.STATE_FULL: "the server cannot remember more now (its replay cache or the host's app table is full)",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
@@ -138,8 +144,11 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.AUTH_REPLAY: 401,
     ErrorCode.AUTH_SERVICE: 403,
     ErrorCode.AUTH_ADMIN: 403,
+    ErrorCode.AUTH_HOST: 401,
+    ErrorCode.AUTH_NONCE: 401,
     ErrorCode.APP_RATE: 429,
     ErrorCode.APP_SESSIONS: 429,
+    ErrorCode.STATE_FULL: 503,
 }
 
 

@@ -67,12 +67,13 @@ def tree_tasks(root: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def aiges_server(wrapper: Path, workers: int = 1, extra: str = "", cpus: str | None = None):
-    """An ``aiges serve`` of ``wrapper``; yields its address, stops it afterwards."""
+def aiges_server(wrapper: Path, workers: int = 1, extra: str = "", cpus: str | None = None, service: str = ""):
+    """An ``aiges serve`` of ``wrapper``; yields its address, stops it afterwards. ``service``:
+    more keys of its ``[svcName]`` section."""
     port = free_port()
     config = Path(tempfile.mkdtemp(prefix="aiges-bench-")) / "aiges.toml"
     config.write_text(
-        f'[svcName]\nhost = "127.0.0.1"\nport = {port}\nmaxreceive = 64\nmaxsend = 64\n'
+        f'[svcName]\nhost = "127.0.0.1"\nport = {port}\nmaxreceive = 64\nmaxsend = 64\n{service}\n'
         f'[aiges]\nwrapper = "{wrapper}"\n[worker]\ncount = {workers}\ngpus = ""\n'
         f'[fc]\nmax = 1000\n[metrics]\nport = 0\n[log]\nlevel = "warning"\n{extra}\n'
     )

@@ -1,21 +1,32 @@
-"""xsf service handles: 26 characters that also tell an xsf client where the session lives.
+"""Service handles (xsf session ids): the original's shape where clients parse it, then 128 random
+bits, so that no caller can guess another's handle.
 
-    "0" + 8 hex digits of the IPv4 address + 4 of the port + 6 of a counter + 7 of the seconds
-    since the generator started
+    "0" + 8 hex digits of the IPv4 address + 4 of the port      (the original's first 13)
+        + 2 of the front index + 32 of random bits               (47 characters, lowercase hex)
 
-xsf clients route a session's later calls by decoding characters 1-8 (address) and 9-12 (port),
-and reject handles shorter than 26 characters, so this exact shape is part of the protocol.
+xsf clients route a session's later calls by decoding characters 1-8 (address) and 9-12
+(port), and refuse a handle shorter than 26 characters; they parse nothing past the port (the
+original's xsf client: ``client/caller.go`` ``continueCall`` checks ``len(h) < 26``,
+``client/loadbalance.go`` ``findWithHandle`` reads ``h[1:9]`` and ``h[9:13]``), so a longer
+handle reaches the same server. The original's own 26 characters went on with a counter and the
+seconds since start: easy to predict. The front index says which of the fronts sharing the port
+on that host (``[svcName] reuseport``) made the handle and holds its session.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import secrets
 import socket
-import time
+from dataclasses import dataclass
 
-HANDLE_LENGTH = 26
+XSF_MIN_LENGTH = 26
+"""The shortest handle an xsf client accepts (its own check)."""
+RANDOM_BITS = 128
+HANDLE_LENGTH = 13 + 2 + RANDOM_BITS // 4
+MAX_FRONTS = 256
+"""Front indices fit the handle's two hex digits."""
+_HEX = frozenset("0123456789abcdef")
 
 
 def primary_ipv4() -> str:
@@ -45,24 +56,52 @@ def advertised_ipv4(host: str) -> str:
 
 
 class HandleGenerator:
-    """``first``: where the counter starts; by default a random point, so that several fronts
-    sharing one port (``[svcName] reuseport``) do not hand out the same handles."""
+    """Handles for the server at ``ip:port``; ``front``: this front's index among the fronts
+    sharing the port (``aiges.server.host_state``; 0 when it is alone)."""
 
-    def __init__(self, ip: str, port: int, first: int | None = None) -> None:
+    def __init__(self, ip: str, port: int, front: int = 0) -> None:
+        if not 0 <= front < MAX_FRONTS:
+            raise ValueError(f"a front index is 0-{MAX_FRONTS - 1}, got {front}")
         packed = ipaddress.IPv4Address(ip).packed
-        self.prefix = "0" + packed.hex() + f"{port & 0xFFFF:04x}"
-        self._counter = itertools.count(secrets.randbelow(1 << 24) if first is None else first)
-        self._start = time.monotonic()
+        self.front = front
+        self.prefix = "0" + packed.hex() + f"{port & 0xFFFF:04x}" + f"{front:02x}"
 
     def next(self) -> str:
-        count = next(self._counter) & 0xFFFFFF
-        seconds = int(time.monotonic() - self._start) & 0xFFFFFFF
-        return f"{self.prefix}{count:06x}{seconds:07x}"
+        return self.prefix + secrets.token_hex(RANDOM_BITS // 8)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleInfo:
+    ip: str
+    port: int
+    front: int | None
+    """The front that made it, for a handle of this server's form; None for any other (an
+    original server's, or one a client chose)."""
+
+
+def read_handle(handle: str) -> HandleInfo:
+    """What an xsf client reads from ``handle`` (and, for ours, the front); ValueError if it
+    could not route it."""
+    if len(handle) < XSF_MIN_LENGTH:
+        raise ValueError(f"an xsf handle has at least {XSF_MIN_LENGTH} characters, got {len(handle)}")
+    try:
+        ip = str(ipaddress.IPv4Address(bytes.fromhex(handle[1:9])))
+        port = int(handle[9:13], 16)
+    except ValueError:
+        raise ValueError("an xsf handle's characters 1-12 are the hex of an IPv4 address and a port") from None
+    ours = len(handle) == HANDLE_LENGTH and handle[0] == "0" and set(handle) <= _HEX
+    return HandleInfo(ip, port, int(handle[13:15], 16) if ours else None)
 
 
 def decode_handle(handle: str) -> tuple[str, int]:
     """The (IPv4, port) an xsf client would route ``handle`` to."""
-    if len(handle) != HANDLE_LENGTH:
-        raise ValueError(f"an xsf handle has {HANDLE_LENGTH} characters, got {len(handle)}")
-    ip = str(ipaddress.IPv4Address(bytes.fromhex(handle[1:9])))
-    return ip, int(handle[9:13], 16)
+    info = read_handle(handle)
+    return info.ip, info.port
+
+
+def front_of(handle: str) -> int | None:
+    """The index of the front that made ``handle``; None when it is not of this server's form."""
+    try:
+        return read_handle(handle).front
+    except ValueError:
+        return None

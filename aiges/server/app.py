@@ -43,6 +43,7 @@ from aiges.server.grpc.oip import OipService
 from aiges.server.grpc.toolbox import ToolBoxService
 from aiges.server.grpc.xsf import XsfService
 from aiges.server.health_service import Health, Phase
+from aiges.server.host_state import HostState, HostStateError, settings_for
 from aiges.server.http import HttpFront
 from aiges.server.model import ModelSource
 from aiges.server.reloader import Reloader, worker_settings
@@ -90,6 +91,8 @@ class App:
         self.health: Health | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
         self.security = Security()
+        self.host: HostState | None = None
+        """With ``[svcName] reuseport``: the state this front shares with the port's others."""
 
     def engine_settings(self, peer_addr: str) -> EngineSettings:
         config = self.config
@@ -184,15 +187,30 @@ class App:
 
     async def run(self) -> int:
         try:
-            self.security = Security.from_config(self.config)
-        except SecurityError as exc:
+            return await self._run()
+        finally:
+            if self.host is not None:
+                self.host.close()
+
+    def _join_host(self) -> HostState | None:
+        service = self.config.service
+        if not service.reuseport:
+            return None
+        settings = settings_for(service.state_dir, service.port, self.config.fc.max, self.config.auth.replay_mb)
+        return HostState.join(settings) if settings is not None else None
+
+    async def _run(self) -> int:
+        try:
+            self.host = self._join_host()
+            self.security = Security.from_config(self.config, self.host)
+        except (SecurityError, HostStateError) as exc:
             log.error("cannot start", error=str(exc))
             print(f"aiges: {exc}", file=sys.stderr)
             return 2
         fronts = self.bind()
         if fronts is None:
             return 2
-        handles = HandleGenerator(fronts.ip, fronts.port)
+        handles = HandleGenerator(fronts.ip, fronts.port, self.host.front if self.host is not None else 0)
         engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
         self.security.service_id = self.service_id
         health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from aiges.client import AigesCallError, Input
-from aiges.protocol.handle import decode_handle
+from aiges.protocol.handle import HANDLE_LENGTH, decode_handle, read_handle
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData
 
@@ -166,7 +166,7 @@ def test_malformed_protobuf_gets_10401(faulty):
 def test_ping_unknown_op_and_empty_input(faulty):
     with faulty.client() as client:
         code, _, handle, output = client.call("ping")
-        assert code == 0 and output is None and len(handle) == 26
+        assert code == 0 and output is None and len(handle) == HANDLE_LENGTH
         _, _, _, output = client.call("AIBogus", LoaderInput())
         assert output.code == 10003
         _, _, _, output = client.call("AIHotword", LoaderInput())
@@ -181,10 +181,11 @@ def test_handles_have_the_xsf_form(faulty):
         handles = {client.once({"text": b"x"}, expect=["text"]).handle for _ in range(5)}
     assert len(handles) == 5
     for handle in handles:
-        assert len(handle) == 26 and handle[0] == "0"
+        assert len(handle) == HANDLE_LENGTH and handle[0] == "0"
         ip, port = decode_handle(handle)
         assert port == faulty.port
         assert ip.count(".") == 3
+        assert read_handle(handle).front == 0
 
 
 def test_licences_exhausted_gets_10110_in_resdata(serve):

@@ -1,5 +1,6 @@
 """Signed requests: the platform's form, what the checker accepts and refuses (with which code),
-the replay cache, the keys file and the per-app token bucket."""
+which signatures are replay-protected, ``[auth] hosts`` and ``require_nonce``, the keys file and
+the per-app token bucket (the replay cache itself: test_replay_cache.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from aiges.protocol.request_signing import (
     signature_origin,
 )
 from aiges.server.security.app_keys import App, KeysError, KeysFile, parse_keys
-from aiges.server.security.hmac_signing import ReplayCache, SignatureChecker, SignedRequest
+from aiges.server.security.hmac_signing import HostNames, SignatureChecker, SignedRequest, host_name
 
 NOW = 1_800_000_000.0
 KEYS = """
@@ -104,6 +105,83 @@ def test_a_signed_request_is_accepted_once(checker):
     assert refused(checker, request_of(values)) == ErrorCode.AUTH_REPLAY
 
 
+def platform_signed(host: str = "example.com", path: str = "/v1/private/echo") -> dict[str, str]:
+    """As ne_utils.build_auth_request_url signs: host, date, request-line, no nonce."""
+    return SigningKey("key-1", "secret-1").sign_headers(
+        host, "POST", path, date=formatdate(NOW, usegmt=True), nonce=False
+    )
+
+
+def test_a_signature_without_a_nonce_may_repeat_within_the_skew(checker):
+    """Two calls to one path in one second carry the same signature: both are served, as the
+    platform's gateway serves them; the date and the content are still checked."""
+    values = platform_signed()
+    for _ in range(5):
+        assert checker.commit(checker.verify(request_of(values))).app_id == "a1"
+    assert refused(checker, request_of(values, path="/v1/private/other")) == ErrorCode.AUTH_SIGNATURE
+    checker.clock.now = NOW + 301
+    assert refused(checker, request_of(values)) == ErrorCode.AUTH_DATE
+    assert checker.replays.entries(NOW) == 0, "a signature without a nonce takes no room in the cache"
+
+
+def test_require_nonce_refuses_signatures_without_one(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text(KEYS)
+    keys = KeysFile(path)
+    keys.load()
+    strict = SignatureChecker(keys, 300, clock=Clock(), require_nonce=True)
+    assert refused(strict, request_of(platform_signed())) == ErrorCode.AUTH_NONCE
+    assert strict.commit(strict.verify(request_of(signed()))).app_id == "a1"
+    values = SigningKey("key-1", "secret-1").sign_headers(
+        "example.com",
+        "POST",
+        "/v1/private/echo",
+        date=formatdate(NOW, usegmt=True),
+        nonce=False,
+        extra={"x-aiges-nonce": ""},
+    )
+    assert refused(strict, request_of(values)) == ErrorCode.AUTH_MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("hosts", "host", "allowed"),
+    [
+        ("", "anything.example", True),
+        ("api.example.com", "api.example.com", True),
+        ("api.example.com", "API.Example.com:443", True),
+        ("api.example.com", "other.example.com", False),
+        ("api.example.com, *.internal", "svc.ns.internal", True),
+        ("*.internal", "internal", False),
+        ("127.0.0.1", "127.0.0.1:5090", True),
+        ("::1", "[::1]:5090", True),
+    ],
+)
+def test_hosts_a_signature_may_name(tmp_path, hosts, host, allowed):
+    path = tmp_path / "keys.toml"
+    path.write_text(KEYS)
+    keys = KeysFile(path)
+    keys.load()
+    checker = SignatureChecker(keys, 300, clock=Clock(), hosts=HostNames(hosts))
+    values = platform_signed(host=host)
+    if allowed:
+        assert checker.commit(checker.verify(request_of(values))).app_id == "a1"
+    else:
+        assert refused(checker, request_of(values)) == ErrorCode.AUTH_HOST
+        wrong = SigningKey("key-1", "wrong").sign_headers(
+            host, "POST", "/v1/private/echo", date=formatdate(NOW, usegmt=True), nonce=False
+        )
+        assert refused(checker, request_of(wrong)) == ErrorCode.AUTH_SIGNATURE, "a forger learns nothing of hosts"
+
+
+def test_host_names_without_their_port():
+    assert [host_name(h) for h in ("a.example", "a.example:80", "[::1]:80", "::1")] == [
+        "a.example",
+        "a.example",
+        "::1",
+        "::1",
+    ]
+
+
 @pytest.mark.parametrize(
     ("request_", "code"),
     [
@@ -179,15 +257,6 @@ def test_a_tampered_part_is_always_refused(tmp_path_factory, part, data):
 
 def test_body_digest():
     assert body_digest(b"") == "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-
-
-def test_replay_cache_forgets_expired_signatures_and_stays_bounded():
-    cache = ReplayCache(limit=3)
-    assert cache.first_use(b"a", expires=10, now=0) and not cache.first_use(b"a", expires=10, now=5)
-    assert cache.first_use(b"a", expires=20, now=10)  # expired: its date has left the window
-    for name in (b"b", b"c", b"d", b"e"):
-        assert cache.first_use(name, expires=100, now=11)
-    assert len(cache) <= 3
 
 
 def test_keys_file_is_read_again_when_it_changes_and_a_broken_one_is_not_taken(tmp_path):

@@ -3,9 +3,10 @@
 Every method is wrapped, once per method, in a check that runs before the handler (so before
 anything reaches the engine or the wrapper): the caller's signature or client certificate
 (``Guard.grpc_caller``), then the app's rights; the app is bound to the call in ``GrpcCallers``
-for the front, which puts it in the call's context.
-Refusals are gRPC UNAUTHENTICATED (401 codes), PERMISSION_DENIED (403) or RESOURCE_EXHAUSTED
-(429), with ``<code>: <message>`` as details and the AIGes code in the ``aiges-code`` trailer.
+for the front, which puts it in the call's context. Refusals are gRPC UNAUTHENTICATED (401
+codes), PERMISSION_DENIED (403), RESOURCE_EXHAUSTED (429) or UNAVAILABLE (503: the replay cache
+is full, retry shortly), with ``<code>: <message>`` as details and the AIGes code in the
+``aiges-code`` trailer.
 
 Open without credentials, for probes and tools: ``grpc.health.v1.Health`` (readiness and the
 ``aiges.liveness`` service), reflection, OIP ``ServerLive`` / ``ServerReady``, and the cmdserver
@@ -45,6 +46,7 @@ GRPC_STATUS = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
 }
 FRONTS = {"/utils.XsfCall/": "xsf", "/aiges.v1.Session/": "stream", "/inference.": "oip", "/utils.ToolBox/": "toolbox"}
 

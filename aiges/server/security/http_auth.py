@@ -51,8 +51,12 @@ def refusal(request: web.Request, error: AigesError) -> web.Response:
     else:
         body = {"header": {"code": error.code, "message": error.message, "sid": ""}, "payload": None}
     status = http_status(error.code)
-    headers = {"WWW-Authenticate": 'hmac-sha256 headers="host date request-line"'} if status == 401 else None
-    return web.json_response(body, status=status, headers=headers)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'hmac-sha256 headers="host date request-line"'
+    elif status == 503:
+        headers["Retry-After"] = "1"
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 def auth_middleware(guard: Guard) -> Middleware:
