@@ -6,7 +6,9 @@ before anything runs, and holds what it was given (a ``Ticket``) until it ends.
     the app's sessions 10141: as many sessions open as ``[[app]] max_sessions``
     licences           10110: ``[fc] max`` calls and sessions at once
 
-A ticket is released once, by whatever ends the call or the session (the engine has one release
+The counts live in this process (``LocalCounts``) or, for fronts sharing a port, in the host's
+shared state, so that the host keeps its promises however many fronts it runs. A ticket is
+released once, by whatever ends the call or the session (the engine has one release
 path per kind); releasing it again does nothing. Calls from callers with no quota (callers not
 authenticated, or apps without limits) pay for the licence only. A session's later frames are not
 admitted again: they belong to the session that was.
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from aiges.engine.context import Quota, RequestContext
+from aiges.engine.context import RequestContext
 from aiges.engine.licences import Licences
 from aiges.errors import AigesError, ErrorCode
 from aiges.metrics import APP_CALLS, APP_SESSIONS
@@ -46,78 +48,147 @@ class Ticket:
             self._admission.release(self)
 
 
-class AppQuotas:
-    """Each app's token bucket and open sessions, and their counts in ``/metrics``."""
+class LicenceCounts(Protocol):
+    """Where licences are counted: this process (``LocalCounts``), or the host's state shared by
+    the fronts of one port (``aiges.server.host_state.HostState``, with ``[svcName] reuseport``)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def acquire_licence(self) -> bool: ...
+
+    def release_licence(self) -> None: ...
+
+    def licences_total(self) -> int: ...
+
+    def licences_used(self) -> int: ...
+
+    def resize_licences(self, total: int) -> None: ...
+
+
+class AppCounts(Protocol):
+    """Where the apps' token buckets and open sessions are counted (as ``LicenceCounts``)."""
+
+    def take_token(self, app_id: str, rate: float, burst: float) -> bool: ...
+
+    def open_session(self, app_id: str, limit: int) -> bool: ...
+
+    def close_session(self, app_id: str) -> None: ...
+
+    def sessions(self, app_id: str) -> int: ...
+
+
+class LocalCounts:
+    """Licences, buckets and sessions counted in this process."""
+
+    def __init__(self, licences: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.licences = Licences(licences)
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # app_id -> (tokens, when)
-        self.sessions: dict[str, int] = {}
-        self._calls: dict[tuple[str, int], Any] = {}
+        self._sessions: dict[str, int] = {}
 
-    def count(self, app_id: str, code: int) -> None:
-        counter = self._calls.get((app_id, code))
-        if counter is None:
-            counter = self._calls[(app_id, code)] = APP_CALLS.labels(app_id, str(code))
-        counter.inc()
+    def acquire_licence(self) -> bool:
+        if self.licences.free <= 0:
+            return False
+        self.licences.acquire()
+        return True
 
-    def take_token(self, app_id: str, quota: Quota) -> None:
-        """One call of the app's rate, or 10140."""
-        if quota.rate <= 0:
-            return
-        capacity = quota.burst or max(1.0, quota.rate)
+    def release_licence(self) -> None:
+        self.licences.release()
+
+    def licences_total(self) -> int:
+        return self.licences.total
+
+    def licences_used(self) -> int:
+        return self.licences.used
+
+    def resize_licences(self, total: int) -> None:
+        self.licences.total = total
+
+    def take_token(self, app_id: str, rate: float, burst: float) -> bool:
+        capacity = burst or max(1.0, rate)
         now = self.clock()
         tokens, when = self._buckets.get(app_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - when) * quota.rate)
-        if tokens < 1.0:
-            self._buckets[app_id] = (tokens, now)
-            self.count(app_id, ErrorCode.APP_RATE)
-            raise AigesError(ErrorCode.APP_RATE, f"app {app_id} is over its rate of {quota.rate:g} calls/s")
-        self._buckets[app_id] = (tokens - 1.0, now)
+        tokens = min(capacity, tokens + (now - when) * rate)
+        taken = tokens >= 1.0
+        self._buckets[app_id] = (tokens - 1.0 if taken else tokens, now)
+        return taken
 
-    def check_sessions(self, app_id: str, quota: Quota) -> None:
-        if 0 < quota.max_sessions <= self.sessions.get(app_id, 0):
-            self.count(app_id, ErrorCode.APP_SESSIONS)
-            raise AigesError(
-                ErrorCode.APP_SESSIONS,
-                f"app {app_id} has its {quota.max_sessions} sessions open ([[app]] max_sessions)",
-            )
+    def open_session(self, app_id: str, limit: int) -> bool:
+        open_now = self._sessions.get(app_id, 0)
+        if 0 < limit <= open_now:
+            return False
+        self._sessions[app_id] = open_now + 1
+        return True
 
-    def opened(self, app_id: str) -> None:
-        self.sessions[app_id] = self.sessions.get(app_id, 0) + 1
-        APP_SESSIONS.labels(app_id).inc()
+    def close_session(self, app_id: str) -> None:
+        self._sessions[app_id] -= 1
 
-    def closed(self, app_id: str) -> None:
-        self.sessions[app_id] -= 1
-        APP_SESSIONS.labels(app_id).dec()
+    def sessions(self, app_id: str) -> int:
+        return self._sessions.get(app_id, 0)
 
 
 class Admission:
-    def __init__(self, licences: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.licences = Licences(licences)
-        self.apps = AppQuotas(clock)
+    def __init__(self, licences: LicenceCounts, apps: AppCounts) -> None:
+        self.licences = licences
+        self.apps = apps
         self.draining = False
+        self._calls: dict[tuple[str, int], Any] = {}
+
+    @classmethod
+    def local(cls, licences: int, clock: Callable[[], float] = time.monotonic) -> Admission:
+        """Admission with everything counted in this process."""
+        counts = LocalCounts(licences, clock)
+        return cls(counts, counts)
+
+    @property
+    def total(self) -> int:
+        return self.licences.licences_total()
+
+    @property
+    def used(self) -> int:
+        return self.licences.licences_used()
 
     def admit(self, context: RequestContext, *, session: bool) -> Ticket:
-        """Admit a one-shot call or a session, or raise the refusal's AigesError."""
+        """Admit a one-shot call or a session, or raise the refusal's AigesError (nothing is
+        held after a refusal)."""
         if self.draining:
             raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
         caller = context.caller
         quota = caller.quota
         app_session = ""
         if quota is not None:
+            app_id = caller.app_id
             if session:
-                self.apps.check_sessions(caller.app_id, quota)
-            self.apps.take_token(caller.app_id, quota)
-            self.apps.count(caller.app_id, 0)
-            app_session = caller.app_id if session else ""
-        self.licences.acquire()
+                if not self.apps.open_session(app_id, quota.max_sessions):
+                    self._count(app_id, ErrorCode.APP_SESSIONS)
+                    raise AigesError(
+                        ErrorCode.APP_SESSIONS,
+                        f"app {app_id} has its {quota.max_sessions} sessions open ([[app]] max_sessions)",
+                    )
+                app_session = app_id
+            if quota.rate > 0 and not self.apps.take_token(app_id, quota.rate, quota.burst):
+                self._undo(app_session)
+                self._count(app_id, ErrorCode.APP_RATE)
+                raise AigesError(ErrorCode.APP_RATE, f"app {app_id} is over its rate of {quota.rate:g} calls/s")
+            self._count(app_id, 0)
+        if not self.licences.acquire_licence():
+            self._undo(app_session)
+            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, f"service license not enough ({self.total} in use)")
         if app_session:
-            self.apps.opened(app_session)
+            APP_SESSIONS.labels(app_session).inc()
         return Ticket(self, app_session)
 
     def release(self, ticket: Ticket) -> None:
         """Only through ``Ticket.release``, which calls it once."""
-        self.licences.release()
+        self.licences.release_licence()
         if ticket.app_session:
-            self.apps.closed(ticket.app_session)
+            self.apps.close_session(ticket.app_session)
+            APP_SESSIONS.labels(ticket.app_session).dec()
+
+    def _undo(self, app_session: str) -> None:
+        if app_session:
+            self.apps.close_session(app_session)
+
+    def _count(self, app_id: str, code: int) -> None:
+        counter = self._calls.get((app_id, code))
+        if counter is None:
+            counter = self._calls[(app_id, code)] = APP_CALLS.labels(app_id, str(code))
+        counter.inc()

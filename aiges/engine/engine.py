@@ -38,7 +38,6 @@ from aiges.engine.admission import Admission, Ticket
 from aiges.engine.backend import WorkerRef
 from aiges.engine.context import Caller, RequestContext
 from aiges.engine.items import DataItem, WorkerInfo
-from aiges.engine.licences import Licences
 from aiges.engine.messages import (
     Destroy,
     Finish,
@@ -114,14 +113,16 @@ class Engine:
         settings: EngineSettings,
         reports: Callable[[Report], None] = lambda report: None,
         launcher: Launcher | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """``reports`` takes what wrappers report through their callbacks (metering, metrics,
-        load-balancer labels, trace entries); ``launcher`` starts workers (processes, by default)."""
+        load-balancer labels, trace entries); ``launcher`` starts workers (processes, by default);
+        ``admission`` counts the licences and the apps' limits (in this process, by default)."""
         self.settings = settings
         self.peer = settings.pool.worker.peer_addr
         self._reports = reports
         self.pool = WorkerPool(settings.pool, self, launcher)
-        self.admission = Admission(settings.licences)
+        self.admission = admission or Admission.local(settings.licences)
         self.sessions = SessionTable()
         self.session_ttl_s = settings.session_ttl_ms / 1000
         self.output_budget = settings.session_output_bytes
@@ -137,10 +138,6 @@ class Engine:
         self._resizing = asyncio.Lock()
         self.lb_type = ""
         """The load-balancer type AILBType set last (``lbType``): "type" in the registry value."""
-
-    @property
-    def licences(self) -> Licences:
-        return self.admission.licences
 
     @property
     def draining(self) -> bool:
@@ -175,8 +172,8 @@ class Engine:
 
     def status(self) -> EngineStatus:
         return EngineStatus(
-            licences_total=self.licences.total,
-            licences_used=self.licences.used,
+            licences_total=self.admission.total,
+            licences_used=self.admission.used,
             sessions=len(self.sessions),
             inflight=self.inflight,
             draining=self.draining,
@@ -204,17 +201,18 @@ class Engine:
         if total < 1:
             raise AigesError(ErrorCode.INVALID_PARAM_VALUE, f"the licence count must be at least 1, got {total}")
         async with self._resizing:
-            licences = self.licences
-            previous = licences.total
-            licences.total = total
+            admission = self.admission
+            previous = admission.total
+            admission.licences.resize_licences(total)
             deadline = time.monotonic() + timeout_s
-            while licences.used > total and time.monotonic() < deadline:
+            while admission.used > total and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            if licences.used > total:
-                licences.total = previous
+            if admission.used > total:
+                used = admission.used
+                admission.licences.resize_licences(previous)
                 raise AigesError(
                     ErrorCode.ELASTIC_LICENCE,
-                    f"{licences.used} licences were still in use after {int(timeout_s * 1000)} ms, more than "
+                    f"{used} licences were still in use after {int(timeout_s * 1000)} ms, more than "
                     f"{total}; the count stays {previous}",
                 )
             if lb_type is not None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aiges.config import Config, load_config
+from aiges.engine.admission import Admission
 from aiges.engine.engine import Engine, EngineSettings
 from aiges.engine.pool import PoolSettings, WorkerInitError
 from aiges.gpu import GpuStats, plan_workers
@@ -37,6 +39,7 @@ from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the des
 from aiges.protocol.handle import HandleGenerator, advertised_ipv4
 from aiges.registry import make_registry, provider_key
 from aiges.registry.interface import NullRegistry, Registry
+from aiges.server.grpc.forwarding import ForwardedCallers, SessionForwarder
 from aiges.server.grpc.native_stream import SERVICE as STREAM_SERVICE
 from aiges.server.grpc.native_stream import StreamService
 from aiges.server.grpc.oip import OipService
@@ -62,11 +65,24 @@ def listen_address(host: str, port: int) -> str:
 
 @dataclass
 class Fronts:
-    """What ``bind`` made: the gRPC server on the service port, and the address it serves."""
+    """What ``bind`` made: the gRPC server on the service port, and the address it serves; with
+    fronts sharing the port, the local server other fronts pass session calls to
+    (``grpc.forwarding``)."""
 
     server: grpc.aio.Server
     port: int
     ip: str
+    local: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self.local is not None:
+            await self.local.start()
+
+    async def stop(self, grace_s: float) -> None:
+        if self.local is not None:
+            await self.local.stop(grace_s)
+        await self.server.stop(grace_s)
 
 
 class App:
@@ -211,7 +227,10 @@ class App:
         if fronts is None:
             return 2
         handles = HandleGenerator(fronts.ip, fronts.port, self.host.front if self.host is not None else 0)
-        engine = self.engine = Engine(self.engine_settings(f"{fronts.ip}:{fronts.port}"), self.reports.handle)
+        # with fronts sharing the port, the host's licences and app limits are shared too
+        admission = Admission(self.host, self.host) if self.host is not None else None
+        settings = self.engine_settings(f"{fronts.ip}:{fronts.port}")
+        engine = self.engine = Engine(settings, self.reports.handle, admission=admission)
         self.security.service_id = self.service_id
         health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
         self.reloader = Reloader(
@@ -220,10 +239,10 @@ class App:
         models = ModelSource(engine.info, self.config.service_name)
         self._add_services(fronts, handles, models)
         await health.refresh()
-        await fronts.server.start()
+        await fronts.start()
         http = await self._start_http(handles, models)
         if http is False:
-            await fronts.server.stop(0)
+            await fronts.stop(0)
             return 2
         self.http = http if isinstance(http, HttpFront) else None
         collector = StateCollector(self.snapshot, self.gpu_stats.read)
@@ -239,7 +258,7 @@ class App:
         try:
             code = await self._start_workers(engine)
             if code is not None:
-                await fronts.server.stop(0)
+                await fronts.stop(0)
                 return code
             await self._serve(engine, health)
             await self._drain(engine, health)
@@ -279,11 +298,15 @@ class App:
         assert self.engine is not None and self.health is not None
         health = self.health
         debug = self.config.log.level == "debug"
+        peer = f"{fronts.ip}:{fronts.port}"
+        forwarder = None
+        if self.host is not None:
+            forwarder = SessionForwarder(self.host, self.config.service.maxreceive << 20)
+            local = XsfService(self.engine, handles, peer, ForwardedCallers(), debug, front="xsf-local")
+            fronts.local = self._local_server(local)
         fronts.server.add_generic_rpc_handlers(
             (
-                XsfService(
-                    self.engine, handles, f"{fronts.ip}:{fronts.port}", self.security.callers, debug=debug
-                ).rpc_handlers(),
+                XsfService(self.engine, handles, peer, self.security.callers, debug, forwarder).rpc_handlers(),
                 StreamService(self.engine, handles, self.security.callers).rpc_handlers(),
                 ToolBoxService(self.snapshot, self.schema, self.reloader).rpc_handlers(),
                 OipService(self.engine, handles, models, lambda: health.serving, self.security.callers).rpc_handlers(),
@@ -300,6 +323,22 @@ class App:
             ),
             fronts.server,
         )
+
+    def _local_server(self, xsf: XsfService) -> grpc.aio.Server:
+        """The front's local socket, where the other fronts of the port pass on the calls of
+        sessions this front holds (no caller check: only local fronts can reach it)."""
+        assert self.host is not None
+        megabyte = 1 << 20
+        limits = [
+            ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
+            ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
+        ]
+        local = grpc.aio.server(options=limits)
+        local.add_generic_rpc_handlers((xsf.rpc_handlers(),))
+        path = Path(self.host.socket_path)
+        path.unlink(missing_ok=True)  # a dead front's, in the slot this one took
+        local.add_insecure_port(f"unix:{path}")
+        return local
 
     async def _start_workers(self, engine: Engine) -> int | None:
         """Start the workers, or give up when a signal comes first. None: serving may begin."""
@@ -345,7 +384,7 @@ class App:
             log.warning("drain timeout", inflight=state.inflight, sessions=state.sessions)
 
     async def _stop(self, fronts: Fronts, engine: Engine, health: Health) -> None:
-        await fronts.server.stop(1.0)
+        await fronts.stop(1.0)
         if self.http is not None:
             await self.http.stop()
             self.http = None

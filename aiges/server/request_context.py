@@ -11,10 +11,10 @@ import grpc
 from aiohttp import web
 
 from aiges.engine.context import RequestContext, deadline_in
-from aiges.server.security.caller import GrpcCallers, http_caller
+from aiges.server.security.caller import CallerSource, http_caller
 
 
-def grpc_context(tag: str, call: grpc.aio.ServicerContext, callers: GrpcCallers, trace: str = "") -> RequestContext:
+def grpc_context(tag: str, call: grpc.aio.ServicerContext, callers: CallerSource, trace: str = "") -> RequestContext:
     return RequestContext(tag, callers.of(call), trace, deadline_in(call.time_remaining()))
 
 

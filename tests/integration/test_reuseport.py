@@ -92,7 +92,24 @@ def http_get(url: str) -> tuple[int, str]:
 
 # -- the host's promises across its fronts (aiges.server.host_state) -------------------------------------
 
-SIGNED_KEYS = '[[app]]\napp_id = "a1"\napi_key = "key-1"\napi_secret = "secret-1"\n'
+SIGNED_KEYS = """
+[[app]]
+app_id = "a1"
+api_key = "key-1"
+api_secret = "secret-1"
+
+[[app]]
+app_id = "a2"
+api_key = "key-2"
+api_secret = "secret-2"
+
+[[app]]
+app_id = "rated"
+api_key = "key-rated"
+api_secret = "secret-rated"
+rate = 0.01
+burst = 2
+"""
 XSF = "/utils.XsfCall/call"
 
 
@@ -117,7 +134,7 @@ def hmac_fronts(tmp_path):
     started: list[Server] = []
     state_dir = tempfile.mkdtemp(prefix="aiges-")  # short: the fronts' socket paths must fit AF_UNIX
 
-    def start(count: int):
+    def start(count: int, wrapper: str = "counting", licences: int = 100):
         port = free_port()
         metrics = [free_port() for _ in range(count)]
         keys = tmp_path / "keys.toml"
@@ -126,11 +143,15 @@ def hmac_fronts(tmp_path):
             folder = tmp_path / f"front-{index}"
             folder.mkdir()
             config = render_config(
-                "counting", port, metrics_port=metrics_port, wrapper_config={"calls_log": str(folder / "calls.log")}
+                wrapper,
+                port,
+                metrics_port=metrics_port,
+                licences=licences,
+                wrapper_config={"calls_log": str(folder / "calls.log")},
             )
             config = config.replace("[aiges]\n", f'reuseport = true\nstate_dir = "{state_dir}"\n[aiges]\n', 1)
             config += f'[auth]\nmode = "hmac"\nkeys = "{keys}"\n'
-            started.append(Server(folder, "counting", port=port, config=config))
+            started.append(Server(folder, wrapper, port=port, config=config))
         for front in started:
             front.start(wait=False)
         for front in started:
@@ -200,3 +221,113 @@ def test_a_handle_names_the_front_that_made_it(hmac_fronts):
 
     wait_for(each_front_made_one, timeout=60, interval=0)
     assert seen == {0: {indices[0]}, 1: {indices[1]}}
+
+
+def forwarded(metrics_port: int) -> float:
+    """Calls a front served for sessions it holds that reached another front first."""
+    return counted(metrics_port, r'^aiges_requests_total\{[^}]*front="xsf-local"[^}]*\} (\S+)')
+
+
+def test_a_session_continued_on_other_connections_is_served_by_the_front_that_holds_it(two_fronts):
+    fronts, metrics, _ = two_fronts
+    finished: list[list[bytes]] = []
+
+    def some_frame_was_passed_on() -> bool:
+        with fresh_client(fronts[0].address) as opener:
+            session = opener.session(expect=["out"])
+            for i in range(4):  # every later call on a connection of its own: any front may get it
+                with fresh_client(fronts[0].address) as client:
+                    session.client = client
+                    session.write({"in": f"part-{i}".encode()}, last=(i == 3))
+                    results = [item.data for batch in session.results() for item in batch.items] if i == 3 else []
+            finished.append(results)
+        return sum(forwarded(m) for m in metrics) > 0 and min(served(m) for m in metrics) > 0
+
+    wait_for(some_frame_was_passed_on, timeout=90, interval=0)
+    assert all(items == [f"part-{i}".encode() for i in range(4)] for items in finished), finished
+
+
+def test_another_apps_calls_on_a_session_are_unknown_on_every_front(hmac_fronts):
+    from aiges.client import SigningKey
+    from aiges.client.values import loader_input
+    from aiges.protocol.v2_pb2 import LoaderInput
+
+    fronts, metrics, _ = hmac_fronts(2, wrapper="streamer")
+    owner = SigningKey("key-1", "secret-1")
+    intruder = SigningKey("key-2", "secret-2")
+    frame = loader_input(state=LoaderInput.STREAM, inputs={"in": b"stolen"}, status=1)
+    codes: list[int] = []
+    reached: set[int] = set()
+    with Client(fronts[0].address, signing=owner) as client, client.session(expect=["out"]) as session:
+        session.write({"in": b"mine-0"})
+
+        def every_front_refused() -> bool:
+            before = [answered(m) for m in metrics]
+            with Client(fronts[0].address, signing=intruder, options=[("grpc.use_local_subchannel_pool", 1)]) as other:
+                for op, message in (("AIIn", frame), ("AIOut", None), ("AIExcp", None)):
+                    code, _, _, output = other.call(op, message, handle=session.handle)
+                    codes.append(output.code if output is not None and output.code else code)
+            reached.update(i for i, m in enumerate(metrics) if answered(m) > before[i])
+            return len(reached) == len(metrics)
+
+        wait_for(every_front_refused, timeout=60, interval=0)
+        session.write({"in": b"mine-1"}, last=True)
+        results = [item.data for batch in session.results() for item in batch.items]
+    assert codes and set(codes) == {10008}, codes
+    assert results == [b"mine-0", b"mine-1"], results
+
+
+def test_an_apps_rate_holds_for_the_host_not_per_front(hmac_fronts):
+    from aiges.client import AigesCallError, SigningKey
+
+    fronts, metrics, _ = hmac_fronts(2)
+    rated = SigningKey("key-rated", "secret-rated")  # burst 2, then 0.01 calls/s
+    outcomes: list[int] = []
+
+    def both_fronts_answered() -> bool:
+        with Client(fronts[0].address, signing=rated, options=[("grpc.use_local_subchannel_pool", 1)]) as client:
+            try:
+                client.once({"text": b"x"}, expect=["text"])
+                outcomes.append(0)
+            except AigesCallError as exc:
+                outcomes.append(exc.code)
+        return len(outcomes) >= 4 and min(answered(m) for m in metrics) > 0
+
+    wait_for(both_fronts_answered, timeout=60, interval=0)
+    assert outcomes.count(0) == 2, outcomes
+    assert set(outcomes) == {0, 10140}, outcomes
+
+
+LICENCES = 2
+
+
+def test_the_licences_are_the_hosts_however_many_fronts(hmac_fronts):
+    from aiges.client import AigesCallError, SigningKey
+
+    fronts, metrics, _ = hmac_fronts(2, wrapper="streamer", licences=LICENCES)
+    key = SigningKey("key-1", "secret-1")
+    held = []
+    refusals: list[int] = []
+    reached: set[int] = set()
+    try:
+        for _ in range(LICENCES):
+            client = Client(fronts[0].address, signing=key, options=[("grpc.use_local_subchannel_pool", 1)])
+            held.append((client, client.session(expect=["out"])))
+
+        def both_fronts_refused() -> bool:
+            before = [answered(m) for m in metrics]
+            with Client(fronts[0].address, signing=key, options=[("grpc.use_local_subchannel_pool", 1)]) as client:
+                try:
+                    client.once({"in": b"x"}, expect=["out"])
+                    refusals.append(0)
+                except AigesCallError as exc:
+                    refusals.append(exc.code)
+            reached.update(i for i, m in enumerate(metrics) if answered(m) > before[i])
+            return len(reached) == len(metrics)
+
+        wait_for(both_fronts_refused, timeout=60, interval=0)
+    finally:
+        for client, session in held:
+            session.close()
+            client.close()
+    assert refusals and set(refusals) == {10110}, refusals

@@ -50,7 +50,7 @@ def test_shrinking_waits_for_sessions_to_end_and_cuts_none(tmp_path):
     async def test(engine, launcher):
         sessions = [await engine.open(RequestContext(f"s{i}"), items(b"a", status=DataStatus.BEGIN)) for i in range(3)]
         resize = asyncio.create_task(engine.resize_licences(2, 5, "hermes"))
-        await until(lambda: engine.licences.total == 2)
+        await until(lambda: engine.status().licences_total == 2)
         assert await failure_of(engine.once(RequestContext("refused"), items(b"x"))) == ErrorCode.LICENSE_NOT_ENOUGH
         assert not resize.done()
         for session in sessions:  # the running sessions are untouched

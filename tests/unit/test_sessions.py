@@ -32,7 +32,7 @@ def test_licences_run_out_and_come_back():
 
 
 def session_of(tag: str, app_id: str = "") -> Session:
-    admission = Admission(RELEASED_RING + 10)
+    admission = Admission.local(RELEASED_RING + 10)
     context = RequestContext(tag, Caller(app_id))
     session = Session(context, admission.admit(context, session=True), OutputQueue(100, 400))
     session.attach(Worker(), "s")

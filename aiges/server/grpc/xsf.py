@@ -36,13 +36,16 @@ from aiges.protocol.v2_pb2 import LoaderOutput
 from aiges.protocol.xsf_pb2 import ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
 from aiges.protocol.xsf_request import XsfRequest, opens_session, parse_request
+from aiges.server.grpc.forwarding import SessionForwarder
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
 from aiges.server.request_context import grpc_context
-from aiges.server.security.caller import ADMIN_OPS, GrpcCallers, require_admin
+from aiges.server.security.caller import ADMIN_OPS, CallerSource, GrpcCallers, require_admin
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
+SESSION_OPS = OPS
+"""The ops of a session's later calls (an AIIn that is not a first frame, AIOut, AIExcp)."""
 RETRY_ELSEWHERE = frozenset({ErrorCode.LICENSE_NOT_ENOUGH, ErrorCode.STARTING})
 FIRST_FRAME = "1"
 DEFAULT_WAIT_MS = 500
@@ -59,6 +62,11 @@ def wait_ms(param: dict[str, str]) -> int:
         return 0
 
 
+def first_frame(request: XsfRequest) -> bool:
+    """An AIIn that starts a one-shot call or a session (SeqNo 1)."""
+    return request.op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME
+
+
 def empty(service_id: str, status: int) -> bytes:
     return wrap(status_output(service_id, status), XSF)
 
@@ -69,14 +77,20 @@ class XsfService:
         engine: Engine,
         handles: HandleGenerator,
         peer_addr: str,
-        callers: GrpcCallers | None = None,
+        callers: CallerSource | None = None,
         debug: bool = False,
+        forwarder: SessionForwarder | None = None,
+        front: str = "xsf",
     ) -> None:
+        """``callers``: who each call is from (the caller check's table); ``forwarder``: with
+        fronts sharing the port, passes a session's call to the front that holds it; ``front``: the
+        name in metrics and logs ("xsf-local" on the local socket such calls arrive at)."""
         self.engine = engine
         self.handles = handles
         self.peer_addr = peer_addr
         self.callers = callers if callers is not None else GrpcCallers()
-        self.calls = FrontCalls("xsf", debug)
+        self.forwarder = forwarder
+        self.calls = FrontCalls(front, debug)
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -97,8 +111,26 @@ class XsfService:
             await require_admin(context, caller, request.op)
 
         op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
-        body = self._dispatch(request, handle, context, caller)
+        if self.forwarder is not None and op in SESSION_OPS and not first_frame(request):
+            body = self._forward(self.forwarder, raw, request, handle, context, caller)
+        else:
+            body = self._dispatch(request, handle, context, caller)
         return await self.calls.run(op, handle, body, self._wire_error, request, handle)
+
+    async def _forward(
+        self,
+        forwarder: SessionForwarder,
+        raw: bytes,
+        request: XsfRequest,
+        handle: str,
+        context: grpc.aio.ServicerContext,
+        caller: Caller,
+    ) -> bytes:
+        """A session's call: here if this front holds it, else passed on to the one that does."""
+        socket = forwarder.holder(handle)
+        if socket is None:
+            return await self._dispatch(request, handle, context, caller)
+        return await forwarder.forward(socket, raw, caller, context.time_remaining())
 
     def _wire_error(self, error: AigesError, request: XsfRequest, handle: str) -> bytes:
         head = self._head(request, handle)
@@ -115,7 +147,7 @@ class XsfService:
         self, request: XsfRequest, handle: str, context: grpc.aio.ServicerContext, caller: Caller
     ) -> bytes:
         op = request.op
-        if op == "AIIn" and request.param.get("SeqNo") == FIRST_FRAME:
+        if first_frame(request):
             frame = Wire(XSF, request.data)
             call = grpc_context(handle, context, self.callers, request.trace)
             if not opens_session(request.data):  # a one-shot call: the worker builds the whole ResData

@@ -10,6 +10,8 @@ anonymous.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import grpc
 from aiohttp import web
 
@@ -31,6 +33,12 @@ def caller_of(app: App, address: str = "", identity: str = "") -> Caller:
         identity=identity,
         address=address,
     )
+
+
+class CallerSource(Protocol):
+    """Where a gRPC front learns who is calling."""
+
+    def of(self, context: grpc.aio.ServicerContext) -> Caller: ...
 
 
 class GrpcCallers:
