@@ -40,7 +40,8 @@ proto: install
 lint: install
 	$(VENV)/bin/ruff format --check aiges tests demo wrappers bench
 	$(VENV)/bin/ruff check aiges tests demo wrappers bench
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy  # strict over aiges/ ([tool.mypy] in pyproject.toml)
+	$(VENV)/bin/mypy --config-file tests/mypy.ini --check-untyped-defs tests
 
 bench: install
 	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || (apt-get update -q && apt-get install -y -q nghttp2-client))

@@ -14,7 +14,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,6 +25,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_SERVICE = "svcName"
+
+_SectionT = TypeVar("_SectionT", bound="DataclassInstance")
 
 
 class ConfigError(Exception):
@@ -410,7 +415,7 @@ def load_config(
             hint = f"; the service section is [{service}] (chosen with -s)" if service != name else ""
             raise ConfigError(f"{where}: [{name}]: unknown section{hint}")
 
-    sections = {
+    sections: dict[str, Any] = {  # the sections' types differ; each is named where it is read
         "service": _section(where, service, ServiceSection, data.get(service, {}), "service", warnings, ignored),
     }
     for name, cls in SECTIONS.items():
@@ -463,9 +468,17 @@ def _read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
 
 
-def _section(where, name, cls, table, kind, warnings, ignored):
+def _section(
+    where: str,
+    name: str,
+    cls: type[_SectionT],
+    table: dict[str, Any],
+    kind: str,
+    warnings: list[str],
+    ignored: list[str],
+) -> _SectionT:
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
+    values: dict[str, Any] = {}
     for key_name, value in table.items():
         spec = fields.get(key_name)
         if spec is None:
@@ -478,7 +491,7 @@ def _section(where, name, cls, table, kind, warnings, ignored):
     return cls(**values)
 
 
-def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field, value: Any) -> Any:
+def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
     """Check ``value`` against the field's type. Numbers and booleans written as strings are
     accepted, as the original loader's config reader did."""
     expected = spec.type

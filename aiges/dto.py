@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiges.types import *  # noqa: F403 - the original dto re-exported the constants
@@ -79,7 +80,7 @@ class DataListCls:
                 return node
         return None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[DataListNode]:
         return iter(self.list)
 
     def __len__(self) -> int:
@@ -169,10 +170,10 @@ class SessionCreateResponse:
         return f"SessionCreateResponse(handle={self.handle!r}, error_code={self.error_code})"
 
 
-result_Queue: queue.Queue | None = None  # noqa: N816 - the original's name
+result_Queue: queue.Queue[Any] | None = None  # noqa: N816 - the original's name
 
 
-def init_rq() -> queue.Queue:
+def init_rq() -> queue.Queue[Any]:
     """A fresh queue for ``callback`` to put results on outside a worker; also ``result_Queue``."""
     global result_Queue
     result_Queue = queue.Queue()
@@ -183,7 +184,7 @@ def callback(r: Response, sid: str, *rest: Any) -> int:
     """Deliver a streaming result: to the session inside an aiges worker, else onto the queue
     ``init_rq`` made (a RuntimeError when there is none, as the original raised)."""
     embedded = sys.modules.get("aiges_embed")
-    forward = getattr(embedded, "callback", None)
+    forward: Callable[..., int] | None = getattr(embedded, "callback", None)
     if forward is not None and forward is not callback:
         return forward(r, sid, *rest)
     if result_Queue is None:

@@ -108,7 +108,7 @@ class AigesError(Exception):
         self.message = detail if detail else MESSAGES.get(self.code, "error")
         super().__init__(self.message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[AigesError], tuple[int, str]]:
         return (AigesError, (self.code, self.message))
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ so the server process itself holds no GPU context."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from aiges.config import parse_gpus
 
@@ -43,7 +44,7 @@ class GpuStats:
 
     def __init__(self) -> None:
         self._nvml = None
-        self._handles: list = []
+        self._handles: list[Any] = []  # NVML device handles (nvidia-ml-py is untyped)
         try:
             import pynvml
 
@@ -53,7 +54,7 @@ class GpuStats:
         except Exception:  # noqa: BLE001 - no library, no driver, no device
             self._handles = []
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[dict[str, Any]]:
         devices = []
         nvml = self._nvml
         if nvml is None:

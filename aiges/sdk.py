@@ -434,11 +434,13 @@ class WrapperMeta(type):
     """Collects the declared fields into ``__mappings__`` when a Wrapper class is defined:
     ``{"params": {key: field}, "inputs": {...}, "accepts": {...}}``."""
 
-    def __new__(mcs, name, bases, namespace):
+    __mappings__: dict[str, dict[str, Any]]
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> WrapperMeta:
         cls = super().__new__(mcs, name, bases, namespace)
         request = namespace.get("requestCls", getattr(cls, "requestCls", None))
         response = namespace.get("responseCls", getattr(cls, "responseCls", None))
-        cls.__mappings__ = {  # type: ignore[attr-defined]
+        cls.__mappings__ = {
             "params": _declared(request, (ParamField,)),
             "inputs": _declared(request, (PayloadField,)),
             "accepts": _declared(response, (PayloadField,)),
@@ -512,12 +514,12 @@ class WrapperBase(metaclass=WrapperMeta):
     def __init__(self, legacy: bool = True, is_aipaas: bool = True, keep_schema_default_value: bool = True) -> None:
         self.inputs_test_values: dict[str, bytes] = {}
         self.params_test_values: dict[str, Any] = {}
-        self.respData: list = []
+        self.respData: list[Any] = []
         self.session = SessionManager()
         self.legacy = legacy
         self.is_aipaas = is_aipaas
         self.keep_schema_default_value = keep_schema_default_value
-        self._schema: dict | None = None
+        self._schema: dict[str, Any] | None = None
 
     # -- the calls a loader makes --------------------------------------------------------------
 
@@ -567,7 +569,7 @@ class WrapperBase(metaclass=WrapperMeta):
         """Does nothing (the original's default), for wrappers whose sessions need no input."""
         return 0
 
-    def wrapperRead(self, handle: str) -> Response | list:  # noqa: N802
+    def wrapperRead(self, handle: str) -> Response | list[Any]:  # noqa: N802
         """Nothing ready (the original's default), for wrappers that deliver through the callback."""
         return []
 

@@ -57,13 +57,13 @@ class HandlePoolNotInitialised(AttributeError):
 class SessionManager:
     """The per-wrapper session table (``WrapperBase`` makes one as ``self.session``)."""
 
-    def __init__(self, config: dict | None = None, mode: str = THREAD_MODE, nums: int = 0) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, mode: str = THREAD_MODE, nums: int = 0) -> None:
         # config, mode and nums are accepted as the original did, and as there not used:
         # init_wrapper_config and init_handle_pool set the manager up.
         self.initialized = False
         self.code = 0
         self.lock = threading.Lock()
-        self.wrapperConfig: dict = {}
+        self.wrapperConfig: dict[str, Any] = {}
         self._pool: Pool | None = None
 
     @property
@@ -79,7 +79,7 @@ class SessionManager:
     def handle_pool(self, pool: Pool) -> None:
         self._pool = pool
 
-    def init_wrapper_config(self, config: dict | None = None) -> None:
+    def init_wrapper_config(self, config: dict[str, Any] | None = None) -> None:
         self.wrapperConfig = config if config is not None else {}
 
     def init_handle_pool(self, mode: str, nums: int, ReqThreadCls: type) -> None:  # noqa: N803
@@ -195,7 +195,7 @@ class WorkerProcess(multiprocessing.Process):
 
     def __init__(
         self,
-        workers: dict,
+        workers: dict[str, WorkerThread],
         reqDataThreadCls: type,
         process_no: Any = 0,  # noqa: N803
         threads_per_cpu: int = 2,
@@ -224,10 +224,10 @@ class WorkerThread(threading.Thread):
         self.handle = handle
         self.sid = ""
         self.is_stopping = False
-        self.in_q: queue.Queue = queue.Queue()
-        self.out_q: queue.Queue = queue.Queue()
+        self.in_q: queue.Queue[Any] = queue.Queue()
+        self.out_q: queue.Queue[Any] = queue.Queue()
         self.is_idle = True
-        self.params: dict = {}
+        self.params: dict[str, Any] = {}
         self.StreamHandleThreadClass: type = StreamHandleThread
         self.callback_fn: Callable[..., Any] | None = None
 
@@ -241,7 +241,7 @@ class WorkerThread(threading.Thread):
     def setup_sid(self, sid: str) -> None:
         self.sid = sid
 
-    def setup_params(self, params: dict) -> None:
+    def setup_params(self, params: dict[str, Any]) -> None:
         """The session's params; this also marks the handle taken."""
         self.params = params
         self.is_idle = False
@@ -279,7 +279,7 @@ class StreamHandleThread(threading.Thread):
 
     The default ``run`` calls ``init_model(handle)`` and then waits until ``stop()``."""
 
-    def __init__(self, session_thread: WorkerThread, in_q: queue.Queue, out_q: queue.Queue) -> None:
+    def __init__(self, session_thread: WorkerThread, in_q: queue.Queue[Any], out_q: queue.Queue[Any]) -> None:
         super().__init__(daemon=True)
         self.is_stopping = False
         self.session_thread = session_thread
@@ -305,7 +305,7 @@ class Context:
 
     def __init__(self) -> None:
         self.sid = ""
-        self.params: dict = {}
+        self.params: dict[str, Any] = {}
         self.data: Any = None
         self.session_destroyed = False
         self.callback_handle = ""
@@ -319,7 +319,7 @@ class Context:
     def set_sid(self, sid: str) -> None:
         self.sid = sid
 
-    def set_params(self, params: dict) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
     def reset_ctx(self) -> None:
@@ -342,7 +342,7 @@ class ReqHandleThread(threading.Thread):
     ) -> None:
         super().__init__(name=f"aiges-request-{handle}", daemon=True)
         self.model_pipe_conn = model_pipe_conn
-        self.input_queue: queue.Queue = queue.Queue()
+        self.input_queue: queue.Queue[Any] = queue.Queue()
         self.shared_req_queue = shared_req_queue
         self.status = "idle"
         self.is_stopping = False
@@ -357,7 +357,7 @@ class ReqHandleThread(threading.Thread):
         self.status = "idle"
         self.ctx.reset_ctx()
 
-    def set_ctx(self, sid: str, params: dict) -> None:
+    def set_ctx(self, sid: str, params: dict[str, Any]) -> None:
         self.ctx.set_sid(sid)
         self.ctx.set_params(params)
 
@@ -420,7 +420,9 @@ class ModelProcess(threading.Thread):
     The original logged through a name it never imported, so its first request raised
     NameError; here it logs to the ``wrapper`` logger."""
 
-    def __init__(self, shared_req_queue: Any, result_conns_map: dict, callback_fn: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, shared_req_queue: Any, result_conns_map: dict[str, Any], callback_fn: Callable[..., Any] | None
+    ) -> None:
         super().__init__(name="aiges-model", daemon=True)
         self.shared_req_queue = shared_req_queue
         self.result_conns_map = result_conns_map

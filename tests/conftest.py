@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -59,8 +60,8 @@ class Server:
         self.log_path = workdir / f"aiges-{self.port}.log"
         config = options.pop("config", None)
         self.config_path.write_text(config if config is not None else render_config(wrapper, self.port, **options))
-        self.process: subprocess.Popen | None = None
-        self._log = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def start(self, wait: bool = True, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Server:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -76,11 +77,18 @@ class Server:
             self.wait_serving(timeout)
         return self
 
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        """The server's process, once started."""
+        if self.process is None:
+            raise AssertionError("the server has not been started")
+        return self.process
+
     def wait_serving(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if self.popen.poll() is not None:
+                raise AssertionError(f"server exited with {self.popen.returncode}:\n{self.log()}")
             if health_status(self.address, timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.05)
@@ -93,10 +101,10 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
+        self.popen.send_signal(sig)
 
     def wait(self, timeout: float = 30.0) -> int:
-        return self.process.wait(timeout)
+        return self.popen.wait(timeout)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Protocol
 
 # Before grpc is first imported (the subcommands import it): the C core reads this once, when it
 # loads. ``aiges serve`` starts workers by fork+exec while gRPC threads are busy serving (a
@@ -15,7 +16,16 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from aiges import __version__  # noqa: E402
 from aiges.cli import call, check, health, new, reload, schema, serve, xtest  # noqa: E402
 
-COMMANDS = {
+
+class Command(Protocol):
+    """What each subcommand's module provides."""
+
+    def add_parser(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+COMMANDS: dict[str, Command] = {
     "serve": serve,
     "call": call,
     "xtest": xtest,

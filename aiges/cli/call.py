@@ -49,7 +49,7 @@ EXTENSION_TYPES = {
 TYPE_EXTENSIONS = {1: ".audio", 2: ".image", 3: ".video", 4: ".bin"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("call", help="send one request (or one streamed session) and show the results")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--addr", help="HOST:PORT of the service")

@@ -17,11 +17,11 @@ from aiges.cli.common import add_config_options, load, load_wrapper
 from aiges.config import Config
 from aiges.engine.items import DataItem
 from aiges.errors import AigesError
-from aiges.plugins.contract import PluginLoadError
+from aiges.plugins.contract import Plugin, PluginLoadError
 from aiges.schema.validation import Validator
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("check", help="load the config and the wrapper, and try one call, without serving")
     add_config_options(parser)
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"aiges check: wrapperFini raised:\n{traceback.format_exc().rstrip()}", file=sys.stderr)
 
 
-def try_one_call(plugin) -> int:
+def try_one_call(plugin: Plugin) -> int:
     wrapper = getattr(plugin, "wrapper", None)
     describe = f"{plugin.style}-style wrapper {plugin.service_id or ''}".rstrip()
     test_function = getattr(wrapper, "wrapperTestFunc", None) if wrapper is not None else None

@@ -6,8 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiges.config import DEFAULT_SERVICE, Config, ConfigError, load_config
+
+if TYPE_CHECKING:  # imported where used: the commands that need neither do not load grpc or the plugins
+    from aiges.client.credentials import SigningKey, TlsOptions
+    from aiges.plugins.contract import Plugin
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +37,7 @@ def load(args: argparse.Namespace) -> Config | None:
         return None
 
 
-def load_wrapper(config: Config):
+def load_wrapper(config: Config) -> Plugin | None:
     """Import the wrapper in this process, from its own folder (as a worker would), pinned to the
     first worker's GPU. Returns the Plugin, or None after printing why."""
     from aiges.gpu import plan_workers
@@ -49,7 +54,7 @@ def load_wrapper(config: Config):
         return None
 
 
-def load_schema(config: Config) -> dict | None:
+def load_schema(config: Config) -> dict[str, Any] | None:
     """The wrapper's schema from its declared fields, or None after printing why."""
     plugin = load_wrapper(config)
     if plugin is None:
@@ -75,7 +80,9 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-secret", help="and its api_secret (AIGES_API_SECRET)")
 
 
-def client_security(args: argparse.Namespace, config: Config | None = None):
+def client_security(
+    args: argparse.Namespace, config: Config | None = None
+) -> tuple[TlsOptions | None, SigningKey | None]:
     """(TlsOptions or None, SigningKey or None) from the flags, else the environment. With the
     server's own ``config`` (``-c``), TLS is used when it has [tls], and under mTLS its own
     certificate is the client's unless one is given (what a probe in its container needs)."""
@@ -113,7 +120,7 @@ def config_address(config: Config) -> str:
     return f"[{host}]:{service.port}" if ":" in host and not host.startswith("[") else f"{host}:{service.port}"
 
 
-def running_server(args: argparse.Namespace):
+def running_server(args: argparse.Namespace) -> tuple[str | None, TlsOptions | None, SigningKey | None]:
     """(address or None, TlsOptions or None, SigningKey or None) of the running server a command
     talks to: ``--addr``, else the port of the config in ``-c`` (read from its ``--section``), with
     TLS and signing as ``client_security`` finds them. Raises ConfigError, ValueError or OSError."""

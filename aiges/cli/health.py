@@ -22,7 +22,7 @@ from aiges.config import ConfigError
 DEFAULT_ADDR = "127.0.0.1:5090"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("health", help="check a server's gRPC health; exit 0 when SERVING")
     parser.add_argument("--addr", help=f"HOST:PORT (default: from --config, else {DEFAULT_ADDR})")
     parser.add_argument("-c", "--config", help="aiges.toml: ask the server it configures, on this machine")

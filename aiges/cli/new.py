@@ -35,7 +35,7 @@ FILES = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("new", help="create a new service folder: wrapper, config, tests, Dockerfile")
     parser.add_argument("name", help="the folder to create (also the service id)")
     parser.add_argument("--stream", action="store_true", help="a streaming (session) wrapper")

@@ -20,7 +20,7 @@ from aiges.protocol.xsf_pb2 import Request
 from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("reload", help="reload a running server's wrapper without dropping a call")
     parser.add_argument("-c", "--config", help="aiges.toml of the server (its host and port)")
     parser.add_argument("--addr", help="HOST:PORT of the server (instead of --config)")

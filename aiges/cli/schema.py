@@ -10,7 +10,7 @@ from aiges.cli.common import add_config_options, load, load_schema
 from aiges.schema.openapi import build_openapi
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("schema", help="print the wrapper's schema ({meta, schemainput, schemaoutput})")
     add_config_options(parser)
     parser.add_argument("--openapi", action="store_true", help="an OpenAPI 3 document of the ASE JSON API instead")

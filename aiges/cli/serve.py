@@ -11,7 +11,7 @@ from aiges.plugins.contract import PluginLoadError
 from aiges.plugins.loader import resolve_wrapper_path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("serve", help="serve a wrapper over gRPC")
     add_config_options(parser)
     for flag in ("-m", "-p", "-g", "-u"):

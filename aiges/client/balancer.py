@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -97,7 +97,7 @@ def may_retry(outcome: Outcome, idempotent: bool) -> bool:
 class Entry:
     """One provider as the registry lists it: its JSON value and the lease its key is bound to."""
 
-    value: Mapping
+    value: Mapping[str, Any]
     lease: int = 0
 
 
@@ -238,7 +238,7 @@ class Balancer:
         with self._lock:
             return {address: peer.outstanding for address, peer in self.peers.items()}
 
-    def _down(self, peer: Peer, reason: str, events: list) -> None:
+    def _down(self, peer: Peer, reason: str, events: list[tuple[str, str, str]]) -> None:
         if peer.down_since is not None:
             return
         entry = self.providers.entries().get(peer.address)
@@ -247,7 +247,7 @@ class Balancer:
         peer.down_lease = entry.lease if entry is not None else 0
         events.append(("down", peer.address, reason))
 
-    def _up(self, peer: Peer, reason: str, events: list) -> None:
+    def _up(self, peer: Peer, reason: str, events: list[tuple[str, str, str]]) -> None:
         peer.down_since = None
         peer.down_reason = ""
         peer.ewma_s = None  # a host that comes back is measured afresh

@@ -79,10 +79,10 @@ class _Details(NamedTuple):
 
 
 class _Signer(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
 ):
     """Adds a fresh signature to every call's metadata (sync channels)."""
 
@@ -131,10 +131,10 @@ def open_channel(
 
 
 class _AioSigner(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]  # grpcio is untyped
 ):
     """Adds a fresh signature to every call's metadata (asyncio channels)."""
 

@@ -21,7 +21,8 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import aetcd
 import grpc
@@ -36,12 +37,13 @@ from aiges.client.balancer import (
     classify_status,
     may_retry,
 )
+from aiges.client.session_calls import StreamSession, XsfSession
 from aiges.client.values import AigesCallError, InputValue, Result
 from aiges.client.xsf_client import Client, Expect
 from aiges.registry.etcd import BACKOFF_S, parse_endpoints
 from aiges.registry.interface import providers_prefix
 
-Change = Callable[[str, str, Mapping | None], None]
+Change = Callable[[str, str, Mapping[str, Any] | None], None]
 """``on_change(kind, address, value)``: "added", "changed" or "removed" for a provider (with its
 new value, None when removed); "etcd-lost" and "etcd-back" for the registry itself (address: the
 endpoint). Called from the watch thread."""
@@ -76,7 +78,7 @@ class EtcdProviders:
         self._thread.start()
         self._listed.wait(wait_s)
 
-    def snapshot(self) -> dict[str, dict]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         """Each provider's registry value, by address."""
         with self._lock:
             return {address: dict(entry.value) for address, entry in self._providers.items()}
@@ -86,7 +88,7 @@ class EtcdProviders:
         with self._lock:
             return dict(self._providers)
 
-    def best(self, exclude=()) -> str | None:
+    def best(self, exclude: Iterable[str] = ()) -> str | None:
         """The SERVING provider with the most free licences, outside ``exclude``."""
         skip = set(exclude)
         with self._lock:
@@ -106,7 +108,7 @@ class EtcdProviders:
     def _run(self) -> None:
         asyncio.run(self._follow())
 
-    def _notify(self, kind: str, address: str, value: Mapping | None = None) -> None:
+    def _notify(self, kind: str, address: str, value: Mapping[str, Any] | None = None) -> None:
         if self.on_change is not None:
             self.on_change(kind, address, value)
 
@@ -158,7 +160,7 @@ class EtcdProviders:
                 with contextlib.suppress(Exception):
                     await client.close()
 
-    def _apply(self, event) -> None:
+    def _apply(self, event: aetcd.rtypes.Event) -> None:
         address = self._address(event.kv.key)
         entry = None
         with self._lock:
@@ -178,7 +180,7 @@ class EtcdProviders:
         while not self._stop.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
 
-    async def _until_stopped(self, watch) -> None:
+    async def _until_stopped(self, watch: aetcd.rtypes.Watch) -> None:
         while not self._stop.is_set():
             await asyncio.sleep(0.2)
         await watch.cancel()
@@ -187,7 +189,7 @@ class EtcdProviders:
         return key.decode().removeprefix(self.prefix)
 
     @staticmethod
-    def _parse(value: bytes) -> dict:
+    def _parse(value: bytes) -> dict[str, Any]:
         try:
             parsed = json.loads(value)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -200,7 +202,7 @@ class BalancedClient:
     ``aiges.client.balancer`` says; each provider's channel is followed with gRPC's own
     connectivity state (a failed connection marks it down, READY brings it back)."""
 
-    def __init__(self, providers: EtcdProviders, *, balancer: Balancer | None = None, **client_options) -> None:
+    def __init__(self, providers: EtcdProviders, *, balancer: Balancer | None = None, **client_options: Any) -> None:
         self.providers = providers
         self.balancer = balancer or Balancer(providers)
         self.client_options = client_options
@@ -281,7 +283,7 @@ class BalancedClient:
                 raise AigesCallError(result.code, result.message, result.handle)
             return result
 
-    def session(self, inputs: Mapping[str, InputValue] | None = None, **options):
+    def session(self, inputs: Mapping[str, InputValue] | None = None, **options: Any) -> XsfSession | StreamSession:
         """A session on the chosen provider; it stays there (a session lives on one server, and
         its frames are never sent anywhere else). Only an opening that was refused or never
         reached a server is tried on another provider."""

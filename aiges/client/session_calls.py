@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 from collections import deque
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -17,13 +18,25 @@ from aiges.engine.items import DataStatus
 from aiges.protocol.stream_pb2_grpc import SessionStub
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput
 
+if TYPE_CHECKING:  # xsf_client imports this module
+    from aiges.client.xsf_client import Client, Expect
+
 CONTINUE, END = DataStatus.CONTINUE, DataStatus.END
 
 
 class XsfSession:
     """AIIn (SeqNo=1) to open, AIIn per chunk with sync_id 1, 2, ..., AIOut to poll, AIExcp to abort."""
 
-    def __init__(self, client, *, params=None, headers=None, expect=None, wait_ms: int = 500, handle: str = "") -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = None,
+        wait_ms: int = 500,
+        handle: str = "",
+    ) -> None:
         self.client = client
         self.params = params
         self.headers = headers
@@ -108,9 +121,9 @@ class StreamSession:
         self,
         channel: grpc.Channel,
         *,
-        params=None,
-        headers=None,
-        expect=None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = None,
         service_id: str = "",
         timeout: float | None = None,
     ) -> None:
@@ -129,7 +142,8 @@ class StreamSession:
 
     @property
     def handle(self) -> str:
-        return dict(self._call.initial_metadata()).get("aiges-handle", "")
+        metadata: dict[str, str] = dict(self._call.initial_metadata())
+        return metadata.get("aiges-handle", "")
 
     def open(self, inputs: Mapping[str, InputValue] | None = None) -> StreamSession:
         self._outgoing.put(

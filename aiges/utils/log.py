@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 fmt = "%(asctime)s - %(name)s:%(funcName)s:%(lineno)s - %(levelname)s:  %(message)s"
 level = logging.DEBUG
 logpath = "/log/app"
 
 
-class _ConsoleFallback(logging.StreamHandler):
+class _ConsoleFallback(logging.StreamHandler[TextIO]):
     """Prints a record only while the root logger has no handler: a worker (or any program that
     set logging up) gets the record through propagation instead, so nothing is printed twice."""
 

@@ -8,6 +8,7 @@ import platform
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cluster import Call, CallLog
 
@@ -65,7 +66,7 @@ def first_event(log: CallLog, kind: str, address: str | None, after: float) -> f
 
 
 def fault_figures(fault: Fault, once: CallLog, sessions: CallLog) -> dict:
-    figures = {
+    figures: dict[str, Any] = {
         "once": stats(in_window(once.calls, fault.injected, fault.end)),
         "sessions": stats(in_window(sessions.calls, fault.injected, fault.end)),
     }
@@ -111,7 +112,7 @@ def fmt_s(value: float | None) -> str:
 def results_markdown(
     faults: list[Fault],
     figures: dict[str, dict],
-    balance: dict[str, dict],
+    balance: dict[str, Any],
     settings: dict,
     names: dict[str, str],
     duration_s: float,

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TypeVar
 
 from netns import World
 
@@ -47,7 +48,10 @@ HOSTS = {"h1": 21, "h2": 22, "h3": 23, "h4": 24}
 CLIENT = ("c1", 100)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2, what: str = "") -> object:
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float, interval: float = 0.2, what: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +73,7 @@ class EtcdMember:
         self.log_path = workdir / f"etcd-{name}.log"
         self.initial_cluster = initial_cluster
         self.token = token
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         binary = shutil.which("etcd") or "etcd"
@@ -112,10 +116,17 @@ class EtcdMember:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        """The member's process, once started."""
+        if self.process is None:
+            raise AssertionError(f"etcd member {self.name} was never started")
+        return self.process
+
     def kill(self) -> None:
         if self.running:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
 
 
 class Host:
@@ -128,7 +139,7 @@ class Host:
         self.control.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.exits: list[int] = []
         self.config_path.write_text(f"""
 [svcName]
@@ -173,16 +184,23 @@ control_dir = "{self.control}"
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        """The server's process, once started."""
+        if self.process is None:
+            raise AssertionError(f"host {self.name} was never started")
+        return self.process
+
     def kill(self) -> None:
         if self.running:
-            self.process.send_signal(signal.SIGKILL)
-            self.exits.append(self.process.wait(10))
+            self.popen.send_signal(signal.SIGKILL)
+            self.exits.append(self.popen.wait(10))
 
     def terminate(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
+        self.popen.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float) -> int:
-        code = self.process.wait(timeout)
+        code = self.popen.wait(timeout)
         self.exits.append(code)
         return code
 
@@ -199,7 +217,7 @@ control_dir = "{self.control}"
             except OSError:
                 continue
             parent = int(stat.rpartition(")")[2].split()[1])
-            if parent == self.process.pid:
+            if parent == self.popen.pid:
                 children.append(int(entry.name))
         return children
 
@@ -237,6 +255,9 @@ class ProbeClient:
         self.process = world.spawn(
             node, [PYTHON, str(Path(__file__).with_name("probe.py")), endpoints, PREFIX], log_path, cwd=ROOT, pipes=True
         )
+        assert self.process.stdin is not None and self.process.stdout is not None  # pipes=True: text both ways
+        self._requests: IO[str] = self.process.stdin
+        self._answers: IO[str] = self.process.stdout
         self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -246,13 +267,13 @@ class ProbeClient:
             raise AssertionError(f"the probe did not start: {first}")
 
     def _read(self) -> None:
-        for line in self.process.stdout:
+        for line in self._answers:
             self._lines.put(line)
 
     def ask(self, op: str, timeout: float = 30.0, **fields) -> dict:
         with self._lock:
-            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-            self.process.stdin.flush()
+            self._requests.write(json.dumps({"op": op, **fields}) + "\n")
+            self._requests.flush()
             return json.loads(self._lines.get(timeout=timeout))
 
     def providers(self) -> dict[str, dict] | None:
@@ -273,7 +294,7 @@ class ProbeClient:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.stdin.close()
+            self._requests.close()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
@@ -402,7 +423,7 @@ class Cluster:
         self.world = World(run_id)
         self.etcd: dict[str, EtcdMember] = {}
         self.hosts: dict[str, Host] = {}
-        self.probe: ProbeClient | None = None
+        self._probe: ProbeClient | None = None
         self.xtests: list[Xtest] = []
         self.endpoints = ",".join(f"10.77.0.{octet}:2379" for octet in ETCD.values())
 
@@ -415,7 +436,7 @@ class Cluster:
         for name, octet in ETCD.items():
             member = self.etcd[name] = EtcdMember(world, name, f"10.77.0.{octet}", self.workdir, initial, world.name)
             member.start()
-        self.probe = ProbeClient(world, CLIENT[0], self.endpoints, self.workdir / "probe.log")
+        self._probe = ProbeClient(world, CLIENT[0], self.endpoints, self.workdir / "probe.log")
         wait_until(self.etcd_ready, 60, what="a 3-member etcd with a leader")
         for name, octet in HOSTS.items():
             host = self.hosts[name] = Host(world, name, f"10.77.0.{octet}", self.workdir, self.endpoints)
@@ -424,6 +445,13 @@ class Cluster:
             lambda: self.registered(self.hosts.values()), 120, interval=0.5, what="four hosts registered SERVING"
         )
         return self
+
+    @property
+    def probe(self) -> ProbeClient:
+        """The client node's probe (the cluster's view from outside), once started."""
+        if self._probe is None:
+            raise AssertionError("the cluster has not been started")
+        return self._probe
 
     def etcd_ready(self) -> bool:
         members = self.probe.etcd()
@@ -451,6 +479,6 @@ class Cluster:
             if run.process.poll() is None:
                 run.process.kill()
                 run.process.wait()
-        if self.probe is not None:
-            self.probe.close()
+        if self._probe is not None:
+            self._probe.close()
         self.world.destroy()

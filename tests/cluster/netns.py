@@ -148,7 +148,7 @@ class World:
         try:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         finally:
-            if log_path:
+            if not isinstance(log, int):
                 log.close()
 
     def destroy(self) -> None:

@@ -67,7 +67,7 @@ class Run:
     windows: dict[str, Window]
     figures: dict[str, dict]
     balance: dict
-    licences_after: dict[str, dict] = field(default_factory=dict)
+    licences_after: dict[str, dict | None] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     scenario: Scenario | None = None
 
@@ -183,22 +183,24 @@ type = "text"
                 return inflight
         return best
 
-    def served_again(self, fault: Fault, host, timeout: float = 90.0) -> None:
+    def served_again(self, fault: Fault, host, timeout: float = 90.0) -> float:
+        """Wait until ``host`` answers calls again after ``fault.restored``; returns (and notes) when."""
+        restored = fault.restored
+        assert restored is not None, "the fault is undone before its host can serve again"
         wait_until(
-            lambda: self.once_log.successes_on(host.address, fault.restored),
+            lambda: self.once_log.successes_on(host.address, restored),
             timeout,
             interval=0.1,
             what=f"{host.name} serving calls again",
         )
-        first = min(
-            c.t for c in self.once_log.calls if c.host == host.address and c.code is None and c.t >= fault.restored
-        )
-        fault.recovered = max(first, fault.restored)
+        first = min(c.t for c in self.once_log.calls if c.host == host.address and c.code is None and c.t >= restored)
+        fault.recovered = max(first, restored)
+        return fault.recovered
 
     def gone_from_registry(self, host, timeout: float) -> float:
         started = time.monotonic()
         wait_until(
-            lambda: host.address not in (self.cluster.probe.providers() or {host.address: 0}),
+            lambda: host.address not in (self.cluster.probe.providers() or {host.address: {}}),
             timeout,
             what=f"{host.name}'s key gone from etcd",
         )
@@ -214,9 +216,9 @@ type = "text"
         fault.notes["key gone from etcd after"] = f"{self.gone_from_registry(host, TTL_S * 3):.1f} s"
         host.start()
         fault.restored = time.monotonic()
-        self.served_again(fault, host)
+        recovered = self.served_again(fault, host)
         self.say(f"{host.name} restarted and serving")
-        fault.end = fault.recovered + 2
+        fault.end = recovered + 2
         time.sleep(2)
 
     def cut_link(self, host) -> None:
@@ -232,9 +234,9 @@ type = "text"
         finally:
             world.set_link(host.name, up=True)
         fault.restored = time.monotonic()
-        self.served_again(fault, host)
+        recovered = self.served_again(fault, host)
         self.say(f"{host.name}'s link back, serving again")
-        fault.end = fault.recovered + 2
+        fault.end = recovered + 2
         time.sleep(2)
 
     def drain_host(self, host) -> None:
@@ -250,9 +252,9 @@ type = "text"
         fault.notes["drained and exited after"] = f"{time.monotonic() - fault.injected:.1f} s"
         host.start()
         fault.restored = time.monotonic()
-        self.served_again(fault, host)
+        recovered = self.served_again(fault, host)
         self.say(f"{host.name} drained (exit {code}), restarted and serving")
-        fault.end = fault.recovered + 2
+        fault.end = recovered + 2
         time.sleep(2)
 
     def crash_workers(self, host) -> None:
@@ -280,9 +282,9 @@ type = "text"
         finally:
             host.hold_init(False)
         fault.restored = time.monotonic()
-        self.served_again(fault, host)
+        recovered = self.served_again(fault, host)
         self.say(f"{host.name}'s workers back, serving")
-        fault.end = fault.recovered + 2
+        fault.end = recovered + 2
         time.sleep(2)
 
     # -- etcd faults --------------------------------------------------------------------------
@@ -311,7 +313,7 @@ type = "text"
         leader.kill()
         self.say(f"killed the etcd leader {leader.name}")
         successor = wait_until(
-            lambda: (m := cluster.leader()) is not None and m is not leader and m, 30, what="a new etcd leader"
+            lambda: m if (m := cluster.leader()) is not None and m is not leader else None, 30, what="a new etcd leader"
         )
         fault.notes["killed"] = leader.name
         fault.notes["new leader"] = f"{successor.name} after {time.monotonic() - fault.injected:.1f} s"
@@ -373,7 +375,7 @@ type = "text"
 
     # -- the end ------------------------------------------------------------------------------
 
-    def wait_licences_free(self) -> dict[str, dict]:
+    def wait_licences_free(self) -> dict[str, dict | None]:
         """After the load: no licence held and no session open on any host (sessions whose
         client went away expire after [fc] ttl)."""
         probe = self.cluster.probe
@@ -388,7 +390,7 @@ type = "text"
             return {name: probe.status(host.address) for name, host in self.cluster.hosts.items()}
 
     def results(
-        self, once: Xtest, sessions: Xtest, once_report: dict, sessions_report: dict, licences: dict[str, dict]
+        self, once: Xtest, sessions: Xtest, once_report: dict, sessions_report: dict, licences: dict[str, dict | None]
     ) -> Run:
         cluster = self.cluster
         names = {h.address: h.name for h in cluster.hosts.values()}
@@ -416,6 +418,7 @@ type = "text"
             "slow_ratio": slow_ratio,
         }
         start = once.log.start
+        assert start is not None, "the once load has logged its start"
         totals = {"once": stats(once.log.calls), "sessions": stats(sessions.log.calls)}
         settings = {
             "cpus": os.cpu_count(),

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import pytest
@@ -38,7 +39,7 @@ SHOP_IMAGE = "localhost/aiges/shop:test"
 REPORT: dict[str, dict] = {}
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip, or fail under AIGES_REQUIRE_TOOLS=1 (set by .ci/run), with the reason."""
     if os.environ.get("AIGES_REQUIRE_TOOLS"):
         pytest.fail(reason, pytrace=False)
@@ -197,10 +198,11 @@ class Container:
 
     def wait_serving(self, timeout: float = 120) -> float:
         """Poll the gRPC health service from the host until SERVING; returns seconds since `podman run`."""
-        assert self.address, "no address to poll"
+        address = self.address
+        assert address, "no address to poll"
 
         def serving() -> bool:
-            if health_status(self.address) == SERVING:
+            if health_status(address) == SERVING:
                 return True
             if not self.running():
                 raise AssertionError(f"{self.name} exited {self.state().get('ExitCode')}:\n{self.logs()}")

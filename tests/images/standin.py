@@ -33,7 +33,7 @@ if __package__:
     from .imagelib import CACHE, HERE, REPORT, Engine
 else:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from imagelib import CACHE, HERE, REPORT, Engine
+    from imagelib import CACHE, HERE, REPORT, Engine  # type: ignore[no-redef]  # the same names, run as a script
 
 DEBIAN = "localhost/aiges-standin/debian:bookworm-slim"
 PYTHON = "localhost/aiges-standin/python:3.11-slim-bookworm"
@@ -76,9 +76,9 @@ def apt_sources() -> list[tuple[str, list[str], list[str]]]:
         except OSError:
             continue
         for line in lines:
-            line = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(line) >= 3 and line[0] == "deb":
-                found.append((line[1], [line[2]], line[3:]))
+            words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                found.append((words[1], [words[2]], words[3:]))
     for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
         try:
             text = Path(path).read_text()
@@ -177,6 +177,7 @@ def build_debian(engine: Engine, mirror: str) -> bool:
             text=True,
             timeout=600,
         )
+        assert tar.stdout is not None  # stdout=PIPE
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             raise RuntimeError(f"podman import failed: {imported.stderr}")

@@ -189,6 +189,7 @@ def zombies(container: Container) -> list[dict[str, str]]:
 
 def orphans(container: Container, count: int) -> list[str]:
     """``count`` calls that each leave an exited grandchild behind; their pids in the container."""
+    assert container.address, "the container's gRPC address"
     with Client(container.address) as client:
         return [
             client.once({"text": b"x"}, params={"orphan": "1"}, expect=["text", "orphan"])["orphan"].decode()

@@ -38,6 +38,7 @@ async def burst(address: str) -> Counter:
         if isinstance(reply, grpc.aio.AioRpcError):
             outcome[reply.code().name] += 1
             continue
+        assert isinstance(reply, bytes), reply
         answer = ResData.FromString(reply)
         output = LoaderOutput.FromString(answer.data[0].data)
         outcome[answer.code or output.code] += 1

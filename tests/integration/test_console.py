@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, WRAPPERS, free_port, require_tool
+from conftest import ROOT, WRAPPERS, free_port, require_tool, wait_for
 
 from aiges.protocol.v2_pb2 import LoaderOutput
 
@@ -227,8 +227,12 @@ def test_audio_stream_shows_batches_as_they_come_then_the_final_one(serve, brows
     assert find(browser, "#result").get_attribute("data-state") == "done"
     batches = find_all(browser, ".batch")
     assert len(batches) == 20
-    times = [int(re.search(r"\+(\d+) ms", b.get_attribute("textContent")).group(1)) for b in batches]
-    assert times == sorted(times) and times[-1] - times[0] >= 1500  # at the declared pace, not all at once
+    times = [
+        int(match.group(1)) for b in batches if (match := re.search(r"\+(\d+) ms", b.get_attribute("textContent")))
+    ]
+    assert (
+        len(times) == 20 and times == sorted(times) and times[-1] - times[0] >= 1500
+    )  # at the declared pace, not all at once
     final = find(browser, ".batch.final").get_attribute("textContent")
     assert "summary" in final and "chunks: 20" in final
     browser.save_screenshot(str(tmp_path / "console-audio-stream.png"))
@@ -361,3 +365,77 @@ def test_a_wrapper_error_shows_its_code_and_message(serve, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "console-error.png"))
     # the one error is the failed call itself (HTTP 500), which the browser logs as a failed load
     assert console_errors(browser, allowed="/v1/private/faulty") == []
+
+
+def answer(url: str, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one request, error answers included."""
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as failed:
+        return failed.code, dict(failed.headers), failed.read()
+
+
+def test_every_console_answer_says_nosniff(serve):
+    """The page, its static files (found or not), the JSON endpoints and their error answers: each
+    carries X-Content-Type-Options: nosniff, as sent to a real HTTP client. The other routes are
+    not the console's and are left as they are."""
+    server = http_server(serve, ROOT / "demo" / "echo")
+    request = {"payload": {"text": {"text": base64.b64encode(b"hi").decode()}}}
+    call = json.dumps({"request": request})
+    requests: list[tuple[str, bytes | None, int]] = [
+        ("/", None, 200),
+        ("/console", None, 200),
+        ("/console/", None, 200),
+        ("/console/service.json", None, 200),
+        ("/console/status.json", None, 200),
+        ("/console/snippets", call.encode(), 200),
+        ("/console/snippets", b"{not json", 400),
+        ("/console/static/console/console.js", None, 200),
+        ("/console/static/console/console.css", None, 200),
+        ("/console/static/vendor/preact/preact.module.js", None, 200),
+        ("/console/static/nothing.js", None, 404),
+    ]
+    for path, data, expected in requests:
+        status, headers, _ = answer(server.http + path, data)
+        assert status == expected, (path, status)
+        assert headers.get("X-Content-Type-Options") == "nosniff", (path, headers)
+    status, headers, _ = answer(server.http + "/openapi.json")
+    assert status == 200 and "X-Content-Type-Options" not in headers
+
+
+def test_a_page_opened_while_the_model_loads_retries_by_itself_then_shows_the_form(serve, browser, tmp_path):
+    """While wrapperInit runs, service.json answers 503 (10112) with Retry-After; a page opened then
+    says it is waiting, asks again on its own (no click), and renders the form once the model is up."""
+    hold = tmp_path / "hold-init"
+    hold.touch()  # the faulty wrapper's wrapperInit waits while this file exists
+    server = http_server(serve, WRAPPERS / "faulty", wait=False, wrapper_config={"hang_while": str(hold)})
+
+    def loading() -> tuple[int, dict[str, str], bytes] | None:
+        try:
+            return answer(server.http + "/console/service.json")
+        except OSError:  # the HTTP front is not listening yet
+            return None
+
+    status, headers, body = wait_for(loading, 60)
+    assert status == 503 and json.loads(body)["error"].startswith("10112"), (status, body)
+    assert headers.get("Retry-After") == "1" and headers.get("X-Content-Type-Options") == "nosniff"
+
+    driver = browser
+    driver.get_log("browser")  # what an earlier test left
+    driver.get(server.http + "/console")
+    until(driver, lambda: find(driver, "#console").get_attribute("data-state") == "retrying")
+    assert "the model is still loading" in text_of(driver, "#load-waiting")
+    until(driver, lambda: int(find(driver, "#load-waiting").get_attribute("data-attempt")) >= 3)  # asked again
+    assert not find_all(driver, "#load-failure") and not find_all(driver, "#run")
+    driver.save_screenshot(str(tmp_path / "console-loading.png"))
+
+    hold.unlink()  # wrapperInit returns: the worker comes up
+    until(driver, lambda: find(driver, "#console").get_attribute("data-ready") == "true", timeout=60)
+    assert find(driver, "#console").get_attribute("data-state") == "ready"
+    assert find_all(driver, "#run") and find_all(driver, "#input-text") and find_all(driver, "#param-mode")
+    assert not find_all(driver, "#load-waiting")
+    driver.save_screenshot(str(tmp_path / "console-loaded.png"))
+    # the only errors are the 503s the page was told to wait out
+    assert console_errors(driver, allowed="/console/service.json") == []

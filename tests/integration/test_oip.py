@@ -152,8 +152,8 @@ def test_stream_infer_sequences_share_one_stream(echo):
         result, error = results.get(timeout=10)
         assert error is None, error
         response = result.get_response()
-        sequence = response.parameters["sequence_id"].string_param if "sequence_id" in response.parameters else ""
-        seen.setdefault(sequence, []).extend(result.as_numpy("text").tolist())
+        sequence_id = response.parameters["sequence_id"].string_param if "sequence_id" in response.parameters else ""
+        seen.setdefault(sequence_id, []).extend(result.as_numpy("text").tolist())
     client.stop_stream()
     assert seen == {"11": [b"11-0", b"11-1", b"11-2"], "22": [b"22-0", b"22-1", b"22-2"], "": [b"alone"]}
 

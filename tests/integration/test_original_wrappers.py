@@ -62,14 +62,21 @@ def assert_released(server: Server) -> None:
         raise AssertionError(f"still held: {state(server)}") from None
 
 
+class HttpServer(Server):
+    """A Server with an [http] front, at ``http`` (its base URL)."""
+
+    http = ""
+
+
 @contextmanager
-def serving(workdir: Path, wrapper: Path, **options) -> Iterator[Server]:
+def serving(workdir: Path, wrapper: Path, **options) -> Iterator[HttpServer]:
     workdir.mkdir(parents=True, exist_ok=True)
     http_port = free_port()
-    server = Server(workdir, wrapper, extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n', **options)
+    server = HttpServer(workdir, wrapper, extra=f'[http]\nlisten = "127.0.0.1:{http_port}"\n', **options)
     server.http = f"http://127.0.0.1:{http_port}"
     try:
-        yield server.start()
+        server.start()
+        yield server
     finally:
         server.stop()
 
@@ -139,7 +146,7 @@ def websocket(url: str, frames: list[dict], timeout: float = 30) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Iterator[Server]:
+def template(tmp_path_factory) -> Iterator[HttpServer]:
     workdir = tmp_path_factory.mktemp("template")
     with serving(workdir, render_template(workdir / "project")) as server:
         yield server
@@ -240,7 +247,7 @@ def test_template_over_http_with_the_original_client(template, png, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wrapper_test(tmp_path_factory) -> Iterator[Server]:
+def wrapper_test(tmp_path_factory) -> Iterator[HttpServer]:
     workdir = tmp_path_factory.mktemp("wrapper_test")
     folder = workdir / "service"
     (folder / "test_data").mkdir(parents=True)
@@ -362,7 +369,7 @@ def stream_service(folder: Path, example: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mock(tmp_path_factory, logo) -> Iterator[Server]:
+def mock(tmp_path_factory, logo) -> Iterator[HttpServer]:
     workdir = tmp_path_factory.mktemp("stream_mock")
     with serving(workdir, stream_service(workdir / "service", "mock"), async_mode=True) as server:
         yield server

@@ -24,7 +24,7 @@ class Etcd:
         self.workdir = workdir
         self.client_port, self.peer_port = free_port(), free_port()
         self.endpoint = f"127.0.0.1:{self.client_port}"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -60,6 +60,7 @@ class Etcd:
             return False
 
     def kill(self) -> None:
+        assert self.process is not None, "kill() of an etcd never started"
         self.process.kill()
         self.process.wait()
 

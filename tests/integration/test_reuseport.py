@@ -47,8 +47,8 @@ def two_fronts(tmp_path):
         # The port's health answer comes from whichever front a connection reaches: wait for
         # each front's own word that it serves.
         for front in fronts:
-            wait_for(lambda front=front: '"event": "serving"' in front.log() or front.process.poll() is not None, 60)
-            assert front.process.poll() is None, front.log()
+            wait_for(lambda front=front: '"event": "serving"' in front.log() or front.popen.poll() is not None, 60)
+            assert front.popen.poll() is None, front.log()
         yield fronts, metrics, http_port
     finally:
         for front in fronts:

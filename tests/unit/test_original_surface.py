@@ -53,7 +53,9 @@ def public_names(root: Path, module: str) -> set[str]:
                 walk(node.body)
                 walk(node.orelse)
 
-    walk(ast.parse(module_file(root, module).read_text(encoding="utf-8")).body)
+    path = module_file(root, module)
+    assert path is not None, f"{module} is not in the original wheel"
+    walk(ast.parse(path.read_text(encoding="utf-8")).body)
     return {name for name in names if not name.startswith("_")}
 
 

@@ -57,7 +57,11 @@ class RecordingHost:
         self.calls: list[tuple] = []
 
     def __getattr__(self, name: str):
-        return lambda *args: self.calls.append((name, *args)) or 0
+        def record(*args):
+            self.calls.append((name, *args))
+            return 0
+
+        return record
 
 
 def test_python_wrapper_style_is_detected_and_adapted():
@@ -93,7 +97,7 @@ def test_loader_errors_name_the_problem(tmp_path):
 
 
 def test_argument_binding_accepts_both_shim_orders():
-    calls = []
+    calls: list[tuple] = []
 
     class Head:
         def wrapperCreate(self, params, sid, persId=0, usrTag=""):

@@ -34,7 +34,8 @@ def test_response_defaults_and_error():
 
 def test_data_list_get():
     nodes = DataListCls([DataListNode("a", b"1"), DataListNode("b", b"22")])
-    assert nodes.get("b").len == 2
+    b = nodes.get("b")
+    assert b is not None and b.len == 2
     assert nodes.get("c") is None
 
 
@@ -121,15 +122,18 @@ def test_session_manager_hands_out_and_takes_back_handles():
             while True:
                 request = self.in_q.get()
                 seen.append((self.session_thread.sid, request))
-                self.session_thread.callback_fn(request.upper(), self.session_thread.sid)
+                deliver = self.session_thread.callback_fn
+                assert deliver is not None, "the session has its callback before its first chunk"
+                deliver(request.upper(), self.session_thread.sid)
                 self.session_thread.reset()
 
     manager.init_handle_pool("thread", 2, Echo)
     assert manager.initialized and set(manager.handle_pool.workers) == {"Process-0-Thread-0", "Process-0-Thread-1"}
     first, second = manager.get_idle_handle(), manager.get_idle_handle()
+    assert first is not None and second is not None
     assert {first, second} == set(manager.handle_pool.workers) and manager.get_idle_handle() is None
     session = manager.get_session(first)
-    assert session.daemon and not session.idle and manager.get_session("nope") is None
+    assert session is not None and session.daemon and not session.idle and manager.get_session("nope") is None
     delivered = threading.Event()
     session.setup_sid("sid-1")
     session.setup_params({"a": "1"})
@@ -138,7 +142,9 @@ def test_session_manager_hands_out_and_takes_back_handles():
     assert delivered.wait(10) and seen == [("sid-1", "hi")]
     assert manager.get_idle_handle() == first  # its thread reset it after the result
     manager.push_back(second)
-    assert manager.get_idle_handle() == second and manager.get_session(second).params == {}
+    assert manager.get_idle_handle() == second
+    returned = manager.get_session(second)
+    assert returned is not None and returned.params == {}
 
 
 def test_process_mode_gives_usable_handles():
@@ -169,7 +175,12 @@ def test_dto_callback_queues_locally_and_forwards_inside_a_worker(monkeypatch):
     assert dto.callback(Response(), "sid") == 0 and results.qsize() == 1
     embedded = types.ModuleType("aiges_embed")
     forwarded = []
-    embedded.callback = lambda response, tag, *rest: forwarded.append(tag) or 0
+
+    def forward(response, tag, *rest):
+        forwarded.append(tag)
+        return 0
+
+    monkeypatch.setattr(embedded, "callback", forward, raising=False)
     monkeypatch.setitem(sys.modules, "aiges_embed", embedded)
     dto.callback(Response(), "sid-2")
     assert forwarded == ["sid-2"] and results.qsize() == 1
@@ -184,7 +195,9 @@ def test_run_stream_tries_a_session_through_the_callback(caplog):
         def run(self):
             request = self.in_q.get()
             item = ResponseData(key="out", data=request.list[0].data, status=request.list[0].status)
-            self.session_thread.callback_fn(Response([item]), self.session_thread.sid)
+            deliver = self.session_thread.callback_fn
+            assert deliver is not None, "wrapperCreate sets the callback"
+            deliver(Response([item]), self.session_thread.sid)
 
     class Req:
         text = StringBodyField(key="text", value=b"sample")
@@ -196,16 +209,21 @@ def test_run_stream_tries_a_session_through_the_callback(caplog):
             self.session.init_handle_pool("thread", 1, Chunks)
             return 0
 
-        def wrapperCreate(self, params, sid):
+        def wrapperCreate(self, params, sid, persId=0, usrTag=""):
             handle = self.session.get_idle_handle()
+            assert handle is not None, "one session at a time, on a pool of one"
             thread = self.session.get_session(handle)
+            assert thread is not None
             thread.setup_sid(sid)
             thread.setup_params(params)
             thread.setup_callback_fn(callback)
             return SessionCreateResponse(handle=handle)
 
-        def wrapperWrite(self, handle, req, sid):
-            self.session.get_session(handle).in_q.put(req)
+        # the original's examples take the sid too; the loader and run() bind by parameter name
+        def wrapperWrite(self, handle, req, sid):  # type: ignore[override]
+            thread = self.session.get_session(handle)
+            assert thread is not None
+            thread.in_q.put(req)
             return 0
 
     with caplog.at_level(logging.INFO, logger="wrapper"):

@@ -9,6 +9,9 @@
 The page calls the ASE JSON API like any client (POST the route for one call, a WebSocket on it
 for a session), so what works in the console works from curl. Its Content-Security-Policy allows
 this server only: a script or style that tried to load from elsewhere would fail in the browser.
+Every answer of these routes (the error ones too) says ``X-Content-Type-Options: nosniff``, so a
+browser takes each for the type it is served as. While the workers are still loading,
+``service.json`` answers 503 (10112) with Retry-After, and the page waits and asks again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ STATIC = Path(__file__).parent / "static"
 PAGE = STATIC / "console" / "index.html"
 StatusSource = Callable[[], Mapping[str, Any]]
 """The server's state as ``App.snapshot()`` gives it (address, phase, health, uptime)."""
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
 def csp(page: str) -> str:
@@ -121,10 +125,21 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, source: StatusSource
         )
         return web.json_response(console_snippets.snippets(call))
 
-    router.add_get("/", console)
-    router.add_get("/console", console)
-    router.add_get("/console/", console)
-    router.add_get("/console/service.json", service)
-    router.add_get("/console/status.json", live)
-    router.add_post("/console/snippets", snippets)
-    router.add_static("/console/static", STATIC, follow_symlinks=False, show_index=False)
+    routes = [
+        router.add_get("/", console),
+        router.add_get("/console", console),
+        router.add_get("/console/", console),
+        router.add_get("/console/service.json", service),
+        router.add_get("/console/status.json", live),
+        router.add_post("/console/snippets", snippets),
+    ]
+    owned = {route.resource for route in routes if route.resource is not None}
+    owned.add(router.add_static("/console/static", STATIC, follow_symlinks=False, show_index=False))
+
+    async def nosniff(request: web.Request, response: web.StreamResponse) -> None:
+        """On every response of these routes, as it is sent: the handlers' own, the error
+        middleware's and the static files' (found, missing or refused)."""
+        if request.match_info.route.resource in owned:
+            response.headers[NOSNIFF[0]] = NOSNIFF[1]
+
+    front.app.on_response_prepare.append(nosniff)

@@ -12,10 +12,12 @@
 import importlib.util
 import time
 from pathlib import Path
+from typing import Any
 
 _ECHO = Path(__file__).resolve().parents[3] / "demo" / "echo" / "wrapper.py"
 _spec = importlib.util.spec_from_file_location("aiges_demo_echo", _ECHO)
-_echo = importlib.util.module_from_spec(_spec)
+assert _spec is not None and _spec.loader is not None, _ECHO
+_echo: Any = importlib.util.module_from_spec(_spec)  # its Wrapper is known only once loaded
 _spec.loader.exec_module(_echo)
 
 RELOAD_S = 0.5
@@ -26,6 +28,7 @@ class Wrapper(_echo.Wrapper):
         self.service_s = float(config.get("service_ms", "0")) / 1000
         self.control = Path(config["control_dir"]) if config.get("control_dir") else None
         self._checked = 0.0
+        self._override: float | None = None
         if self.control is not None:
             while (self.control / "hold_init").exists():
                 time.sleep(0.05)
@@ -39,8 +42,7 @@ class Wrapper(_echo.Wrapper):
                 self._override = float((self.control / "service_ms").read_text()) / 1000
             except (OSError, ValueError):
                 self._override = None
-        override = getattr(self, "_override", None)
-        return self.service_s if override is None else override
+        return self.service_s if self._override is None else self._override
 
     def wrapperOnceExec(self, params: dict, reqData, usrTag: str = "", persId: int = 0):
         time.sleep(self._service_s())

@@ -53,7 +53,9 @@ class Wrapper(WrapperBase):
 
     def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         time.sleep(int(params.get("sleep_ms", "0")) / 1000)
-        items = [ResponseData(key="text", data=reqData.get("text").data)]
+        text = reqData.get("text")
+        assert text is not None, "text is the declared input"
+        items = [ResponseData(key="text", data=text.data)]
         if params.get("orphan") == "1":
             items.append(ResponseData(key="orphan", data=str(leave_an_orphan())))
         return Response(items)

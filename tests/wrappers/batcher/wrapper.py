@@ -18,7 +18,7 @@ class Wrapper(WrapperBase):
     def wrapperError(self, ret):
         return "item refused" if ret == 9 else ""
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         return self.wrapperBatchExec([params], [reqData])[0]
 
     def wrapperBatchExec(self, params_list, reqData_list):

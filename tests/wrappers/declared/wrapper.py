@@ -35,7 +35,7 @@ class Wrapper(WrapperBase):
     def wrapperInit(self, config):
         return 0
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         text = reqData.get("text").data.decode()
         return Response([ResponseData(key="result", data={"params": params, "text": text})])
 

@@ -69,7 +69,7 @@ class Wrapper(WrapperBase):
         if mode == "sleep":
             time.sleep(float(params.get("seconds", "0.1")))
         if mode == "none":
-            return None
+            return None  # type: ignore[return-value]  # on purpose: the loader must refuse a None reply
         if mode == "flaky":
             self.calls = getattr(self, "calls", 0) + 1
             if self.calls % 3 == 0:

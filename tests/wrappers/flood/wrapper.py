@@ -7,6 +7,7 @@ mode=push - a thread of the session's own pushes a chunk through the callback ev
 """
 
 import threading
+from typing import Any
 
 from aiges.dto import DataListCls, Response, ResponseData, SessionCreateResponse
 from aiges.sdk import StringBodyField, WrapperBase
@@ -26,13 +27,13 @@ class Wrapper(WrapperBase):
     responseCls = Reply()
 
     def wrapperInit(self, config: dict) -> int:
-        self.sessions = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
         return 0
 
     def wrapperFini(self) -> int:
         return 0
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         return Response([ResponseData(key="out", data=b"once")])
 
     def wrapperCreate(self, params: dict, sid: str, persId: int = 0, usrTag: str = "") -> SessionCreateResponse:

@@ -1,8 +1,9 @@
 """A function-style wrapper (the original v1 shim's ABI)."""
 
 import os
+from typing import Any
 
-config_seen = {}
+config_seen: dict[str, str] = {}
 
 
 def wrapperInit(config):
@@ -63,5 +64,5 @@ def wrapperFini():
     return 0
 
 
-sessions = {}
+sessions: dict[str, list[Any]] = {}
 PID = os.getpid()

@@ -62,7 +62,9 @@ class Wrapper(WrapperBase):
     def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         if self.delay:
             time.sleep(self.delay)
-        return self._answer(self._transcribe(reqData.get("audio").data.decode(), persId), DataOnce)
+        audio = reqData.get("audio")
+        assert audio is not None, "every call of this wrapper carries audio"
+        return self._answer(self._transcribe(audio.data.decode(), persId), DataOnce)
 
     def wrapperCreate(self, params: dict, sid: str, persId: int = 0, usrTag: str = "") -> SessionCreateResponse:
         self.sessions[usrTag] = {"pers": persId, "heard": [], "done": False}

@@ -2,8 +2,10 @@
 loaded with ``wrapperLoadRes(reqData, resId)``; calls and sessions get the ids they name as
 ``psrIds`` (all of them apply, in order) and their count as ``psrCnt``."""
 
-lists = {}
-sessions = {}
+from typing import Any
+
+lists: dict[int, dict[str, str]] = {}
+sessions: dict[str, dict[str, Any]] = {}
 
 
 def wrapperInit(config):

@@ -9,5 +9,5 @@ class Wrapper(WrapperBase):
     def wrapperError(self, ret):
         return "the model file is missing"
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         return Response()

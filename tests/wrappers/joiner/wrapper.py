@@ -24,7 +24,7 @@ class Wrapper(WrapperBase):
     def wrapperInit(self, config: dict) -> int:
         return 0
 
-    def wrapperOnceExec(self, params: dict, reqData: DataListCls) -> Response:
+    def wrapperOnceExec(self, params: dict, reqData: DataListCls, usrTag: str = "", persId: int = 0) -> Response:
         joined = params.get("prefix", "").encode() + b"".join(item.data for item in reqData.list)
         return Response([ResponseData(key="text", data=joined)])
 

@@ -41,7 +41,7 @@ class Reporter(WrapperBase):
         return ([WrapperData(key="out", data=data.upper())], 0)
 
     def create(self, usr_tag, params, psr_ids):
-        chunks = queue.Queue()
+        chunks: queue.Queue[WrapperData | None] = queue.Queue()
         self.sessions[usr_tag] = chunks
         threading.Thread(target=self._answer, args=(usr_tag, chunks), daemon=True).start()
         return (usr_tag, 0)

@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from typing import Any
 
 from aiges.dto import DataListCls, Response, ResponseData, SessionCreateResponse
 from aiges.sdk import WrapperBase
@@ -24,13 +25,13 @@ class Wrapper(WrapperBase):
 
     def wrapperInit(self, config: dict) -> int:
         self.config = config
-        self.sessions = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
         return 0
 
     def wrapperError(self, ret: int) -> str:
         return {21: "no capacity for a session", 22: "bad chunk"}.get(ret, "")
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         return Response([ResponseData(key="out", data=b"once")])
 
     def wrapperCreate(self, params: dict, sid: str, persId: int = 0, usrTag: str = "") -> SessionCreateResponse:

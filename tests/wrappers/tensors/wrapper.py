@@ -29,7 +29,7 @@ class Wrapper(WrapperBase):
     def wrapperInit(self, config):
         return 0
 
-    def wrapperOnceExec(self, params, reqData):
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
         item = reqData.get("x")
         shape = [int(d) for d in item.desc["shape"].split(",")]
         array = np.frombuffer(item.data, DTYPES[item.desc["datatype"]]).reshape(shape)

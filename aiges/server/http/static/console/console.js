@@ -669,20 +669,73 @@ function Console({ service }) {
   </div>`;
 }
 
+// -- loading the service ---------------------------------------------------------------------------
+
+// While the workers load the wrapper the server answers 503 (10112, "still loading") with
+// Retry-After; the page asks again by itself, never sooner than Retry-After says, backing off.
+const MODEL_LOADING = "10112";
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 5000;
+
+// Retry-After in ms: delay-seconds or an HTTP date (RFC 9110, 10.2.3); 0 when absent or unreadable.
+function retryAfterMs(reply) {
+  const value = (reply.headers.get("Retry-After") || "").trim();
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now());
+}
+
+// What /console/service.json says: {service}, {waitMs, reason} while the service cannot answer
+// yet (a 503, or no answer at all), or {failure} for an error that asking again would not mend.
+async function askService() {
+  let reply;
+  try {
+    reply = await fetch("/console/service.json", { cache: "no-store" });
+  } catch (error) {
+    return { reason: "the server does not answer", waitMs: 0 };
+  }
+  const body = await reply.json().catch(() => null);
+  if (reply.ok && body) return { service: body };
+  const message = String(body?.error || body?.header?.message || `HTTP ${reply.status}`);
+  if (reply.status === 503) {
+    const loading = message.startsWith(`${MODEL_LOADING}:`);
+    return { reason: loading ? "the model is still loading" : message, waitMs: retryAfterMs(reply) };
+  }
+  return { failure: message };
+}
+
+function Waiting({ reason, attempt, waitMs }) {
+  return html`<p class="loading waiting" id="load-waiting" data-attempt=${attempt}>
+    Loading the console: ${reason}; retrying in ${(waitMs / 1000).toFixed(1)} s (attempt ${attempt})…</p>`;
+}
+
 async function main() {
   const root = document.getElementById("console");
-  try {
-    const reply = await fetch("/console/service.json", { cache: "no-store" });
-    const body = await reply.json();
-    if (!reply.ok) throw new Error(body.error || body.header?.message || `HTTP ${reply.status}`);
-    document.title = `${body.service} - aiges console`;
-    root.textContent = "";
-    render(html`<${Console} service=${body} />`, root);
-    root.dataset.ready = "true";
-  } catch (error) {
-    root.textContent = "";
-    render(html`<p class="failure-text" id="load-failure">The console cannot load the service: ${error.message}.
-      <a href="">Retry</a></p>`, root);
+  let placeholder = true; // the page's own "Loading..." until the first render replaces it
+  const show = (state, view) => {
+    if (placeholder) root.textContent = "";
+    placeholder = false;
+    root.dataset.state = state;
+    render(view, root);
+  };
+  let backoffMs = RETRY_FIRST_MS;
+  for (let attempt = 1; ; attempt += 1) {
+    const answer = await askService();
+    if (answer.service) {
+      document.title = `${answer.service.service} - aiges console`;
+      show("ready", html`<${Console} service=${answer.service} />`);
+      root.dataset.ready = "true";
+      return;
+    }
+    if (answer.failure) {
+      show("failed", html`<p class="failure-text" id="load-failure">The console cannot load the service: ${answer.failure}.
+        <a href="">Retry</a></p>`);
+      return;
+    }
+    const waitMs = Math.max(answer.waitMs, backoffMs);
+    show("retrying", html`<${Waiting} reason=${answer.reason} attempt=${attempt} waitMs=${waitMs} />`);
+    await sleep(waitMs);
+    backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS);
   }
 }
 
