@@ -272,9 +272,11 @@ class Engine:
         self.licences.acquire()
         self._early[tag] = None  # in flight; EarlyOutputs only if a wrapper thread pushes meanwhile
         self.inflight += 1
-        call = asyncio.ensure_future(self.pool.call(message, retryable=True))
+        call: asyncio.Future[OnceReply | tuple[Worker, Opened]] = asyncio.ensure_future(
+            self.pool.once(message) if isinstance(message, Once) else self.pool.open(message)
+        )
         try:
-            worker, value = await asyncio.shield(call)
+            value = await asyncio.shield(call)
         except asyncio.CancelledError:
             call.add_done_callback(functools.partial(self._abandoned, tag))
             raise
@@ -282,25 +284,22 @@ class Engine:
             self._first_done(tag)
             raise
         self.inflight -= 1
-        if self.settings.log_workers:  # the request's debug lines name the worker that ran it
-            bind_contextvars(worker=worker.index)
         early = self._early.pop(tag)
-        match value:
-            case OnceReply(output=output):
-                self.licences.release()
-                return output
-            case Opened(service_id=service_id, outputs=outputs):
-                if early is None:
-                    return self._register(tag, worker, service_id, outputs, None)
-                return self._register(tag, worker, service_id, [*outputs, *early.outputs], early.failure)
-        raise AssertionError(f"a first frame was answered with {value!r}")
+        if isinstance(value, OnceReply):
+            self.licences.release()
+            return value.output
+        worker, opened = value
+        if self.settings.log_workers:  # the session's debug lines name the worker that holds it
+            bind_contextvars(worker=worker.index)
+        if early is None:
+            return self._register(tag, worker, opened.service_id, opened.outputs, None)
+        return self._register(tag, worker, opened.service_id, [*opened.outputs, *early.outputs], early.failure)
 
     def _register(
         self, tag: str, worker: Worker, service_id: str, outputs: list[tuple[Output, bool]], failure: AigesError | None
     ) -> Session:
         session = Session(tag=tag, worker=worker, service_id=service_id)
         self.sessions.add(session)
-        worker.sessions += 1
         for output, ended in outputs:
             self._queue_output(session, output, ended)
         session.failure = session.failure or failure
@@ -312,14 +311,15 @@ class Engine:
         self.licences.release()
         self._early.pop(tag, None)
 
-    def _abandoned(self, tag: str, call: asyncio.Future[tuple[Worker, Any]]) -> None:
+    def _abandoned(self, tag: str, call: asyncio.Future[OnceReply | tuple[Worker, Opened]]) -> None:
         """A first frame whose caller went away (cancelled, deadline): the worker still runs it,
         so its licence is held until the worker is done, and a session it opened is destroyed."""
         self._first_done(tag)
         if call.cancelled() or call.exception() is not None:
             return
-        worker, value = call.result()
-        if isinstance(value, Opened):
+        value = call.result()
+        if not isinstance(value, OnceReply):
+            worker, _ = value
             log.info("session abandoned", sid=tag, worker=worker.index)
             self._destroy(tag, worker)
 
@@ -334,7 +334,7 @@ class Engine:
         session.touch()
         self.inflight += 1
         try:
-            await self.pool.call(Write(self.pool.new_id(), session.tag, out_of_band(frame)), worker=session.worker)
+            await self.pool.write(session.worker, Write(self.pool.new_id(), session.tag, out_of_band(frame)))
         except AigesError as exc:
             self.fail(session, exc)
             self.close(session, reason=f"error {exc.code}")
@@ -386,7 +386,9 @@ class Engine:
         session.pending_bytes = 0
         worker = session.worker
         if destroy and worker.ready:
-            self._destroy(session.tag, worker)
+            self._destroy(session.tag, worker)  # which detaches it from its worker
+        else:
+            self.pool.detach(worker)
         session.notify()
         log.info("session closed", sid=session.tag, worker=worker.index, reason=reason or "done")
 
@@ -400,7 +402,6 @@ class Engine:
         if session.holds_licence:
             session.holds_licence = False
             self.licences.release()
-            session.worker.sessions -= 1
 
     def _check_alive(self, session: Session) -> None:
         if session.failure is not None:
@@ -422,7 +423,10 @@ class Engine:
     async def _call_quietly(self, message: Finish | Destroy, worker: Worker) -> None:
         """A session call nobody waits for: a failure is logged, not raised."""
         try:
-            await self.pool.call(message, worker=worker)
+            if isinstance(message, Destroy):
+                await self.pool.destroy(worker, message)
+            else:
+                await self.pool.finish(worker, message)
         except AigesError as exc:
             log.warning(
                 "session call failed", call=type(message).__name__, sid=message.tag, code=exc.code, error=exc.message
