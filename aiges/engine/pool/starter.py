@@ -17,7 +17,7 @@ from aiges.engine.messages import Init
 from aiges.engine.pool.launcher import Launcher
 from aiges.engine.pool.records import RESTART_BACKOFF_S, PoolSettings, WorkerInitError
 from aiges.engine.pool.slots import SlotRole, WorkerSlot
-from aiges.engine.pool.worker import PoolListener, Worker, WorkerEvents
+from aiges.engine.pool.worker import OutputListener, Worker, WorkerEvents
 from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
 
@@ -30,7 +30,7 @@ class Starter:
         settings: PoolSettings,
         launcher: Launcher,
         events: WorkerEvents,
-        listener: PoolListener,
+        listener: OutputListener,
         stopping: Callable[[], bool],
         changed: Callable[[], None],
     ) -> None:

@@ -79,16 +79,20 @@ _MOVES: dict[WorkerState, frozenset[WorkerState]] = {
 }
 
 
-class PoolListener(Protocol):
-    """Where the pool reports what its workers say on their own (the engine)."""
+class OutputListener(Protocol):
+    """Where a worker passes what it says on its own: session output and wrapper reports."""
 
     def on_output(self, message: SessionOutput) -> None: ...
 
     def on_output_failed(self, message: SessionFailed) -> None: ...
 
-    def on_worker_lost(self, worker: Worker, reason: str) -> None: ...
-
     def on_report(self, message: Report) -> None: ...
+
+
+class PoolListener(OutputListener, Protocol):
+    """Where the pool reports what its workers say on their own, and their losses (the engine)."""
+
+    def on_worker_lost(self, worker: Worker, reason: str) -> None: ...
 
     def on_state_changed(self) -> None: ...
 
@@ -113,7 +117,7 @@ class Worker:
         rings: tuple[ShmRing, ShmRing] | None,
         settings: WorkerSettings,
         events: WorkerEvents,
-        listener: PoolListener,
+        listener: OutputListener,
     ) -> None:
         self.slot = slot
         self.settings = settings
