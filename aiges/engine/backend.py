@@ -5,7 +5,11 @@ protocol and never to a process, a socket or a slot.
 A session lives on one worker: ``open`` answers with the ``WorkerRef`` that holds it, which the
 engine passes back on every later call of that session; the backend counts the sessions each
 worker holds from ``open`` to ``destroy`` (or ``detach``, when the session ends without a
-destroy because its worker is gone).
+destroy: its worker is gone, or the server stops). Exactly one of the two per session.
+
+For admission (issue 25), ``loads`` tells what each worker that takes new calls has queued and
+its running service-time estimate, and ``withdraw`` drops a one-shot or first frame that has not
+been sent to its worker yet.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from aiges.engine.items import WorkerInfo
 from aiges.engine.messages import Destroy, Finish, Once, OnceReply, Open, Opened, Pause, Resume, WorkerSettings, Write
 
 if TYPE_CHECKING:
-    from aiges.engine.pool import ReloadOutcome, WorkerStatus
+    from aiges.engine.pool import ReloadOutcome, WorkerLoad, WorkerStatus
     from aiges.engine.resources import Resource, ResourceStore
 
 
@@ -31,9 +35,16 @@ class WorkerRef(Protocol):
 
 
 class Backend(Protocol):
-    generation: int
-    reloading: bool
-    resources: ResourceStore
+    @property
+    def generation(self) -> int:
+        """The serving generation of workers (1, then one more per successful reload)."""
+
+    @property
+    def reloading(self) -> bool: ...
+
+    @property
+    def resources(self) -> ResourceStore:
+        """The kept resources (read only: ``load_resource``/``unload_resource`` change them)."""
 
     @property
     def live(self) -> bool: ...
@@ -64,6 +75,14 @@ class Backend(Protocol):
 
     def notify(self, worker: WorkerRef, message: Pause | Resume) -> None:
         """A one-way message to a session's worker (lost, without error, if it is gone)."""
+
+    def withdraw(self, call_id: int) -> bool:
+        """Drop a one-shot or first frame (by its message's ``call_id``) not yet sent to its
+        worker: its ``once``/``open`` raises CancelledError. False once it was sent."""
+
+    def loads(self) -> list[WorkerLoad]:
+        """Per ready worker that takes new calls: calls queued and not started, calls in flight,
+        sessions, and the running estimate of one call's exec time."""
 
     async def load_resource(self, resource: Resource) -> None: ...
 
