@@ -114,6 +114,13 @@ class FcSection:
     max: int = key(100, "licences: one-shot calls and open sessions served at once", minimum=1)
     ttl: int = key(15000, "a session idle this many ms is closed", minimum=1)
     roll: int = key(1000, "how often idle sessions are looked for, ms", minimum=1)
+    deadline_ms: int = key(
+        0,
+        "a call's deadline when its caller sets none (gRPC deadline, X-Request-Timeout, waitTime, OIP "
+        "timeout), ms: a call that could not be done in time is refused at once (10110), one whose "
+        "deadline passes while it waits never runs; 0 = none",
+        minimum=0,
+    )
     session_output_kb: int = key(
         4096,
         "unread output a session may hold in the server, KiB: past it the worker "

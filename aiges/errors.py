@@ -7,6 +7,7 @@ so existing clients keep their retry and reporting logic.
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 
 
@@ -101,7 +102,11 @@ MESSAGES: dict[int, str] = {
 
 
 class AigesError(Exception):
-    """An error with an AIGes code; ``message`` is what the client sees in ``err``."""
+    """An error with an AIGes code; ``message`` is what the client sees in ``err``;
+    ``retry_after_s``, when set, is when a retry could be served (the fronts send it as
+    ``Retry-After`` / ``retry-after-ms``)."""
+
+    retry_after_s: float | None = None
 
     def __init__(self, code: int, detail: str | None = None) -> None:
         self.code = int(code)
@@ -113,6 +118,21 @@ class AigesError(Exception):
 
     def __repr__(self) -> str:
         return f"AigesError({self.code}, {self.message!r})"
+
+
+class Overloaded(AigesError):
+    """10110, refused at the door: the call could not start (or finish) before its deadline, or
+    no licence is free; ``retry_after_s`` says when capacity is expected back."""
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        hint_s = max(retry_after_s, 0.001)
+        super().__init__(ErrorCode.LICENSE_NOT_ENOUGH, f"{detail}; retry in {math.ceil(hint_s * 1000)} ms")
+        self.detail = detail
+        self.hint_s = hint_s
+        self.retry_after_s = self.hint_s
+
+    def __reduce__(self) -> tuple[type[Overloaded], tuple[str, float]]:  # type: ignore[override]
+        return (Overloaded, (self.detail, self.hint_s))
 
 
 def wrapper_error_text(text: str, code: int) -> str:

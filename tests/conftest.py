@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiges.client import Client
+from aiges.protocol.xsf_pb2 import Request
+from aiges.protocol.xsf_pb2_grpc import ToolBoxStub
 
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = Path(__file__).resolve().parent / "wrappers"
@@ -99,6 +102,12 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def status(self) -> dict:
+        """The server's ``cmdserver`` status (licences, sessions, workers...)."""
+        with grpc.insecure_channel(self.address) as channel:
+            reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "status"})), timeout=5)
+        return json.loads(reply.body)
 
     def signal(self, sig: int) -> None:
         self.popen.send_signal(sig)

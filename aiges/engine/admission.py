@@ -20,10 +20,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from aiges.engine.backend import Estimate
 from aiges.engine.context import RequestContext
 from aiges.engine.licences import Licences
-from aiges.errors import AigesError, ErrorCode
+from aiges.errors import AigesError, ErrorCode, Overloaded
 from aiges.metrics import APP_CALLS, APP_SESSIONS
+
+NO_ESTIMATE_RETRY_S = 1.0
+"""The retry hint of a refusal before any worker has answered (nothing to estimate from)."""
 
 
 class Ticket:
@@ -125,11 +129,23 @@ class LocalCounts:
         return self._sessions.get(app_id, 0)
 
 
+class Capacity(Protocol):
+    """What admission asks of the engine's workers (the backend, through the engine)."""
+
+    def estimate(self, priority: int) -> Estimate | None:
+        """How long a new call of ``priority`` would wait for a worker, and then run."""
+
+    def make_room(self, priority: int) -> bool:
+        """Refuse a waiting call less urgent than ``priority`` so that it may take its licence."""
+
+
 class Admission:
     def __init__(self, licences: LicenceCounts, apps: AppCounts) -> None:
         self.licences = licences
         self.apps = apps
         self.draining = False
+        self.capacity: Capacity | None = None
+        """Set by the engine: the deadline check and the priority of refusals need it."""
         self._calls: dict[tuple[str, int], Any] = {}
 
     @classmethod
@@ -151,6 +167,9 @@ class Admission:
         held after a refusal)."""
         if self.draining:
             raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, "server is draining; retry on another instance")
+        estimate = self.capacity.estimate(context.priority) if self.capacity is not None else None
+        if context.deadline is not None:
+            self._check_deadline(context, estimate)
         caller = context.caller
         quota = caller.quota
         app_session = ""
@@ -169,9 +188,12 @@ class Admission:
                 self._count(app_id, ErrorCode.APP_RATE)
                 raise AigesError(ErrorCode.APP_RATE, f"app {app_id} is over its rate of {quota.rate:g} calls/s")
             self._count(app_id, 0)
-        if not self.licences.acquire_licence():
+        if not self.licences.acquire_licence() and not self._room_for(context.priority):
             self._undo(app_session)
-            raise AigesError(ErrorCode.LICENSE_NOT_ENOUGH, f"service license not enough ({self.total} in use)")
+            raise Overloaded(
+                f"service license not enough ({self.total} in use)",
+                estimate.done_in_s if estimate is not None else NO_ESTIMATE_RETRY_S,
+            )
         if app_session:
             APP_SESSIONS.labels(app_session).inc()
         return Ticket(self, app_session)
@@ -182,6 +204,24 @@ class Admission:
         if ticket.app_session:
             self.apps.close_session(ticket.app_session)
             APP_SESSIONS.labels(ticket.app_session).dec()
+
+    def _check_deadline(self, context: RequestContext, estimate: Estimate | None) -> None:
+        """Refuse at once a call that could not be done before its deadline: 10102 if it has
+        passed already, else 10110 with when a retry would fit."""
+        remaining = context.remaining()
+        assert remaining is not None
+        if remaining <= 0:
+            raise AigesError(ErrorCode.ONCE_TIMEOUT, "the call's deadline passed before it arrived")
+        if estimate is not None and estimate.done_in_s > remaining:
+            raise Overloaded(
+                f"the call cannot be done before its deadline: it would wait about {estimate.wait_s * 1000:.0f} ms "
+                f"for a worker and run about {estimate.service_s * 1000:.0f} ms, {remaining * 1000:.0f} ms are left",
+                estimate.done_in_s - remaining,
+            )
+
+    def _room_for(self, priority: int) -> bool:
+        """A licence after all: a less urgent call waiting for a worker gives its own up."""
+        return self.capacity is not None and self.capacity.make_room(priority) and self.licences.acquire_licence()
 
     def _undo(self, app_session: str) -> None:
         if app_session:

@@ -14,6 +14,7 @@ been sent to its worker yet.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from aiges.engine.items import WorkerInfo
@@ -22,6 +23,18 @@ from aiges.engine.messages import Destroy, Finish, Once, OnceReply, Open, Opened
 if TYPE_CHECKING:
     from aiges.engine.pool import ReloadOutcome, WorkerLoad, WorkerStatus
     from aiges.engine.resources import Resource, ResourceStore
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a new first frame can expect: the wait before a worker starts it, and its run."""
+
+    wait_s: float
+    service_s: float
+
+    @property
+    def done_in_s(self) -> float:
+        return self.wait_s + self.service_s
 
 
 class WorkerRef(Protocol):
@@ -56,12 +69,18 @@ class Backend(Protocol):
     def new_id(self) -> int:
         """An id for a call message (its answer is matched by it)."""
 
-    async def once(self, message: Once) -> tuple[WorkerRef, OnceReply]:
-        """A one-shot call on the least-loaded worker (moved to another if its worker dies before
-        starting it), and the worker that answered."""
+    async def once(self, message: Once, priority: int = 0) -> tuple[WorkerRef, OnceReply]:
+        """A one-shot call, on a worker as soon as one has room (higher ``priority`` first; moved
+        to another if its worker dies before starting it), and the worker that answered."""
 
-    async def open(self, message: Open) -> tuple[WorkerRef, Opened]:
+    async def open(self, message: Open, priority: int = 0) -> tuple[WorkerRef, Opened]:
         """A session's first frame; the session is attached to the worker that answered."""
+
+    def estimate(self, priority: int) -> Estimate | None:
+        """How long a new first frame of ``priority`` would wait and then run (None: not known yet)."""
+
+    def evict_below(self, priority: int) -> int | None:
+        """Refuse (10110) the least urgent waiting first frame, if less urgent than ``priority``."""
 
     async def write(self, worker: WorkerRef, message: Write) -> None: ...
 
@@ -77,8 +96,8 @@ class Backend(Protocol):
         """A one-way message to a session's worker (lost, without error, if it is gone)."""
 
     def withdraw(self, call_id: int) -> bool:
-        """Drop a one-shot or first frame (by its message's ``call_id``) not yet sent to its
-        worker: its ``once``/``open`` raises CancelledError. False once it was sent."""
+        """Drop a one-shot or first frame (by its message's ``call_id``) no worker has yet: its
+        ``once``/``open`` raises CancelledError. False once a worker has it."""
 
     def loads(self) -> list[WorkerLoad]:
         """Per ready worker that takes new calls: calls queued and not started, calls in flight,

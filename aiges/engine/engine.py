@@ -35,7 +35,7 @@ from structlog.contextvars import bind_contextvars
 
 from aiges.engine import ipc
 from aiges.engine.admission import Admission, Ticket
-from aiges.engine.backend import WorkerRef
+from aiges.engine.backend import Estimate, WorkerRef
 from aiges.engine.context import Caller, RequestContext
 from aiges.engine.items import DataItem, WorkerInfo
 from aiges.engine.messages import (
@@ -74,6 +74,8 @@ class EngineSettings:
     session_ttl_ms: int = 15000
     expiry_scan_ms: int = 1000
     session_output_bytes: int = 4 << 20
+    default_deadline_ms: int = 0
+    """A call's deadline when its caller gives none (``[fc] deadline_ms``; 0: none)."""
     log_workers: bool = False
     """Name the worker in each request's log lines (for debug logging: it costs a little per call)."""
 
@@ -123,6 +125,7 @@ class Engine:
         self._reports = reports
         self.pool = WorkerPool(settings.pool, self, launcher)
         self.admission = admission or Admission.local(settings.licences)
+        self.admission.capacity = self
         self.sessions = SessionTable()
         self.session_ttl_s = settings.session_ttl_ms / 1000
         self.output_budget = settings.session_output_bytes
@@ -130,6 +133,8 @@ class Engine:
         self.changed = asyncio.Event()
         """Set when the workers' state changes (health follows it)."""
         self.inflight = 0
+        self._waiting: dict[int, Ticket] = {}
+        """The tickets of first frames in flight, by call id (a refusal of higher priority frees one)."""
         self._running: set[str] = set()
         """Handles of one-shot calls running now (a session's is in ``sessions`` from its first frame)."""
         self._destroying: dict[str, asyncio.Task[None]] = {}
@@ -249,8 +254,11 @@ class Engine:
     # -- one-shot calls ----------------------------------------------------------------------------------
 
     async def once(self, context: RequestContext, frame: Frame) -> Output:
-        """A one-shot call: admitted, it holds its ticket while it runs."""
+        """A one-shot call: admitted, it holds its ticket while it runs. A caller that goes away
+        (its task cancelled) frees the ticket at once; its call never reaches the wrapper if no
+        worker has it yet, and the wrapper is told if one is running it."""
         tag = context.tag
+        self._default_deadline(context)
         ticket = self.admission.admit(context, session=False)
         try:
             await self._claim(tag)
@@ -259,27 +267,71 @@ class Engine:
             raise
         self._running.add(tag)
         self.inflight += 1
-        call = asyncio.ensure_future(
-            self.pool.once(Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame)))
-        )
+        message = Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame))
+        self._waiting[message.call_id] = ticket
+        done = partial(self._once_done, tag, ticket, message.call_id)
+        call = asyncio.ensure_future(self.pool.once(message, context.priority))
         try:
             worker, reply = await asyncio.shield(call)
         except asyncio.CancelledError:
-            # the caller went away; the worker still runs the call: its ticket is held until it is done
-            call.add_done_callback(lambda _: self._once_done(tag, ticket))
+            self._abandon(context, message.call_id, ticket, call, done)
             raise
         except BaseException:
-            self._once_done(tag, ticket)
+            done()
             raise
-        self._once_done(tag, ticket)
+        done()
         if self.settings.log_workers:  # the request's debug lines name the worker that ran it
             bind_contextvars(worker=worker.index)
         return reply.output
 
-    def _once_done(self, tag: str, ticket: Ticket) -> None:
+    def _once_done(self, tag: str, ticket: Ticket, call_id: int, *_: object) -> None:
         self.inflight -= 1
         self._running.discard(tag)
+        self._waiting.pop(call_id, None)
         ticket.release()
+
+    def _abandon(
+        self,
+        context: RequestContext,
+        call_id: int,
+        ticket: Ticket,
+        call: asyncio.Future[Any],
+        done: Callable[..., None],
+    ) -> None:
+        """The caller of a first frame went away: its ticket is released now; a call no worker
+        has yet is withdrawn, one a worker has is left to end there (``done`` then)."""
+        context.cancellation.cancel("the caller went away")
+        ticket.release()
+        withdrawn = self.pool.withdraw(call_id)
+
+        def ended(finished: asyncio.Future[Any]) -> None:
+            if not finished.cancelled():
+                finished.exception()  # nobody waits for its outcome: retrieved, not logged as lost
+            done(finished)
+
+        call.add_done_callback(ended)
+        if withdrawn:
+            log.info("call withdrawn", sid=context.tag, reason="the caller went away before a worker had it")
+
+    # -- what admission asks (Capacity) ------------------------------------------------------------------
+
+    def estimate(self, priority: int) -> Estimate | None:
+        return self.pool.estimate(priority)
+
+    def make_room(self, priority: int) -> bool:
+        """Refuse the least urgent first frame waiting for a worker, if less urgent than
+        ``priority``: its licence is free at once."""
+        call_id = self.pool.evict_below(priority)
+        if call_id is None:
+            return False
+        ticket = self._waiting.get(call_id)
+        if ticket is not None:
+            ticket.release()
+        return True
+
+    def _default_deadline(self, context: RequestContext) -> None:
+        if context.deadline is None and self.settings.default_deadline_ms:
+            context.deadline = time.monotonic() + self.settings.default_deadline_ms / 1000
 
     async def _claim(self, tag: str) -> None:
         """A first frame's handle must be free: 10105 while a call or a session runs on it; one
@@ -297,6 +349,7 @@ class Engine:
         """A new session, admitted, holding its ticket until it ends; ``ordered``: the worker puts
         its frames back in sync_id order. Output a wrapper thread pushes while the first frame
         runs is kept, after the first frame's own."""
+        self._default_deadline(context)
         ticket = self.admission.admit(context, session=True)
         try:
             await self._claim(context.tag)
@@ -307,15 +360,18 @@ class Engine:
         self.sessions.add(session)
         self.inflight += 1
         message = Open(self.pool.new_id(), context.wire(self.peer), out_of_band(frame), ordered)
-        call = asyncio.ensure_future(self.pool.open(message))
+        self._waiting[message.call_id] = ticket
+        call = asyncio.ensure_future(self.pool.open(message, context.priority))
         try:
             worker, opened = await asyncio.shield(call)
         except asyncio.CancelledError:
-            call.add_done_callback(partial(self._open_abandoned, session))
+            self._abandon(context, message.call_id, ticket, call, partial(self._open_abandoned, session))
             raise
         except BaseException:
             self._open_failed(session)
             raise
+        finally:
+            self._waiting.pop(message.call_id, None)
         self.inflight -= 1
         self._attach(session, worker, opened)
         if session.closed:
@@ -367,6 +423,9 @@ class Engine:
         self.inflight += 1
         try:
             await self.pool.write(worker, Write(self.pool.new_id(), session.tag, out_of_band(frame)))
+        except asyncio.CancelledError:  # its client gave up on the frame: the session ends, its licence back now
+            self.close(session, reason="client gone")
+            raise
         except AigesError as exc:
             session.fail(exc)
             self.close(session, reason=f"error {exc.code}")

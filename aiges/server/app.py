@@ -129,6 +129,7 @@ class App:
             session_ttl_ms=config.fc.ttl,
             expiry_scan_ms=config.fc.roll,
             session_output_bytes=config.fc.session_output_kb << 10,
+            default_deadline_ms=config.fc.deadline_ms,
             log_workers=config.log.level == "debug",
         )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -77,19 +77,24 @@ class SessionBridge:
 
     async def stream(
         self,
-        context: RequestContext,
+        make_context: Callable[[], RequestContext],
         codec: StreamCodec[Message, Out],
         inbound: AsyncIterator[Message],
         *,
         ordered: bool = False,
     ) -> AsyncGenerator[Out, None]:
         """The replies of one session fed by ``inbound``; use it with ``contextlib.aclosing`` so
-        that a consumer that stops early (its client gone) closes the session at once."""
+        that a consumer that stops early (its client gone) closes the session at once.
+        ``make_context`` builds the session's context (a bad deadline or priority is an error
+        reply like any other)."""
         started = time.perf_counter()
         code = 0
         session: Session | None = None
         pump: asyncio.Task[bool] | None = None
+        tag = ""
         try:
+            context = make_context()
+            tag = context.tag
             first = await anext(inbound, None)
             if first is None:
                 return
@@ -107,7 +112,7 @@ class SessionBridge:
             if pump is not None and pump.done() and not pump.cancelled() and pump.result():
                 return  # the client left: nobody to tell
             code = exc.code
-            self.calls.failed(self.op, context.tag, exc)
+            self.calls.failed(self.op, tag, exc)
             yield codec.error(session, exc)
         finally:
             if pump is not None:

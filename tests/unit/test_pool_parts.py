@@ -126,6 +126,7 @@ class Heard:
         self.states: list[WorkerState] = []
         self.ready: list[WorkerInfo] = []
         self.closed = 0
+        self.answered = 0
         self.said: list[Any] = []
 
     def on_state_changed(self, worker: Worker) -> None:
@@ -136,6 +137,9 @@ class Heard:
 
     def on_closed(self, worker: Worker) -> None:
         self.closed += 1
+
+    def on_answered(self, worker: Worker) -> None:
+        self.answered += 1
 
     def on_output(self, message: SessionOutput) -> None:
         self.said.append(message)
@@ -345,7 +349,7 @@ def test_the_pool_attaches_a_session_to_its_worker_and_detaches_it_when_it_ends(
     running(tmp_path, test, workers=2)
 
 
-def test_loads_count_queued_calls_and_a_call_not_yet_sent_can_be_withdrawn(tmp_path):
+def test_a_first_frame_waits_in_the_server_and_can_be_withdrawn_until_a_worker_has_it(tmp_path):
     async def test(engine: Any, launcher: Any) -> None:
         pool = engine.pool
         frame = items(b"x", mode="hang")
@@ -353,11 +357,12 @@ def test_loads_count_queued_calls_and_a_call_not_yet_sent_can_be_withdrawn(tmp_p
         await until(lambda: pool.loads()[0].in_flight == 1)
         message = Once(pool.new_id(), CallContext("queued"), items(b"y"))
         queued = asyncio.ensure_future(pool.once(message))
-        await until(lambda: pool.loads()[0].queued == 1)
+        await until(lambda: len(pool.dispatcher.waiting) == 1)  # it waits in the server, not the worker
+        assert pool.loads()[0].queued == 0
         assert pool.withdraw(message.call_id) and not pool.withdraw(message.call_id)
         with pytest.raises(asyncio.CancelledError):
             await queued
-        assert pool.loads()[0].queued == 0
+        assert len(pool.dispatcher.waiting) == 0
         launcher.plugins[0].release.set()
         await hung
         load = pool.loads()[0]

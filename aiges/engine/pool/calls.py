@@ -51,6 +51,12 @@ class PendingCall:
     """The worker that answered it."""
     started: bool = False
     """Its worker said it started (``Started``, for calls run as one batch)."""
+    priority: int = 0
+    """A first frame's priority: higher is sent first."""
+    deadline: float = 0.0
+    """A first frame's deadline (``time.monotonic()``; 0: none): dropped if it passes while waiting."""
+    waiting: bool = False
+    """In the server's queue of first frames (``waiting.WaitingCalls``), not given to a worker yet."""
 
 
 class CallQueue:

@@ -108,6 +108,9 @@ class WorkerEvents(Protocol):
     def on_closed(self, worker: Worker) -> None:
         """Its channel closed: it is DEAD."""
 
+    def on_answered(self, worker: Worker) -> None:
+        """It answered a call: it may have room for a waiting one."""
+
 
 class Worker:
     def __init__(
@@ -312,6 +315,50 @@ class Worker:
             return False
         return True
 
+    def depth(self, pipeline_s: float, max_depth: int) -> int:
+        """How many calls it should have been sent at most: enough that it never waits for the
+        next one (``pipeline_s`` of work, by its service time), at least a batch."""
+        batch = max(self.settings.batch_size, 1)
+        estimate = self.service_time.seconds
+        if estimate is None:
+            return batch
+        if estimate <= 0:
+            return max(batch, max_depth)
+        return max(batch, min(max_depth, int(pipeline_s / estimate) + 1))
+
+    def has_room(self, pipeline_s: float, max_depth: int) -> bool:
+        """Ready, and with fewer calls sent (or held) than its pipeline depth."""
+        return self.ready and len(self.calls) < self.depth(pipeline_s, max_depth)
+
+    def backlog(self, now: float, estimate: float) -> float:
+        """Seconds of work it has before it could start another call: what is left of the call
+        it runs, and the calls sent or held behind it."""
+        calls = self.calls
+        head = calls.head
+        if head is None:
+            return 0.0
+        running_for = now - max(head.sent_at, self.last_reply_at)
+        return max(estimate - running_for, 0.0) + (len(calls) - 1) * estimate
+
+    def dispatch(self, call: PendingCall) -> bool:
+        """Send a waiting first frame now (the dispatcher checked it has room); False if its
+        channel is closed."""
+        channel = self.channel
+        if channel.closed:
+            return False
+        now = time.monotonic()
+        calls = self.calls
+        if not calls.in_flight:
+            self.last_reply_at = now
+        call.sent_at = now
+        calls.sent(call)
+        try:
+            channel.send(call.message)
+        except ConnectionResetError:
+            calls.answered(call.message.call_id)
+            return False
+        return True
+
     def withdraw(self, call: PendingCall) -> bool:
         """Take back a call not sent yet (nobody waits for it any more): it never reaches the
         wrapper and its future is cancelled. False once it was sent."""
@@ -370,6 +417,7 @@ class Worker:
         call = calls.answered(answer.call_id)
         if calls.holding:
             self._release(now)
+        self._events.on_answered(self)
         if call is None:  # failed by the watchdog already
             return
         timings = answer.timings

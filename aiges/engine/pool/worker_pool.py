@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from aiges.engine.backend import Backend, WorkerRef
+from aiges.engine.backend import Backend, Estimate, WorkerRef
 from aiges.engine.items import WorkerInfo
 from aiges.engine.messages import (
     Call,
@@ -179,6 +179,9 @@ class WorkerPool:
         else:
             worker.mark_ready(info)
 
+    def on_answered(self, worker: Worker) -> None:
+        self.dispatcher.pump()
+
     def on_closed(self, worker: Worker) -> None:
         if worker.info is not None:  # it had started: a death
             self._spawn_task(self._after_death(worker))
@@ -224,6 +227,7 @@ class WorkerPool:
             now = time.monotonic()
             for worker in self.generations.workers():
                 worker.watch(now, limit_ms)
+            self.dispatcher.expire(now)
 
     # -- calls (the Backend protocol) ---------------------------------------------------------------
 
@@ -231,30 +235,43 @@ class WorkerPool:
         """An id for a call message (its answer is matched by it)."""
         return next(self._ids)
 
-    async def _dispatch(self, message: Once | Open) -> PendingCall:
-        """Run a one-shot or a first frame on the least-loaded worker (another, if that one dies
-        before starting it); the call, answered."""
-        call = PendingCall(asyncio.get_running_loop().create_future(), message, time.monotonic(), True)
-        dispatcher = self.dispatcher
-        worker = dispatcher.least_loaded() or await dispatcher.pick()
-        dispatcher.submit(worker, call)
+    async def _dispatch(self, message: Once | Open, priority: int) -> PendingCall:
+        """Run a one-shot or a first frame on a worker as soon as one has room (another, if that
+        one dies before starting it); the call, answered."""
+        call = PendingCall(
+            asyncio.get_running_loop().create_future(),
+            message,
+            time.monotonic(),
+            True,
+            priority=priority,
+            deadline=message.context.deadline,
+        )
+        self.dispatcher.enqueue(call)
         await call.future
         return call
 
-    async def once(self, message: Once) -> tuple[Worker, OnceReply]:
-        call = await self._dispatch(message)
+    async def once(self, message: Once, priority: int = 0) -> tuple[Worker, OnceReply]:
+        call = await self._dispatch(message, priority)
         worker = call.worker
         assert worker is not None
         reply: OnceReply = call.future.result()
         return worker, reply
 
-    async def open(self, message: Open) -> tuple[Worker, Opened]:
-        call = await self._dispatch(message)
+    async def open(self, message: Open, priority: int = 0) -> tuple[Worker, Opened]:
+        call = await self._dispatch(message, priority)
         worker = call.worker
         assert worker is not None
         worker.attach_session()
         opened: Opened = call.future.result()
         return worker, opened
+
+    def estimate(self, priority: int) -> Estimate | None:
+        """How long a new first frame of ``priority`` would wait, and then run."""
+        return self.dispatcher.estimate(priority)
+
+    def evict_below(self, priority: int) -> int | None:
+        """Refuse the least urgent waiting first frame, if it is less urgent than ``priority``."""
+        return self.dispatcher.evict_below(priority)
 
     async def write(self, worker: WorkerRef, message: Write) -> None:
         await self._on(worker, message)
@@ -279,14 +296,10 @@ class WorkerPool:
         return target.request(message)
 
     def withdraw(self, call_id: int) -> bool:
-        """Drop a one-shot or first frame nobody waits for, if it has not been sent to its worker
-        yet: it never reaches the wrapper, and its ``once``/``open`` raises CancelledError.
-        False if it was sent (its worker will run it) or is not queued."""
-        for worker in self.generations.workers():
-            call = worker.calls.find_held(call_id)
-            if call is not None:
-                return worker.withdraw(call)
-        return False
+        """Drop a one-shot or first frame nobody waits for, if no worker has it yet: it never
+        reaches the wrapper, and its ``once``/``open`` raises CancelledError. False if a worker
+        has it (it will run it) or it is not known."""
+        return self.dispatcher.withdraw(call_id)
 
     # -- resources and reload -----------------------------------------------------------------------
 

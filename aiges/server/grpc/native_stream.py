@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 
 import grpc
 
@@ -65,7 +66,7 @@ class StreamService:
     async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         handle = self.handles.next()
         await context.send_initial_metadata((("aiges-handle", handle),))
-        call = grpc_context(handle, context, self.callers)
-        async with aclosing(self.bridge.stream(call, self.codec, requests)) as replies:
+        make_context = partial(grpc_context, handle, context, self.callers)
+        async with aclosing(self.bridge.stream(make_context, self.codec, requests)) as replies:
             async for reply in replies:
                 yield reply

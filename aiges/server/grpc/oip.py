@@ -30,7 +30,8 @@ from aiges.protocol.handle import HandleGenerator
 from aiges.server.grpc.oip_stream import SEQUENCE_OP, InferStream
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
-from aiges.server.request_context import grpc_context
+from aiges.server.request_context import grpc_context, with_oip_parameters
+from aiges.server.retry_hints import grpc_hints
 from aiges.server.security.caller import GrpcCallers
 from aiges.server.session_bridge import SessionBridge
 
@@ -194,7 +195,8 @@ class OipService:
             call = to_request(request)
             model.check_outputs(call.outputs)
             frame = oip.items_frame(call, model.name, model.schema, tag)
-            output = await self.engine.once(grpc_context(tag, context, self.callers), frame)
+            request_context = with_oip_parameters(grpc_context(tag, context, self.callers), call.parameters)
+            output = await self.engine.once(request_context, frame)
             return to_response(model, request.id, output, call.outputs)
 
         return await self.calls.run("ModelInfer", tag, body(), abort, context)
@@ -217,5 +219,6 @@ class OipService:
 async def abort(error: AigesError, context: grpc.aio.ServicerContext) -> NoReturn:
     """An AigesError as the unary methods' wire form: a gRPC status carrying the AIGes code."""
     status = GRPC_STATUS.get(http_status(error.code), grpc.StatusCode.INTERNAL)
-    await context.abort(status, f"{error.code}: {error.message}", trailing_metadata=(("aiges-code", str(error.code)),))
+    trailers = (("aiges-code", str(error.code)), *grpc_hints(error))
+    await context.abort(status, f"{error.code}: {error.message}", trailing_metadata=trailers)
     raise AssertionError("unreachable: abort raises")

@@ -28,6 +28,7 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import oip_pb2 as pb
 from aiges.protocol import oip_tensors as oip
 from aiges.server.model import Model, ModelNotFound
+from aiges.server.request_context import with_oip_parameters
 from aiges.server.session_bridge import Decoded
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Sequence:
 
     async def _run(self, context: RequestContext) -> None:
         bridge = self.stream.service.sequences
-        async with aclosing(bridge.stream(context, self.codec, self._requests())) as replies:
+        async with aclosing(bridge.stream(lambda: context, self.codec, self._requests())) as replies:
             async for reply in replies:
                 await self.stream.responses.put(reply)
 
@@ -171,7 +172,7 @@ class InferStream:
         tag = self.service.handles.next()
         if not sequence_id and not model.sessions:
             frame = oip.items_frame(call, model.name, model.schema, tag)
-            output = await self.service.engine.once(self.context_of(tag), frame)
+            output = await self.service.engine.once(with_oip_parameters(self.context_of(tag), call.parameters), frame)
             await self.responses.put(
                 pb.ModelStreamInferResponse(infer_response=to_response(model, request.id, output, call.outputs))
             )
@@ -189,7 +190,8 @@ class InferStream:
             previous = self.sequences.pop(sequence_id, None)
             if previous is not None:
                 previous.end_input()
-            sequence = Sequence(self, self.context_of(tag), SequenceCodec(model, tag, sequence_id))
+            context = with_oip_parameters(self.context_of(tag), call.parameters)
+            sequence = Sequence(self, context, SequenceCodec(model, tag, sequence_id))
             self.running.add(sequence)
             sequence.task.add_done_callback(lambda _: self._ended(sequence))
             if sequence_id and not end:

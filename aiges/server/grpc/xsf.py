@@ -39,7 +39,8 @@ from aiges.protocol.xsf_request import XsfRequest, opens_session, parse_request
 from aiges.server.grpc.forwarding import SessionForwarder
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
-from aiges.server.request_context import grpc_context
+from aiges.server.request_context import grpc_context, tighter
+from aiges.server.retry_hints import grpc_hints
 from aiges.server.security.caller import ADMIN_OPS, CallerSource, GrpcCallers, require_admin
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
@@ -115,7 +116,7 @@ class XsfService:
             body = self._forward(self.forwarder, raw, request, handle, context, caller)
         else:
             body = self._dispatch(request, handle, context, caller)
-        return await self.calls.run(op, handle, body, self._wire_error, request, handle)
+        return await self.calls.run(op, handle, body, self._wire_error, request, handle, context)
 
     async def _forward(
         self,
@@ -132,7 +133,12 @@ class XsfService:
             return await self._dispatch(request, handle, context, caller)
         return await forwarder.forward(socket, raw, caller, context.time_remaining())
 
-    def _wire_error(self, error: AigesError, request: XsfRequest, handle: str) -> bytes:
+    def _wire_error(
+        self, error: AigesError, request: XsfRequest, handle: str, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        hints = grpc_hints(error)
+        if hints:
+            context.set_trailing_metadata(hints)
         head = self._head(request, handle)
         if error.code in RETRY_ELSEWHERE:
             head.code = error.code
@@ -151,6 +157,8 @@ class XsfService:
             frame = Wire(XSF, request.data)
             call = grpc_context(handle, context, self.callers, request.trace)
             if not opens_session(request.data):  # a one-shot call: the worker builds the whole ResData
+                if "waitTime" in request.param:  # the original's one-shot waits at most this long
+                    tighter(call, max(wait_ms(request.param), 1) / 1000)
                 reply = await self.engine.once(call, frame)
                 assert isinstance(reply, bytes)
                 return reply

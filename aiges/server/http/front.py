@@ -33,6 +33,7 @@ from aiges.protocol.handle import HandleGenerator
 from aiges.server.http import ase, console, docs, oip_rest, websocket
 from aiges.server.model import Model, ModelNotFound, ModelSource
 from aiges.server.observe import FrontCalls
+from aiges.server.retry_hints import http_retry_after
 from aiges.server.security.cors import cors_middleware, parse_origins
 from aiges.server.session_bridge import SessionBridge
 
@@ -46,7 +47,8 @@ def error_response(error: AigesError, body: dict[str, object] | None = None) -> 
     """An AigesError over HTTP: its code's status (503 with Retry-After for the retryable ones),
     the body given, or ``{"error": "<code>: <message>"}``."""
     status = http_status(error.code)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    retry_after = http_retry_after(error) or ("1" if status == 503 else None)
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
     return web.json_response(
         body if body is not None else {"error": f"{error.code}: {error.message}"}, status=status, headers=headers
     )
@@ -111,7 +113,8 @@ class HttpFront:
         """Listen on HOST:PORT (port 0 picks one); returns the address bound. ``reuse_port``:
         share the port with other aiges processes (``[svcName] reuseport``)."""
         host, _, port = listen.rpartition(":")
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # a client that hangs up cancels its handler: the call is withdrawn or its wrapper told
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner,

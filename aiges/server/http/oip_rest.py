@@ -18,7 +18,7 @@ from aiges.protocol import oip_tensors as oip
 from aiges.protocol.ase_json import scalar_text
 from aiges.protocol.json_body import parse_json
 from aiges.server.model import Model
-from aiges.server.request_context import http_context
+from aiges.server.request_context import http_context, with_oip_parameters
 
 if TYPE_CHECKING:
     from aiges.server.http.front import HttpFront
@@ -180,9 +180,8 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
             parsed = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
             call = parsed.call
             model.check_outputs(call.outputs)
-            output = await front.engine.once(
-                http_context(tag, request), oip.items_frame(call, model.name, model.schema, tag)
-            )
+            request_context = with_oip_parameters(http_context(tag, request), call.parameters)
+            output = await front.engine.once(request_context, oip.items_frame(call, model.name, model.schema, tag))
             assert isinstance(output, ItemsOutput)
             return infer_response(
                 model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary, parsed.binary_default

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -79,7 +80,8 @@ async def session(front: HttpFront, model: Model, request: web.Request, tag: str
     socket = StrictWebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
     await socket.prepare(request)
     front.sockets.add(socket)
-    replies = front.bridge.stream(http_context(tag, request), AseSocketCodec(model, tag), requests(socket))
+    make_context = partial(http_context, tag, request)
+    replies = front.bridge.stream(make_context, AseSocketCodec(model, tag), requests(socket))
     try:
         async with aclosing(replies):
             async for reply in replies:
