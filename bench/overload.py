@@ -59,6 +59,17 @@ def cpu_pressure_us() -> float:
     return float(first.rsplit("total=", 1)[1])
 
 
+def aiges_commit() -> str:
+    """The commit of the aiges measured, ``+changes`` when aiges/ differs from it."""
+    git = ["git", "-C", str(BENCH.parent)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        changed = subprocess.run([*git, "status", "--porcelain", "aiges"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + (" +changes" if changed.stdout.strip() else "")
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)] if ordered else math.nan
@@ -258,7 +269,8 @@ def section(summaries: list[Summary], started: dict[str, float], args: argparse.
         f"{args.service_ms:g} ms a call on {args.workers} workers (C = {capacity:.0f} calls/s), {args.arrivals} "
         f"arrivals for {args.seconds:g} s per load, every call with a {args.deadline * 1000:.0f} ms gRPC deadline, "
         f"OIP gRPC ModelInfer; load from {args.generators} grpc.aio processes x {args.connections} connections "
-        f"(priority: {args.generator_priority}); nothing pinned. Start-up until the model was ready: "
+        f"(priority: {args.generator_priority}); nothing pinned; aiges at {aiges_commit()}. "
+        "Start-up until the model was ready: "
         + "; ".join(f"{name} {s:.1f} s" for name, s in started.items())
         + ". How to read it: `bench/NOTES.md`, *Reading the overload table*.",
         "",
