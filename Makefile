@@ -52,6 +52,8 @@ bench: install
 	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
 	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py \
 	  && $(PY) bench/multi_front.py; echo '```'; } >> bench/RESULTS.md
+	@# Overload side by side (issue 25): aiges, MLServer, PyTriton at 0.5C, 1.5C, 3C; replaces its own section.
+	$(PY) bench/overload.py
 
 # Images. ENGINE: docker when its daemon answers, else podman, else buildah. podman and buildah
 # build in the docker format, which keeps the HEALTHCHECK (the OCI format has none).
