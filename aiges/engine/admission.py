@@ -26,6 +26,9 @@ from aiges.engine.licences import Licences
 from aiges.errors import AigesError, ErrorCode, Overloaded
 from aiges.metrics import APP_CALLS, APP_SESSIONS
 
+DEADLINE_SHARE = 0.8
+"""A call is admitted when the estimate has it done within this share of the time its deadline
+leaves: the rest is for the reply's way back and for the estimate's error."""
 NO_ESTIMATE_RETRY_S = 1.0
 """The retry hint of a refusal before any worker has answered (nothing to estimate from)."""
 
@@ -212,11 +215,11 @@ class Admission:
         assert remaining is not None
         if remaining <= 0:
             raise AigesError(ErrorCode.ONCE_TIMEOUT, "the call's deadline passed before it arrived")
-        if estimate is not None and estimate.done_in_s > remaining:
+        if estimate is not None and estimate.done_in_s > remaining * DEADLINE_SHARE:
             raise Overloaded(
                 f"the call cannot be done before its deadline: it would wait about {estimate.wait_s * 1000:.0f} ms "
                 f"for a worker and run about {estimate.service_s * 1000:.0f} ms, {remaining * 1000:.0f} ms are left",
-                estimate.done_in_s - remaining,
+                estimate.done_in_s - remaining * DEADLINE_SHARE,
             )
 
     def _room_for(self, priority: int) -> bool:

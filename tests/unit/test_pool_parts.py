@@ -208,6 +208,7 @@ def test_a_busy_worker_gets_its_next_calls_held_and_sent_together_with_its_next_
         worker, peer, theirs, _ = worker_and_peer()
         worker.mark_ready(INFO)
         a, b, c, d = (pending(i) for i in (1, 2, 3, 4))
+        sent_at = time.monotonic()
         assert worker.submit(a)
         assert [m.call_id for m in await received(peer)] == [1]  # idle: sent at once
         for call in (b, c, d):
@@ -218,9 +219,11 @@ def test_a_busy_worker_gets_its_next_calls_held_and_sent_together_with_its_next_
         assert worker.withdraw(c) and c.future.cancelled() and worker.queued == 2
         peer.send(answer(1, exec_s=0.25))
         assert await a.future == OnceReply(b"ok") and a.worker is worker
+        held_for = time.monotonic() - sent_at
         assert [getattr(m, "call_id", m) for m in await received(peer)] == [2, 4, Pause("s")]
         assert not worker.withdraw(b)  # sent: the worker will run it
-        assert worker.service_time.seconds == pytest.approx(0.25, abs=0.01)
+        # how long the call held the worker as the server saw it (not the 0.25 s the answer claims)
+        assert worker.service_time.seconds is not None and 0 < worker.service_time.seconds <= held_for
         peer.send(Failed(2, ErrorCode.WRAPPER_EXEC, "no", answer(2).timings))
         with pytest.raises(AigesError) as failure:
             await b.future

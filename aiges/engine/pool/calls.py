@@ -180,9 +180,10 @@ class CallQueue:
 
 
 class ServiceTime:
-    """A running estimate of one call's exec time on a worker: the exponentially weighted mean of
-    the exec times its answers report (``Timings``: the wrapper's start to its finish), each new
-    one weighing ``alpha``. None until the first answer."""
+    """A running estimate of how long one call holds a worker: the exponentially weighted mean of
+    the time from when it started (sent to the idle worker, or the previous answer came) to its
+    answer, as the server sees it (the wrapper's run, the worker's decoding and encoding, the
+    IPC), each new one weighing ``alpha``. None until the first answer."""
 
     __slots__ = ("alpha", "samples", "seconds")
 

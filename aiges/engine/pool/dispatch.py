@@ -1,10 +1,10 @@
 """Where calls go. First frames (one-shot calls and sessions' first frames) wait in the server
 (``waiting.WaitingCalls``: highest priority first, then oldest) until a worker that takes new calls
 has room (a few milliseconds of work sent to it, ``PIPELINE_S``); then the one with the least
-work gets the next. A waiting call whose deadline passes is dropped (10102) before any wrapper
-sees it, one whose caller goes away is taken back (``withdraw``), and while no worker is ready a
-call waits at most ``wait_ms`` (10909). A dead worker's calls: the retryable ones it never
-started wait again, first, the others fail.
+work gets the next. A waiting call that could no longer be done before its deadline is dropped
+(10102) before any wrapper sees it, one whose caller goes away is taken back (``withdraw``), and
+while no worker is ready a call waits at most ``wait_ms`` (10909). A dead worker's calls: the
+retryable ones it never started wait again, first, the others fail.
 
 ``estimate`` is what admission asks: how long a new call of a priority would wait before a worker
 starts it, and how long it would then run, from the work each worker has and its running
@@ -75,8 +75,8 @@ class Dispatcher:
                 return
             if call.future.done():  # its caller is gone
                 continue
-            if call.deadline and now >= call.deadline:
-                self._expired(call)
+            if call.deadline and now + (worker.service_time.seconds or 0.0) >= call.deadline:
+                self._expired(call, now)
                 continue
             if not worker.dispatch(call):
                 waiting.push(call, first=True)
@@ -122,7 +122,7 @@ class Dispatcher:
         for call in list(self.waiting):
             if call.deadline and now >= call.deadline:
                 self.waiting.take(call)
-                self._expired(call)
+                self._expired(call, now)
             elif stranded:
                 self.waiting.take(call)
                 if not call.future.done():
@@ -131,11 +131,14 @@ class Dispatcher:
                     )
 
     @staticmethod
-    def _expired(call: PendingCall) -> None:
+    def _expired(call: PendingCall, now: float) -> None:
+        """A waiting call that can no longer be done before its deadline: it never runs (10102)."""
         if not call.future.done():
-            waited = int((time.monotonic() - call.created_at) * 1000)
+            waited = int((now - call.created_at) * 1000)
             call.future.set_exception(
-                AigesError(ErrorCode.ONCE_TIMEOUT, f"its deadline passed after {waited} ms waiting for a worker")
+                AigesError(
+                    ErrorCode.ONCE_TIMEOUT, f"it could no longer be done before its deadline after {waited} ms waiting"
+                )
             )
 
     def estimate(self, priority: int) -> Estimate | None:

@@ -412,6 +412,7 @@ class Worker:
 
     def _answered(self, answer: Done | Failed) -> None:
         now = time.monotonic()
+        previous_reply_at = self.last_reply_at
         self.last_reply_at = now
         calls = self.calls
         call = calls.answered(answer.call_id)
@@ -423,8 +424,8 @@ class Worker:
         timings = answer.timings
         exec_s = timings.finished_at - timings.started_at
         kind = type(call.message)
-        if kind in SERVED_CALLS:
-            self.service_time.observe(exec_s)
+        if kind in SERVED_CALLS:  # how long it held the worker, as the server sees it: IPC and all
+            self.service_time.observe(now - max(call.sent_at, previous_reply_at))
         LEGS.record(
             CALL_KINDS[kind],
             queue=(call.sent_at - call.created_at)
