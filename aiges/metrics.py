@@ -13,6 +13,7 @@ call.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -122,7 +123,7 @@ class LegRecorder:
     """Bound histogram children per call kind, so the hot path does no label lookups."""
 
     def __init__(self) -> None:
-        self._children: dict[str, tuple] = {}
+        self._children: dict[str, tuple[Any, ...]] = {}
 
     def record(self, kind: str, queue: float, ipc_in: float, exec_: float, ipc_out: float) -> None:
         children = self._children.get(kind)
@@ -143,7 +144,7 @@ class StateCollector:
     """Scrape-time metrics from a function returning the server's state (see ``App.snapshot``)
     and, where GPUs exist, from NVML; GPU metrics are absent, not zero, without one."""
 
-    def __init__(self, snapshot: Callable[[], dict], gpu_stats: Callable[[], list[dict]]) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], gpu_stats: Callable[[], list[dict[str, Any]]]) -> None:
         self.snapshot = snapshot
         self.gpu_stats = gpu_stats
 

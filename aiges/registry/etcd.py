@@ -42,13 +42,13 @@ def parse_endpoints(text: str) -> list[tuple[str, int]]:
 
 
 class EtcdRegistry:
-    def __init__(self, endpoints: str, ttl: int, key: str, snapshot: Callable[[], dict]) -> None:
+    def __init__(self, endpoints: str, ttl: int, key: str, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.endpoints = parse_endpoints(endpoints)
         self.ttl = ttl
         self.key = key.encode()
         self.snapshot = snapshot
         self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._client: aetcd.Client | None = None
         self._lease: Any = None
         self._last = b""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -60,11 +61,16 @@ class XtestMetrics:
         self.started = Gauge("aiges_xtest_start_time_seconds", "When the run began (Unix time)", registry=self.registry)
         self.started.set(time.time())
         self._codes = BoundedLabels(limit=100)
+        self._by_code: dict[str, Any] = {}  # the counter's child per code: no label lookup per call
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def observe(self, code: str | None, latency_s: float, first_s: float | None, retries: int) -> None:
-        self.requests.labels(*self._codes(code_label(code))).inc()
+        label = code_label(code)
+        counter = self._by_code.get(label)
+        if counter is None:
+            counter = self._by_code[label] = self.requests.labels(*self._codes(label))
+        counter.inc()
         self.latency.observe(latency_s)
         if first_s is not None:
             self.first.observe(first_s)
