@@ -123,7 +123,7 @@ class LegRecorder:
     """Bound histogram children per call kind, so the hot path does no label lookups."""
 
     def __init__(self) -> None:
-        self._children: dict[str, tuple[Any, ...]] = {}
+        self._children: dict[str, tuple[Histogram, ...]] = {}
 
     def record(self, kind: str, queue: float, ipc_in: float, exec_: float, ipc_out: float) -> None:
         children = self._children.get(kind)

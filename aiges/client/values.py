@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, cast
 
-from aiges.engine.items import TYPE_CODES as TYPE_CODES  # re-exported: xtest and aiges call name types by it
+from aiges.engine.items import TYPE_CODES as TYPE_CODES  # re-exported: the CLI and xtest name data types by it
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 
 

@@ -243,7 +243,7 @@ class Targets:
                 options += CHANNEL_OPTIONS
             channel = open_aio_channel(address, tls=self.tls, signing=self.signing, options=options)
             self._channels.append(channel)
-            stub = self._stubs[address] = XsfCallStub(channel)  # type: ignore[no-untyped-call]
+            stub = self._stubs[address] = XsfCallStub(channel)
             if self.balancer is not None:
                 self._watchers.append(asyncio.create_task(self._follow(address, channel)))
         return stub
