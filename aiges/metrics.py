@@ -90,6 +90,14 @@ APP_SESSIONS = Gauge(
     registry=REGISTRY,
 )
 
+REGISTERED = Gauge(
+    "aiges_registry_registered",
+    "1 while the server's entry is in its registry (kept alive on its lease), 0 while it is lost and "
+    "being retried or after deregistering; absent with [registry] backend none",
+    ["backend"],
+    registry=REGISTRY,
+)
+
 OTHER = "_other"
 
 

@@ -6,6 +6,11 @@ code, throughput, latency percentiles from an HDR histogram, first-result latenc
 and writes it as JSON with ``--json``. With ``--etcd`` the calls are balanced over the registered
 providers and retried where safe (``aiges.client.balancer``), and the report adds the calls per
 host, the retries, a per-second timeline and the registry changes seen.
+
+While it runs it shows throughput, errors by code and p50/p99 over the last ``--window`` seconds
+(``aiges.xtest.live``: a table on a terminal, a line per ``--live-every`` seconds elsewhere);
+``--html FILE`` writes the report with its charts as one HTML page; ``--prometheus [HOST:]PORT``
+serves xtest's own figures to Prometheus while it runs.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aiges.cli.common import add_client_options, client_security
-from aiges.xtest.plan import XtestConfigError, load_xtest, parse_addresses
-from aiges.xtest.runner import Targets, report, run_xtest, write_output
+from aiges.xtest.exporter import XtestMetrics, parse_listen
+from aiges.xtest.figures import CallObserver, RecentCalls
+from aiges.xtest.live import keep_showing, open_view, status_source
+from aiges.xtest.plan import XtestConfig, XtestConfigError, load_xtest, parse_addresses
+from aiges.xtest.runner import Recorder, Targets, report, run_xtest, write_output
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("xtest", help="load-test a service (one-shot calls or sessions)")
     parser.add_argument("-c", "--config", help="xtest.toml")
     parser.add_argument("--addr", action="append", default=[], help="HOST:PORT to test (repeatable; over taddrs)")
@@ -51,6 +62,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--calls", help="write every call and registry change to this file as JSON lines, while the run goes"
     )
+    parser.add_argument("--html", help="write the report with latency-over-time and distribution charts as HTML")
+    parser.add_argument(
+        "--prometheus",
+        metavar="[HOST:]PORT",
+        help="serve xtest's own figures (aiges_xtest_*) at http://HOST:PORT/metrics while it runs",
+    )
+    parser.add_argument(
+        "--live-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between live updates (default 1; 0: no live view)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=5.0, metavar="SECONDS", help="the live figures are of the last SECONDS (5)"
+    )
     add_client_options(parser)
 
 
@@ -70,30 +97,69 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"aiges xtest: {exc}", file=sys.stderr)
         return 2
+    observers: list[CallObserver] = []
+    metrics = None
+    if args.prometheus:
+        metrics = XtestMetrics()
+        try:
+            host, port = parse_listen(args.prometheus)
+            metrics.serve(host, port)
+        except (ValueError, OSError) as exc:
+            print(f"aiges xtest: --prometheus {args.prometheus}: {exc}", file=sys.stderr)
+            return 2
+        observers.append(metrics)
+    live = None
+    if args.live_every > 0:
+        recent = RecentCalls(args.window)
+        observers.append(recent)
+        live = partial(show_live, recent=recent, config=config, every_s=args.live_every)
     providers = None
     if args.etcd:
         from aiges.client.registry import EtcdProviders
 
         providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
     targets = Targets(config.addresses, providers, idempotent=args.idempotent, tls=tls, signing=signing)
-    recorder = asyncio.run(
-        run_xtest(
-            config,
-            targets,
-            write_output(config.output_mode, config.output_path),
-            Path(args.calls) if args.calls else None,
+    try:
+        recorder = asyncio.run(
+            run_xtest(
+                config,
+                targets,
+                write_output(config.output_mode, config.output_path),
+                Path(args.calls) if args.calls else None,
+                observers=observers,
+                live=live,
+            )
         )
-    )
-    if providers is not None:
-        providers.close()
+    finally:
+        if providers is not None:
+            providers.close()
+        if metrics is not None:
+            metrics.close()
     result = report(recorder, config)
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.html:
+        from aiges.xtest.html_report import render
+
+        Path(args.html).write_text(render(result, recorder.calls))
     return 0 if result["errors"] == 0 else 1
 
 
-def apply_flags(config, args: argparse.Namespace) -> None:
+def show_live(
+    recorder: Recorder, *, recent: RecentCalls, config: XtestConfig, every_s: float
+) -> Coroutine[Any, Any, None]:
+    """The live view of ``recorder``'s run, on stdout."""
+    status = status_source(
+        recent,
+        lambda: (recorder.requests, sum(recorder.errors.values())),
+        None if config.duration_s else config.requests,
+        config.duration_s,
+    )
+    return keep_showing(open_view(sys.stdout), status, every_s)
+
+
+def apply_flags(config: XtestConfig, args: argparse.Namespace) -> None:
     from aiges.cli.call import parse_expect, parse_input
     from aiges.xtest.plan import ExpectSpec, InputSpec
 
@@ -118,7 +184,7 @@ def apply_flags(config, args: argparse.Namespace) -> None:
         config.expect.append(ExpectSpec(name, data_type, {}))
 
 
-def validate(config, args: argparse.Namespace) -> str | None:
+def validate(config: XtestConfig, args: argparse.Namespace) -> str | None:
     if not config.addresses and not args.etcd:
         return "no target: give --addr HOST:PORT, --etcd, or [xtest] taddrs"
     if args.etcd and not args.service:
@@ -127,10 +193,12 @@ def validate(config, args: argparse.Namespace) -> str | None:
         return "no input: give [data] payload sections or --input NAME=@FILE"
     if config.rate is not None and config.rate <= 0:
         return "--rate must be above 0"
+    if args.live_every < 0 or args.window <= 0:
+        return "--live-every must be 0 or more, --window above 0"
     return None
 
 
-def print_report(result: dict) -> None:
+def print_report(result: dict[str, Any]) -> None:
     latency = result["latency_ms"]
     print(f"requests    {result['requests']}  ({result['mode']})")
     print(f"successes   {result['successes']}")

@@ -23,6 +23,8 @@ from typing import Any
 import aetcd
 import structlog
 
+from aiges.metrics import REGISTERED
+
 log = structlog.get_logger("aiges.registry")
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -50,10 +52,23 @@ class EtcdRegistry:
         self._client: aetcd.Client | None = None
         self._lease: Any = None
         self._last = b""
-        self.registered = False
+        self._registered = False
+
+    @property
+    def registered(self) -> bool:
+        return self._registered
+
+    @registered.setter
+    def registered(self, value: bool) -> None:
+        """Also ``aiges_registry_registered``, which exists from ``start`` on (not while the
+        server is still starting, so that a long wrapperInit is not a lost registration)."""
+        self._registered = value
+        if self._task is not None:
+            REGISTERED.labels("etcd").set(1 if value else 0)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self.registered = self._registered
 
     def changed(self) -> None:
         self._changed.set()

@@ -89,7 +89,7 @@ def parse_addresses(text: str) -> list[str]:
     return addresses
 
 
-def as_int(section: dict, key: str, default: int, where: str) -> int:
+def as_int(section: dict[str, Any], key: str, default: int, where: str) -> int:
     value = section.get(key, default)
     if isinstance(value, bool):
         return int(value)
@@ -149,14 +149,14 @@ def load_xtest(path: Path | None) -> XtestConfig:
     return config
 
 
-def data_type(path: Path, name: str, section: dict) -> int:
+def data_type(path: Path, name: str, section: dict[str, Any]) -> int:
     type_name = str(section.get("type", "text")).lower()
     if type_name not in TYPE_CODES:
         raise XtestConfigError(f"{path}: [{name}] type: expected one of {', '.join(TYPE_CODES)}, got {type_name!r}")
     return TYPE_CODES[type_name]
 
 
-def input_spec(path: Path, base: Path, name: str, section: dict) -> InputSpec:
+def input_spec(path: Path, base: Path, name: str, section: dict[str, Any]) -> InputSpec:
     source = section.get("inputSrc")
     if not source:
         raise XtestConfigError(f"{path}: [{name}] inputSrc is missing")

@@ -20,11 +20,10 @@ import contextlib
 import itertools
 import json
 import signal
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -42,11 +41,12 @@ from aiges.client.balancer import (
     may_retry,
 )
 from aiges.client.credentials import SigningKey, TlsOptions, open_aio_channel
-from aiges.client.registry import NoProviderError
+from aiges.client.registry import EtcdProviders, NoProviderError
 from aiges.protocol.v2_pb2 import LoaderInput, LoaderOutput, MetaDesc, Payload
 from aiges.protocol.xsf_pb2 import DataMeta, ReqData, ResData, Session
 from aiges.protocol.xsf_pb2_grpc import XsfCallStub
-from aiges.xtest.plan import XtestConfig
+from aiges.xtest.figures import CallObserver
+from aiges.xtest.plan import InputSpec, XtestConfig
 
 MAX_US = 3_600_000_000
 END = LoaderOutput.END
@@ -68,7 +68,8 @@ class Recorder:
     """Latencies (HDR histograms, microseconds) and outcomes; with ``calls_path``, every call
     (when it was scheduled, how long it took, its code, the host that answered and the attempts
     that failed before) and every change the client saw in the registry or marked on a provider,
-    as JSON lines written while the run goes (flushed twice a second)."""
+    as JSON lines written while the run goes (flushed twice a second). Each call is also handed
+    to the ``observers`` (the live view, the Prometheus figures)."""
 
     def __init__(self, calls_path: Path | None = None) -> None:
         self.latency = HdrHistogram(1, MAX_US, 3)
@@ -83,7 +84,8 @@ class Recorder:
         self.finished = self.started
         self.calls: list[tuple[float, float, str | None, str | None]] = []
         """(start offset s, latency s, code or None, host) per call."""
-        self.events: list[dict] = []
+        self.events: list[dict[str, Any]] = []
+        self.observers: list[CallObserver] = []
         self._lock = threading.Lock()
         self._log = calls_path.open("w") if calls_path is not None else None  # noqa: SIM115 - closed in close()
         self._write({"start_monotonic": round(self.started_monotonic, 6), "start_unix": round(time.time(), 6)})
@@ -121,6 +123,8 @@ class Recorder:
             for _, _, failed in tries:
                 self.attempt_errors[failed] += 1
         self.finished = time.perf_counter()
+        for observer in self.observers:
+            observer.observe(code, latency_s, first_s, len(tries) if tries else 0)
         at = self.offset(started if started is not None else self.finished - latency_s)
         self.calls.append((at, latency_s, code, host))
         if self._log is not None:
@@ -146,7 +150,7 @@ class Recorder:
             self.events.append(entry)
         self._write(entry)
 
-    def _write(self, entry: dict) -> None:
+    def _write(self, entry: dict[str, Any]) -> None:
         if self._log is not None:
             with self._lock:
                 self._log.write(json.dumps(entry) + "\n")
@@ -171,7 +175,7 @@ class Targets:
     def __init__(
         self,
         addresses: list[str],
-        providers=None,
+        providers: EtcdProviders | None = None,
         *,
         idempotent: bool = False,
         tls: TlsOptions | None = None,
@@ -187,7 +191,7 @@ class Targets:
         self._next = itertools.cycle(addresses) if addresses else None
         self._stubs: dict[str, XsfCallStub] = {}
         self._channels: list[grpc.aio.Channel] = []
-        self._watchers: list[asyncio.Task] = []
+        self._watchers: list[asyncio.Task[None]] = []
 
     @property
     def balanced(self) -> bool:
@@ -195,11 +199,12 @@ class Targets:
 
     def attach(self, recorder: Recorder) -> None:
         """Send the registry's changes and the balancer's marks to ``recorder``."""
-        if self.balancer is None:
+        providers = self.providers
+        if self.balancer is None or providers is None:
             return
         self.balancer.on_event = recorder.event
 
-        def changed(kind: str, address: str, value) -> None:
+        def changed(kind: str, address: str, value: Mapping[str, Any] | None) -> None:
             if kind == "changed":  # only health moves are worth a line, not each licence step
                 health = (value or {}).get("health", "")
                 if self._health.get(address) == health:
@@ -209,8 +214,8 @@ class Targets:
                 self._health[address] = value.get("health", "")
             recorder.event(kind, address)
 
-        self._health: dict[str, str] = {a: e.value.get("health", "") for a, e in self.providers.entries().items()}
-        self.providers.on_change = changed
+        self._health: dict[str, str] = {a: e.value.get("health", "") for a, e in providers.entries().items()}
+        providers.on_change = changed
 
     def pick(self, exclude: Iterable[str] = ()) -> str:
         if self.balancer is not None:
@@ -248,7 +253,8 @@ class Targets:
         While the registry lists it, the channel is kept connecting (gRPC's own back-off)."""
         connectivity = grpc.ChannelConnectivity
         balancer = self.balancer
-        assert balancer is not None
+        providers = self.providers
+        assert balancer is not None and providers is not None
         state = channel.get_state(try_to_connect=False)
         while True:
             if state == connectivity.TRANSIENT_FAILURE:
@@ -256,7 +262,7 @@ class Targets:
             elif state == connectivity.READY:
                 balancer.mark_up(address, "connected")
             await channel.wait_for_state_change(state)
-            state = channel.get_state(try_to_connect=address in self.providers.entries())
+            state = channel.get_state(try_to_connect=address in providers.entries())
 
     async def close(self) -> None:
         for watcher in self._watchers:
@@ -282,11 +288,11 @@ class Workload:
         self.expect = [MetaDesc(name=e.name, dataType=cast(Any, e.type), attribute=e.attributes) for e in config.expect]
         self._once_cache: dict[int, ReqData] = {}
 
-    def _payload(self, spec, data: bytes, status: int, seq: int) -> Payload:
+    def _payload(self, spec: InputSpec, data: bytes, status: int, seq: int) -> Payload:
         attributes = dict(spec.attributes)
         attributes.setdefault("status", str(status))
         attributes.setdefault("seq", str(seq))
-        return Payload(meta=MetaDesc(name=spec.name, dataType=spec.type, attribute=attributes), data=data)
+        return Payload(meta=MetaDesc(name=spec.name, dataType=cast(Any, spec.type), attribute=attributes), data=data)
 
     def once_request(self, index: int) -> ReqData:
         key = index % max((i.variants for i in self.config.inputs), default=1)
@@ -529,7 +535,7 @@ async def open_loop(
     assert config.rate is not None
     period = 1 / config.rate
     start = time.perf_counter()
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
     stopped = stopped or asyncio.Event()
     for index in itertools.count():
         scheduled = start + index * period
@@ -548,30 +554,25 @@ async def open_loop(
         await asyncio.gather(*tasks)
 
 
-async def progress_bar(recorder: Recorder, total: int | None, duration_s: float | None) -> None:
-    if not sys.stderr.isatty():
-        return
-    while True:
-        await asyncio.sleep(0.2)
-        done = recorder.requests
-        elapsed = time.perf_counter() - recorder.started
-        fraction = min(done / total, 1.0) if total else min(elapsed / (duration_s or 1), 1.0)
-        bar = "#" * int(fraction * 30)
-        errors = sum(recorder.errors.values())
-        sys.stderr.write(
-            f"\r[{bar:<30}] {fraction:4.0%} {done} requests  {done / max(elapsed, 1e-9):8.1f}/s  errors {errors}"
-        )
-        sys.stderr.flush()
-
-
 async def flush_often(recorder: Recorder) -> None:
     while True:
         await asyncio.sleep(0.5)
         recorder.flush()
 
 
-async def run_xtest(config: XtestConfig, targets: Targets, on_output=None, calls_path: Path | None = None) -> Recorder:
+async def run_xtest(
+    config: XtestConfig,
+    targets: Targets,
+    on_output: Callable[[int, LoaderOutput], None] | None = None,
+    calls_path: Path | None = None,
+    *,
+    observers: Sequence[CallObserver] = (),
+    live: Callable[[Recorder], Coroutine[Any, Any, None]] | None = None,
+) -> Recorder:
+    """Run the load; each call goes to ``observers`` too, and ``live(recorder)`` (the live
+    view) runs alongside until the load ends."""
     recorder = Recorder(calls_path)
+    recorder.observers.extend(observers)
     targets.attach(recorder)
     workload = Workload(config, targets, recorder, on_output)
     stop_at = time.perf_counter() + config.duration_s if config.duration_s else None
@@ -580,7 +581,7 @@ async def run_xtest(config: XtestConfig, targets: Targets, on_output=None, calls
     signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
     for sig in signals:
         loop.add_signal_handler(sig, stopped.set)
-    bar = asyncio.create_task(progress_bar(recorder, None if config.duration_s else config.requests, config.duration_s))
+    shown = asyncio.create_task(live(recorder)) if live is not None else None
     flusher = asyncio.create_task(flush_often(recorder))
     try:
         if config.rate:
@@ -590,12 +591,13 @@ async def run_xtest(config: XtestConfig, targets: Targets, on_output=None, calls
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-        bar.cancel()
         flusher.cancel()
+        if shown is not None:
+            shown.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shown
         await targets.close()
         recorder.close()
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
     return recorder
 
 
@@ -646,9 +648,9 @@ def percentiles(histogram: HdrHistogram) -> dict[str, float]:
     }
 
 
-def report(recorder: Recorder, config: XtestConfig) -> dict:
+def report(recorder: Recorder, config: XtestConfig) -> dict[str, Any]:
     duration = max(recorder.finished - recorder.started, 1e-9)
-    result = {
+    result: dict[str, Any] = {
         "requests": recorder.requests,
         "successes": recorder.successes,
         "errors": sum(recorder.errors.values()),
@@ -671,10 +673,10 @@ def report(recorder: Recorder, config: XtestConfig) -> dict:
     return result
 
 
-def timeline(recorder: Recorder) -> list[dict]:
+def timeline(recorder: Recorder) -> list[dict[str, Any]]:
     """Per second of the run, by when each call was due to start: successes, errors by code,
     and successes per host."""
-    buckets: dict[int, dict] = {}
+    buckets: dict[int, dict[str, Any]] = {}
     for at, _, code, host in recorder.calls:
         bucket = buckets.setdefault(max(int(at), 0), {"ok": 0, "errors": Counter(), "hosts": Counter()})
         if code is None:

@@ -8,6 +8,7 @@ schemas (kubernetes-validate --strict), not applied.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -121,9 +122,12 @@ def test_shipped_configs_load():
     assert composed.registry.backend == "etcd" and "etcd:2379" in composed.registry.endpoints
 
 
-def helm_template(*values: str) -> list[dict]:
+def helm_template(*values: str, api_versions: tuple[str, ...] = ()) -> list[dict]:
+    """The chart rendered with ``--set`` values; ``api_versions`` are APIs the cluster is taken
+    to have beyond Kubernetes' own (such as the Prometheus Operator's ``monitoring.coreos.com/v1``)."""
     helm = require_tool("helm")
     args = [a for value in values for a in ("--set", value)]
+    args += [a for version in api_versions for a in ("--api-versions", version)]
     result = run(helm, "template", "shop", str(CHART), *args)
     assert result.returncode == 0, result.stderr
     return [document for document in yaml.safe_load_all(result.stdout) if document]
@@ -150,12 +154,22 @@ SECURE = (
 )
 
 
+MONITORING = (
+    "monitoring.serviceMonitor.enabled=true",
+    "monitoring.prometheusRule.enabled=true",
+    "monitoring.grafanaDashboard.enabled=true",
+)
+OPERATOR = ("monitoring.coreos.com/v1",)
+
+
 @pytest.mark.parametrize(
-    "values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE]
+    "values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE, MONITORING]
 )
 def test_chart_renders_manifests_valid_for_kubernetes(tmp_path, values):
+    """kubernetes-validate has no schema for the operator's ServiceMonitor and PrometheusRule (it
+    warns and passes them): ``test_chart_installs_monitoring_where_the_operator_is`` checks those."""
     manifests = tmp_path / "manifests.yaml"
-    manifests.write_text(yaml.safe_dump_all(helm_template(*values)))
+    manifests.write_text(yaml.safe_dump_all(helm_template(*values, api_versions=OPERATOR)))
     validator = require_tool("kubernetes-validate")
     result = run(validator, "--strict", "--kubernetes-version", "1.30.0", str(manifests))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -182,6 +196,43 @@ def test_chart_probes_drain_and_gpu_wiring():
         "metrics": 9090,
         "http": 8080,
     }
+
+
+def test_chart_installs_monitoring_where_the_operator_is(tmp_path):
+    """Off by default; on, the dashboard ConfigMap always, the ServiceMonitor and PrometheusRule
+    only where the cluster has the operator's CRDs. The PrometheusRule carries the rules of
+    deploy/prometheus (which promtool accepts), the ConfigMap the dashboard's JSON, and the
+    ServiceMonitor scrapes the Service's metrics port."""
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(by_kind(helm_template(api_versions=OPERATOR)))
+    assert len(by_kind(helm_template(api_versions=OPERATOR))["ConfigMap"]) == 1
+    without_operator = by_kind(helm_template(*MONITORING))
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(without_operator)
+    kinds = by_kind(
+        helm_template(
+            *MONITORING,
+            "monitoring.serviceMonitor.labels.release=kps",
+            "monitoring.prometheusRule.labels.release=kps",
+            api_versions=OPERATOR,
+        )
+    )
+    [monitor] = kinds["ServiceMonitor"]
+    [rule] = kinds["PrometheusRule"]
+    assert monitor["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"] == "kps"
+    [endpoint] = monitor["spec"]["endpoints"]
+    service = next(s for s in kinds["Service"] if s["metadata"]["name"] == "shop-aiges")
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    rules_file = ROOT / "deploy" / "prometheus" / "aiges-rules.yaml"
+    assert rule["spec"] == yaml.safe_load(rules_file.read_text())
+    rendered = tmp_path / "rules.yaml"
+    rendered.write_text(yaml.safe_dump(rule["spec"]))
+    checked = run(require_tool("promtool"), "check", "rules", str(rendered))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    dashboard = next(c for c in kinds["ConfigMap"] if c["metadata"]["name"] == "shop-aiges-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["aiges.json"]) == json.loads(
+        (ROOT / "deploy" / "grafana" / "aiges.json").read_text()
+    )
 
 
 def test_chart_without_gpus_or_with_autoscaling():

@@ -4,13 +4,14 @@ server's validation of calls against the declared fields."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, WRAPPERS, Server, free_port
+from conftest import ROOT, WRAPPERS, Server, free_port, wait_for
 from openapi_spec_validator import validate
 
 from aiges.client.values import loader_input
@@ -277,3 +278,196 @@ def test_check_fails_clearly_on_a_broken_wrapper(tmp_path):
     assert result.returncode == 2
     assert "wrapperInit returned 42: the model file is missing" in result.stderr
     assert "[worker]" in result.stdout
+
+
+def flaky_xtest(tmp_path: Path, address: str) -> Path:
+    """An xtest.toml for the faulty wrapper's flaky mode: every third call fails with 10909."""
+    (tmp_path / "sample.txt").write_text("load")
+    config = tmp_path / "xtest.toml"
+    config.write_text(f"""
+[xtest]
+taddrs = "{address}"
+[svcMode]
+multiThr = 2
+timeout = 5000
+[parameter]
+mode = "flaky"
+[data]
+payload = "in1"
+expect = "out1"
+[in1]
+inputSrc = "sample.txt"
+name = "text"
+type = "text"
+[out1]
+name = "text"
+type = "text"
+""")
+    return config
+
+
+LIVE_LINE = re.compile(
+    r"^xtest (?P<t>[\d.]+)s  (?P<done>\d+) done  last (?P<span>\d+) s: (?P<rps>[\d.]+)/s  "
+    r"errors (?P<errors>\d+)(?: \((?P<codes>[^)]*)\))?  p50 (?P<p50>[\d.]+) ms  p99 (?P<p99>[\d.]+) ms  "
+    r"errors in all (?P<total>\d+)$"
+)
+
+
+def test_xtest_prints_live_lines_when_stdout_is_not_a_terminal(serve, tmp_path):
+    """A pipe gets a plain line per update: throughput, errors by code and p50/p99 of the last
+    seconds; the last one, after the run, agrees with the report."""
+    server = serve("faulty")
+    config = flaky_xtest(tmp_path, server.address)
+    report_path = tmp_path / "report.json"
+    result = aiges(
+        *("xtest", "-c", str(config), "--rate", "60", "--duration", "3", "--live-every", "0.5", "--window", "2"),
+        *("--json", str(report_path)),
+    )
+    assert result.returncode == 1, result.stderr  # a third of the calls fail
+    report = json.loads(report_path.read_text())
+    lines = [LIVE_LINE.match(line) for line in result.stdout.splitlines() if line.startswith("xtest ")]
+    assert len(lines) >= 4 and all(lines), result.stdout
+    assert any(m["codes"] and m["codes"].startswith("10909: ") for m in lines)
+    assert all(int(m["span"]) <= 2 for m in lines)
+    assert all(float(m["p50"]) <= float(m["p99"]) for m in lines)
+    done = [int(m["done"]) for m in lines]
+    assert done == sorted(done)
+    last = lines[-1]
+    assert int(last["done"]) == report["requests"] and int(last["total"]) == report["errors"]
+
+
+def test_xtest_live_view_on_a_terminal_is_a_rich_table(serve, tmp_path):
+    """On a terminal (a pseudo-terminal here) the view is redrawn in place by rich, not printed
+    line by line."""
+    import os
+    import pty
+
+    server = serve(ROOT / "demo" / "echo")
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiges", "xtest", "--addr", server.address, "--input", "text=hi", "--expect", "text"]
+        + ["--rate", "50", "--duration", "2", "--live-every", "0.3"],
+        stdin=subprocess.DEVNULL,
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, COLUMNS="100", TERM="xterm"),
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(60) == 0, process.stderr.read() if process.stderr else ""
+    screen = b"".join(chunks).decode(errors="replace")
+    assert screen.count("aiges xtest") >= 2  # redrawn
+    assert "\x1b[" in screen and "requests/s" in screen and "p50" in screen
+    assert not re.search(r"^xtest [\d.]+s ", screen, re.M)  # no plain lines
+    assert "throughput" in screen  # then the closing report
+
+
+def test_xtest_html_report_draws_what_the_report_counts(serve, tmp_path):
+    """--html: one file with no outside reference; its charts, read back from their data-*
+    attributes, hold every call (the distribution), every error (the errors per second) and a
+    point per second of the run (latency over time)."""
+    import xml.etree.ElementTree as ET
+
+    server = serve("faulty")
+    config = flaky_xtest(tmp_path, server.address)
+    page_path, report_path = tmp_path / "report.html", tmp_path / "report.json"
+    result = aiges(
+        *("xtest", "-c", str(config), "--rate", "80", "--duration", "2.5", "--live-every", "0"),
+        *("--html", str(page_path), "--json", str(report_path)),
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(report_path.read_text())
+    page = page_path.read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and "<link" not in page
+    assert not re.search(r"(src|href)=", page)
+    svg = "{http://www.w3.org/2000/svg}"
+    charts = {c.get("class"): c for c in (ET.fromstring(s) for s in re.findall(r"<svg.*?</svg>", page, re.S))}
+    assert set(charts) == {"latency-over-time", "throughput", "distribution"}
+
+    def counts(chart: str, group: str) -> list[float]:
+        [bars] = [g for g in charts[chart].iter(f"{svg}g") if g.get("data-name") == group]
+        return [float(r.get("data-count")) for r in bars.iter(f"{svg}rect")]
+
+    assert sum(counts("distribution", "calls")) == report["requests"]
+    assert sum(counts("throughput", "errors")) == report["errors"] == report["errors_by_code"]["10909"]
+    [p50] = [g for g in charts["latency-over-time"].iter(f"{svg}g") if g.get("data-name") == "p50"]
+    assert len(list(p50.iter(f"{svg}circle"))) == len(report["timeline"])
+    markers = {
+        g.get("data-name"): float(g.get("data-x"))
+        for g in charts["distribution"].iter(f"{svg}g")
+        if g.get("class") == "marker"
+    }
+    assert markers["p50"] == report["latency_ms"]["p50"]
+    assert "10909" in page and f"<td class='n'>{report['requests']}</td>" in page
+
+
+def test_xtest_serves_its_own_figures_to_prometheus(serve, tmp_path):
+    """--prometheus PORT: while the run goes, /metrics counts its requests by code and times
+    them; once stopped (SIGINT), the report holds at least what was scraped."""
+    import signal
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = serve("faulty")
+    config = flaky_xtest(tmp_path, server.address)
+    port = free_port()
+    report_path = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiges", "xtest", "-c", str(config), "--rate", "50", "--duration", "60"]
+        + ["--prometheus", f"127.0.0.1:{port}", "--live-every", "0", "--json", str(report_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def scrape() -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return {}
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()))
+                samples[key] = sample.value
+        return samples
+
+    try:
+        seen = wait_for(lambda: (s := scrape()).get("aiges_xtest_requests_total{code=10909}", 0) >= 3 and s, timeout=60)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    ok, failed = seen["aiges_xtest_requests_total{code=0}"], seen["aiges_xtest_requests_total{code=10909}"]
+    assert ok >= failed and seen["aiges_xtest_latency_seconds_count"] >= ok + failed - 2  # not one atomic read
+    assert seen["aiges_xtest_start_time_seconds"] > 0
+    assert process.returncode == 1, out + err
+    report = json.loads(report_path.read_text())
+    assert report["successes"] >= ok and report["errors_by_code"]["10909"] >= failed
+    assert scrape() == {}  # gone with the run
+
+
+def test_xtest_refuses_a_prometheus_port_it_cannot_listen_on(serve, tmp_path):
+    import socket
+
+    server = serve(ROOT / "demo" / "echo")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = aiges(
+            *("xtest", "--addr", server.address, "--input", "text=hi", "--expect", "text", "--requests", "1"),
+            *("--prometheus", f"127.0.0.1:{port}"),
+        )
+    assert result.returncode == 2 and f"--prometheus 127.0.0.1:{port}" in result.stderr
+    bad = aiges("xtest", "--addr", server.address, "--input", "text=hi", "--prometheus", "nine")
+    assert bad.returncode == 2 and "--prometheus nine" in bad.stderr
