@@ -13,7 +13,7 @@ import sys
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from aiges import __version__  # noqa: E402
-from aiges.cli import call, check, health, new, reload, schema, serve, xtest  # noqa: E402
+from aiges.cli import call, check, config, gateway, health, new, reload, schema, serve, status, xtest  # noqa: E402
 
 COMMANDS = {
     "serve": serve,
@@ -24,6 +24,9 @@ COMMANDS = {
     "new": new,
     "health": health,
     "reload": reload,
+    "status": status,
+    "config": config,
+    "gateway": gateway,
 }
 
 
