@@ -33,8 +33,8 @@ from aiges.metrics import REGISTRY
 from aiges.platform.config_changes import plan, restart_needed
 from aiges.platform.config_source import ConfigCache, Fetched, Overrides, materialise, write_keys
 from aiges.platform.config_store import ConfigStore, Current, Scope, Version
-from aiges.platform.etcd_liveness import watched
-from aiges.registry.etcd import BACKOFF_S, parse_endpoints
+from aiges.platform.etcd_liveness import retry_delay, watched
+from aiges.registry.etcd import parse_endpoints
 
 log = structlog.get_logger("aiges.config")
 
@@ -189,7 +189,7 @@ class ConfigWatch:
                         error=f"{type(exc).__name__}: {exc}",
                     )
                 attempt += 1
-                await asyncio.sleep(0.1 if attempt % len(endpoints) else BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                await asyncio.sleep(retry_delay(attempt, len(endpoints)))
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()

@@ -10,6 +10,15 @@ from typing import Any
 
 INTERVAL_S = 3.0
 TIMEOUT_S = 3.0
+BACKOFF_S = (0.5, 1.0, 2.0)
+"""Between rounds over every member: short, so that a watch is back within moments of etcd."""
+
+
+def retry_delay(attempt: int, members: int) -> float:
+    """Each member once quickly, then a short back-off before the next round."""
+    if attempt % members:
+        return 0.1
+    return BACKOFF_S[min(attempt // members, len(BACKOFF_S)) - 1]
 
 
 class WatchStalled(Exception):

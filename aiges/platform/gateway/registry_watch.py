@@ -14,9 +14,9 @@ from typing import Any
 import aetcd
 import structlog
 
-from aiges.platform.etcd_liveness import watched
+from aiges.platform.etcd_liveness import retry_delay, watched
 from aiges.platform.gateway.topology import Provider
-from aiges.registry.etcd import BACKOFF_S, parse_endpoints
+from aiges.registry.etcd import parse_endpoints
 
 log = structlog.get_logger("aiges.gateway")
 
@@ -86,9 +86,7 @@ class RegistryWatch:
                         error=f"{type(exc).__name__}: {exc}",
                     )
                 attempt += 1
-                await asyncio.sleep(
-                    0.1 if attempt % len(self.endpoints) else BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                )
+                await asyncio.sleep(retry_delay(attempt, len(self.endpoints)))
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()

@@ -70,6 +70,8 @@ class GatewaySync:
         """Each host's status as HAProxy sees it in its gRPC backends (UP, DOWN, DRAIN, MAINT)."""
         self.topology = Topology()
         self._dirty = asyncio.Event()
+        self._default = ""
+        self._unplaced: list[str] = []
 
     # -- start -------------------------------------------------------------------------------------
 
@@ -130,8 +132,14 @@ class GatewaySync:
         for address in list(self.slots.taken):
             if address not in used:
                 self.slots.release(address)
+        # the default service stays the one it is while it is there: a new service does not take it
+        preferred = self.default_service or self._default
         topology, unplaced = build(
-            current.values(), [entry.provider for entry in self.leaving.values()], self.slots, self.default_service
+            current.values(), [entry.provider for entry in self.leaving.values()], self.slots, preferred
+        )
+        chosen = topology.maps["default"].get("grpc", "")
+        self._default = next(
+            (key for key, value in topology.maps["services"].items() if value == chosen and "/" in key), ""
         )
         self._unplaced = unplaced
         self.topology = topology
