@@ -144,12 +144,13 @@ def render(settings: Settings, services: Iterable[str]) -> str:
             "    retry-on conn-failure empty-response",
             f"    use-server %[req.hdr(aiges-handle),bytes(1,12),map_str({maps['handles']})] "
             f"if {{ req.hdr(aiges-handle),bytes(1,12),map_str({maps['handles']}) -m found }}",
-            f"    server-template s 1-{s.slots} 0.0.0.0:0 proto h2 disabled",
+            # a fixed port: with ":0" HAProxy maps ports, a flag the server-state-file does not keep
+            f"    server-template s 1-{s.slots} 0.0.0.0:1 proto h2 disabled",
             "",
             f"backend {base}_http",
             "    balance leastconn",
             "    retry-on conn-failure empty-response 503",
-            f"    server-template s 1-{s.slots} 0.0.0.0:0 disabled",
+            f"    server-template s 1-{s.slots} 0.0.0.0:1 disabled",
         ]
     return "\n".join(lines) + "\n"
 

@@ -155,7 +155,9 @@ class GatewaySync:
         self.services = sorted(set(self.services) | set(topology.services))
         self._write_files(topology)
         await self.haproxy.reload()
-        self._fresh_slots()
+        # the new worker took every server's state from the server-state-file; each is sent again
+        # all the same, so that nothing rests on what that file keeps
+        self.applied.servers = {}
         await self._apply(topology)
 
     def _write_files(self, topology: Topology) -> None:
@@ -167,8 +169,7 @@ class GatewaySync:
         self.settings.config_file.write_text(render(self.settings, self.services))
 
     def _fresh_slots(self) -> None:
-        """After a start or reload: the slots HAProxy has not had before are in maintenance (the
-        others kept their state, through the server-state-file)."""
+        """After a start: every slot is in maintenance (``disabled`` in the config)."""
         for base in self.services:
             for suffix in ("_grpc", "_http"):
                 for slot in range(1, self.slots.size + 1):
