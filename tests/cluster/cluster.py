@@ -255,7 +255,7 @@ class Host:
 
 def json_events(path: Path, event: str | None = None) -> list[dict]:
     """The JSON log lines of ``path`` (structlog's), those of one event when given."""
-    found = []
+    found: list[dict] = []
     if not path.exists():
         return found
     for line in path.read_text(errors="replace").splitlines():
@@ -535,10 +535,10 @@ class Cluster:
         wait_until(
             lambda: self.registered(self.hosts.values()), 120, interval=0.5, what="four hosts registered SERVING"
         )
-        self.gateway = Gateway(world, self.workdir, self.endpoints)
-        self.gateway.start()
+        gateway = self.gateway = Gateway(world, self.workdir, self.endpoints)
+        gateway.start()
         wait_until(
-            lambda: all(self.gateway.host_states().get(h.address) == "UP" for h in self.hosts.values()),
+            lambda: all(gateway.host_states().get(h.address) == "UP" for h in self.hosts.values()),
             60,
             what="the gateway routing to the four hosts",
         )

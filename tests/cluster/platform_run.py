@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from analysis import Fault, fmt_codes, fmt_s, in_window, stats
 from cluster import (
@@ -21,6 +22,7 @@ from cluster import (
     CallLog,
     Cluster,
     Gateway,
+    ProbeClient,
     group_config,
     log_time,
     wait_until,
@@ -36,8 +38,8 @@ def first_after(times: list[float], start: float, until: float) -> float | None:
     return min(found) if found else None
 
 
-def gateway_figures(fault: Fault, once: CallLog, sessions: CallLog, gateway: Gateway) -> dict:
-    figures = {
+def gateway_figures(fault: Fault, once: CallLog, sessions: CallLog, gateway: Gateway) -> dict[str, Any]:
+    figures: dict[str, Any] = {
         "once": stats(in_window(once.update().calls, fault.injected, fault.end)),
         "sessions": stats(in_window(sessions.update().calls, fault.injected, fault.end)),
     }
@@ -122,15 +124,20 @@ class ConfigPhase:
         self.hosts_listing: list[dict] = []
         self.restart_needed: dict[str, list[str]] = {}
 
+    def probe(self) -> ProbeClient:
+        probe = self.cluster.probe
+        assert probe is not None
+        return probe
+
     def registered_versions(self) -> dict[str, int | None]:
-        providers = self.cluster.probe.providers() or {}
+        providers = self.probe().providers() or {}
         return {
             name: (providers.get(host.address, {}).get("value", {}).get("config") or {}).get("version")
             for name, host in self.cluster.hosts.items()
         }
 
     def statuses(self) -> dict[str, dict | None]:
-        return {name: self.cluster.probe.status(host.address) for name, host in self.cluster.hosts.items()}
+        return {name: self.probe().status(host.address) for name, host in self.cluster.hosts.items()}
 
     def applied(self, name: str, version: int, after: float) -> float | None:
         """When host ``name`` logged that it applied ``version`` (after ``after``)."""
@@ -140,7 +147,9 @@ class ConfigPhase:
                 return at
         return None
 
-    def step(self, title: str, pushed: dict[str, int], began: float, check: Callable[[dict, dict], bool]) -> dict:
+    def step(
+        self, title: str, pushed: dict[str, int], began: float, check: Callable[[dict, dict], bool]
+    ) -> dict[str, Any]:
         """Wait until every host named in ``pushed`` (host -> version) applied it and ``check``
         (registry versions, statuses) holds; the step's figures."""
 
@@ -153,8 +162,17 @@ class ConfigPhase:
             return check(versions, self.statuses())
 
         wait_until(done, 90, interval=0.5, what=f"{title}: applied on {sorted(pushed)}")
-        applied = {name: round(self.applied(name, version, began) - began, 2) for name, version in pushed.items()}
-        step = {"title": title, "began": began, "applied_s": applied, "versions": self.registered_versions()}
+        applied: dict[str, float] = {}
+        for name, version in pushed.items():
+            at = self.applied(name, version, began)
+            assert at is not None
+            applied[name] = round(at - began, 2)
+        step: dict[str, Any] = {
+            "title": title,
+            "began": began,
+            "applied_s": applied,
+            "versions": self.registered_versions(),
+        }
         self.steps.append(step)
         self.say(f"{title}: applied on {', '.join(sorted(pushed))} (slowest {max(applied.values()):.1f} s)")
         time.sleep(2)

@@ -483,11 +483,16 @@ type = "text"
         duration = max(c.t for c in once.log.calls) - start
         text = results_markdown(faults, figures, balance, settings, names, duration, totals)
         gateway = cluster.gateway
+        assert gateway is not None
         gw_once, gw_sessions = self.gateway_once.log, self.gateway_sessions.log
         gateway_faults = {f.name: gateway_figures(f, gw_once, gw_sessions, gateway) for f in faults}
-        settings.update(gateway_rate=GATEWAY_RATE, gateway_session_rate=GATEWAY_SESSION_RATE, haproxy=haproxy_version())
+        gateway_settings = {
+            "gateway_rate": GATEWAY_RATE,
+            "gateway_session_rate": GATEWAY_SESSION_RATE,
+            "haproxy": haproxy_version(),
+        }
         gateway_totals = {"once": stats(gw_once.calls), "sessions": stats(gw_sessions.calls)}
-        text += gateway_markdown(faults, gateway_faults, gateway_totals, settings)
+        text += gateway_markdown(faults, gateway_faults, gateway_totals, gateway_settings)
         text += config_markdown(self.config)
         text += "\n## Schedule\n\n```\n" + "\n".join(self.log) + "\n```\n"
         (HERE / "RESULTS.md").write_text(text)

@@ -13,6 +13,7 @@ import sys
 import threading
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -50,12 +51,13 @@ class CentreServer(Server):
     def __init__(self, workdir: Path, port: int, argv: list[str]) -> None:
         super().__init__(workdir, ECHO, port=port, config="")
         self.argv = argv
+        self.output: IO[bytes] | None = None
 
-    def start(self, wait: bool = True, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Server:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+    def start(self, wait: bool = True, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> CentreServer:
+        self.output = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aiges", "serve", *self.argv],
-            stdout=self._log,
+            stdout=self.output,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -63,6 +65,12 @@ class CentreServer(Server):
         if wait:
             self.wait_serving(timeout)
         return self
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        code = super().stop(timeout)
+        if self.output is not None:
+            self.output.close()
+        return code
 
     def status(self) -> dict:
         result = aiges("status", "--addr", self.address)
@@ -191,7 +199,7 @@ def test_hosts_apply_their_groups_pushes_live_and_a_gray_push_stays_in_its_group
     assert v1 == {"g1": 1, "g2": 1}
     one = CentreServer(tmp_path, ports[0], centre(etcd, "g1", tmp_path / "cache1")).start()
     two = CentreServer(tmp_path, ports[1], centre(etcd, "g2", tmp_path / "cache2", original_flags=True))
-    stop, failures, count = threading.Event(), [], [0]
+    stop, failures, count = threading.Event(), list[str](), [0]
     caller = threading.Thread(target=calls_in_background, args=(one.address, stop, failures, count))
     try:
         two.start()
