@@ -4,9 +4,11 @@ On every registry change (and once a second, for draining hosts whose time is up
 topology is built again and compared with what was last applied: only the servers and map
 entries that differ are sent to HAProxy's runtime API. A service seen for the first time, or more
 hosts than slots, makes a new haproxy.cfg and a reload (``haproxy_process``); after it everything
-is applied again. Four times a second HAProxy's own view of its servers (``show servers state``:
-its checks mark a host DOWN within about a second when it stops answering) is read and each
-host's change is logged, so the log says when the gateway stopped sending to a host and why.
+is applied again. A host whose key went drains until ``drain_s`` passes or HAProxy's checks find
+it gone, then its slots go to maintenance and are free again. Four times a second HAProxy's own
+view of its servers (``show servers state``: its checks mark a host DOWN within about a second
+when it stops answering) is read and each host's change is logged, so the log says when the
+gateway stopped sending to a host and why.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -124,8 +125,10 @@ class GatewaySync:
             if key not in current and key not in self.leaving:
                 self.leaving[key] = Leaving(provider, now)
                 log.info("host deregistered: draining", address=provider.address, service=provider.service)
-        for key in list(self.leaving):
-            if key in current or now - self.leaving[key].since >= self.drain_s:
+        for key, entry in list(self.leaving.items()):
+            # back, drained long enough, or gone for good (HAProxy's checks find nothing there)
+            gone = self.observed.get(entry.provider.address) == "DOWN"
+            if key in current or gone or now - entry.since >= self.drain_s:
                 self.leaving.pop(key)
         self.known = current
         used = {p.address for p in current.values()} | {entry.provider.address for entry in self.leaving.values()}
@@ -235,16 +238,6 @@ class GatewaySync:
             if self.observed.get(address) != status:
                 log.info("haproxy server state", address=address, status=status, was=self.observed.get(address))
         self.observed = seen
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "services": self.services,
-            "slots": self.slots.size,
-            "hosts": dict(self.observed),
-            "draining": sorted(entry.provider.address for entry in self.leaving.values()),
-            "registry_connected": self.registry.connected,
-            "reloads": self.haproxy.reloads,
-        }
 
 
 def _with_slots(settings: Settings, slots: int) -> Settings:
