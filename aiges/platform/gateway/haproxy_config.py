@@ -102,6 +102,10 @@ def render(settings: Settings, services: Iterable[str]) -> str:
         "frontend grpc",
         f"    bind {s.bind}:{s.grpc_port} proto h2" + (f"{tls} alpn h2" if tls else ""),
         "    http-request disable-l7-retry unless { req.hdr(aiges-idempotent) -m str 1 }",
+        # HTTP/2 keeps the client's host only as :authority (with its port); a signed call's host
+        # goes on to the hosts in x-forwarded-host, as signed: without port or brackets
+        "    http-request set-header x-forwarded-host %[req.hdr(host),regsub(':[0-9]+$',),regsub('^\\[|\\]$',,g)] "
+        "if { req.hdr(host) -m found }",
         f"    use_backend %[req.hdr(aiges-service),map_str({maps['services']})] "
         f"if {{ req.hdr(aiges-service),map_str({maps['services']}) -m found }}",
         f"    use_backend %[str(grpc),map_str({maps['default']})] "
@@ -129,8 +133,8 @@ def render(settings: Settings, services: Iterable[str]) -> str:
         "    stats refresh 5s",
         "",
         "backend no_service_grpc",
-        "    http-request return status 200 hdr content-type application/grpc "
-        'hdr grpc-status 14 hdr grpc-message "no%%20aiges%%20host%%20serves%%20this%%20service"',
+        # HTTP 503 is gRPC's UNAVAILABLE (as when every host of a service is down)
+        "    http-request return status 503",
         "",
         "backend no_service_http",
         "    http-request return status 404 content-type application/json "
