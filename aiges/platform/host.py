@@ -71,9 +71,8 @@ def config_from_centre(args: argparse.Namespace) -> tuple[Config, ConfigWatch, F
     if missing:
         print(f"aiges: the config centre needs {', '.join(missing)} (or -u, -p, -g)", file=sys.stderr)
         return None
-    if args.config:
-        print("aiges: -c and the config centre exclude each other: the config comes from etcd", file=sys.stderr)
-        return None
+    if args.config:  # the original's -c named the file to fetch from the centre: one per scope here
+        print(f"aiges: note: -c {args.config} ignored: the config comes from the config centre", file=sys.stderr)
     try:
         scope = Scope(args.project, args.group, args.service)
         cache = ConfigCache(Path(args.config_cache), scope)

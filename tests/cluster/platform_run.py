@@ -92,12 +92,14 @@ def gateway_markdown(faults: list[Fault], figures: dict[str, dict], totals: dict
         "again to another host (a connection refused or lost; lost ones only for `aiges-idempotent` calls); "
         "*retried (after)*: by the client, refused (10110) calls sent again; *last routed*: the last request "
         "the access log shows ending on the lost host after the fault (one HAProxy resent elsewhere is logged "
-        "where it ended); *checks down*: when HAProxy's own health checks marked it DOWN; *drained*: when the "
-        "registry's change made the gateway drain it; from the first of those two HAProxy sends it nothing new. "
+        "where it ended); *checks down*: when HAProxy's own health checks marked it DOWN; *drained or removed*: "
+        "when the registry's change made the gateway drain it, or (its key gone and HAProxy finding it DOWN) take "
+        "it out; "
+        "from the first of those two HAProxy sends it nothing new. "
         "*recover*: from undoing the fault to the first call the host answered through the gateway.",
         "",
         "| fault | one-shot calls | one-shot errors | resent by HAProxy | retried (after) | sessions (errors) | "
-        "last routed | checks down | drained | recover | p99 | max |",
+        "last routed | checks down | drained or removed | recover | p99 | max |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fault in faults:

@@ -192,8 +192,12 @@ class GatewaySync:
                         continue
                     await api.set_server(backend, f"s{slot}", server.address, server.state, server.weight)
                     self.applied.servers[(backend, slot)] = server
-                    if suffix == "_grpc" and (previous is None or previous.state != server.state) and server.address:
+                    if suffix != "_grpc":
+                        continue
+                    if server.address and (previous is None or previous.state != server.state):
                         changed_hosts[server.address] = server.state
+                    elif not server.address and previous is not None and previous.address:
+                        changed_hosts[previous.address] = MAINT  # gone: its slot is free again
         if not self.applied.maps_known:
             for name in MAPS:
                 await api.checked(f"clear map {self.settings.map_file(name)}")
