@@ -54,7 +54,11 @@ class Gateway:
         argv += ["--access-log", str(self.access_path), "--log-format", "json", "--drain-s", "5", *extra]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ)
-        wait_for(lambda: self.events("gateway serving") or self._exited(), 30)
+        try:
+            wait_for(lambda: self.events("gateway serving") or self._exited(), 30)
+        except BaseException:
+            self.stop()
+            raise
 
     def _exited(self) -> bool:
         if self.process.poll() is not None:
@@ -84,7 +88,8 @@ class Gateway:
         return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(30)
         finally:
@@ -104,15 +109,18 @@ def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("gateway")
     store = Etcd(workdir)
     store.start()
-    hosts = [host(workdir, store.endpoint, licences=10), host(workdir, store.endpoint, licences=20)]
-    gateway = Gateway(workdir, store.endpoint)
+    hosts: list[Server] = []
+    gateway: Gateway | None = None
     try:
+        hosts += [host(workdir, store.endpoint, licences=10), host(workdir, store.endpoint, licences=20)]
+        gateway = Gateway(workdir, store.endpoint)
         wait_for(lambda: gateway.up(*(h.address for h in hosts)), 30)
         yield store, hosts, gateway, workdir
     finally:
         for server in hosts:
             server.stop()
-        gateway.stop()
+        if gateway is not None:
+            gateway.stop()
         store.kill()
 
 
