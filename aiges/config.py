@@ -409,6 +409,40 @@ def load_config(
     file = Path(path) if path is not None else None
     data = _read_toml(file) if file is not None else {}
     where = str(file) if file is not None else "<defaults>"
+    resolved = file.resolve() if file is not None else None
+    return _build_config(data, where, resolved, service, host=host, port=port, wrapper=wrapper)
+
+
+def load_config_text(
+    text: str,
+    where: str,
+    path: Path,
+    service: str = DEFAULT_SERVICE,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    wrapper: str | None = None,
+) -> Config:
+    """A config from TOML text (a version from the config centre, ``aiges.platform``): ``where``
+    names it in errors; ``path`` is where it counts as read from (relative paths resolve from its
+    folder)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    return _build_config(data, where, path, service, host=host, port=port, wrapper=wrapper)
+
+
+def _build_config(
+    data: dict[str, Any],
+    where: str,
+    path: Path | None,
+    service: str,
+    *,
+    host: str | None,
+    port: int | None,
+    wrapper: str | None,
+) -> Config:
     warnings: list[str] = []
     ignored: list[str] = []
 
@@ -440,7 +474,7 @@ def load_config(
     _check_gpus(where, sections["worker"].gpus)
     _check_tls(where, sections["tls"])
     return Config(
-        path=file.resolve() if file is not None else None,
+        path=path,
         service_name=service,
         service=service_section,
         aiges=aiges_section,

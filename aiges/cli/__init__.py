@@ -14,7 +14,7 @@ from typing import Protocol
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from aiges import __version__  # noqa: E402
-from aiges.cli import call, check, health, new, reload, schema, serve, xtest  # noqa: E402
+from aiges.cli import call, check, config, gateway, health, new, reload, schema, serve, status, xtest  # noqa: E402
 
 
 class Command(Protocol):
@@ -34,6 +34,9 @@ COMMANDS: dict[str, Command] = {
     "new": new,
     "health": health,
     "reload": reload,
+    "status": status,
+    "config": config,
+    "gateway": gateway,
 }
 
 

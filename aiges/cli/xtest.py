@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("-c", "--config", help="xtest.toml")
     parser.add_argument("--addr", action="append", default=[], help="HOST:PORT to test (repeatable; over taddrs)")
     parser.add_argument("--etcd", help="etcd endpoints: test the providers registered there instead")
-    parser.add_argument("--service", help="with --etcd: the service id")
+    parser.add_argument(
+        "--service", help="with --etcd: the service id; with --addr: sent as aiges-service, for a gateway"
+    )
     parser.add_argument("--version", dest="service_version", default="v1", help="with --etcd: the version")
     parser.add_argument("--concurrency", type=int, help="callers at once (multiThr)")
     parser.add_argument("--requests", type=int, help="requests in all (loopCnt)")
@@ -56,7 +58,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--idempotent",
         action="store_true",
-        help="with --etcd: one-shot calls may run twice, so retry those whose connection was lost",
+        help="one-shot calls may run twice: with --etcd, retry those whose connection was lost; "
+        "with --addr, tell a gateway it may (aiges-idempotent)",
+    )
+    parser.add_argument(
+        "--retry-refused",
+        action="store_true",
+        help="with --addr (a gateway): send again a call refused with 10110 or that reached no server",
     )
     parser.add_argument("--json", help="write the report to this file as JSON")
     parser.add_argument(
@@ -118,7 +126,15 @@ def run(args: argparse.Namespace) -> int:
         from aiges.client.registry import EtcdProviders
 
         providers = EtcdProviders(args.etcd, service=args.service, version=args.service_version)
-    targets = Targets(config.addresses, providers, idempotent=args.idempotent, tls=tls, signing=signing)
+    targets = Targets(
+        config.addresses,
+        providers,
+        idempotent=args.idempotent,
+        tls=tls,
+        signing=signing,
+        retry_refused=args.retry_refused,
+        service=args.service if not args.etcd and args.service else "",
+    )
     try:
         recorder = asyncio.run(
             run_xtest(

@@ -73,7 +73,11 @@ class Outcome(enum.Enum):
 def classify_status(code: grpc.StatusCode, details: str | None) -> Outcome:
     """What a gRPC failure says about whether the call ran."""
     if code == grpc.StatusCode.UNAVAILABLE:
-        return Outcome.UNREACHED if "failed to connect" in (details or "").lower() else Outcome.LOST
+        text = (details or "").lower()
+        # an HTTP/2 stream refused (RST_STREAM REFUSED_STREAM, code 7) was not processed, by the
+        # protocol's own rule: a server closing its port, or a proxy in front of one
+        unreached = "failed to connect" in text or "rst_stream with error code 7" in text
+        return Outcome.UNREACHED if unreached else Outcome.LOST
     if code == grpc.StatusCode.CANCELLED:
         return Outcome.LOST
     return Outcome.FAILED

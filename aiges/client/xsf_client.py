@@ -37,10 +37,13 @@ class Client:
         options: Sequence[tuple[str, Any]] = (),
         tls: TlsOptions | None = None,
         signing: SigningKey | None = None,
+        service: str = "",
     ) -> None:
         """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...);
         ``tls``: connect over TLS (with a client certificate for mTLS); ``signing``: sign every
-        call with an app's key (a server with ``[auth] mode = "hmac"``)."""
+        call with an app's key (a server with ``[auth] mode = "hmac"``); ``service``: the service
+        an ``aiges gateway`` in front of many should route to (the ``aiges-service`` header)."""
+        self.metadata: tuple[tuple[str, str], ...] = (("aiges-service", service),) if service else ()
         limit = max_message_mb << 20
         self.address = address
         self.timeout = timeout
@@ -69,12 +72,20 @@ class Client:
         *,
         handle: str = "",
         params: Mapping[str, str] | None = None,
+        idempotent: bool = False,
     ) -> tuple[int, str, str, LoaderOutput | None]:
-        """One raw xsf call: (ResData.code, ResData.error_info, handle, LoaderOutput or None)."""
+        """One raw xsf call: (ResData.code, ResData.error_info, handle, LoaderOutput or None).
+        A call with a handle says it in the ``aiges-handle`` header too, so that a gateway sends
+        it to the session's host; ``idempotent`` lets a gateway run it again elsewhere."""
         request = ReqData(op=op, s=Session(h=handle), param=dict(params or {}))
         if message is not None:
             request.data.append(DataMeta(data=message.SerializeToString()))
-        reply = self.stub.call(request, timeout=self.timeout)
+        metadata = self.metadata
+        if handle:
+            metadata += (("aiges-handle", handle),)
+        if idempotent:
+            metadata += (("aiges-idempotent", "1"),)
+        reply = self.stub.call(request, timeout=self.timeout, metadata=metadata or None)
         output = LoaderOutput.FromString(reply.data[0].data) if reply.data else None
         return reply.code, reply.error_info, reply.s.h, output
 
@@ -87,9 +98,11 @@ class Client:
         expect: Expect = None,
         check: bool = True,
         res_ids: Iterable[int] = (),
+        idempotent: bool = False,
     ) -> Result:
         """One one-shot call. Raises AigesCallError on a non-zero code unless ``check`` is False.
-        ``res_ids``: loaded personalised resources the wrapper is to use (its person ids)."""
+        ``res_ids``: loaded personalised resources the wrapper is to use (its person ids);
+        ``idempotent``: it may run twice (a gateway may retry it if its host is lost with it)."""
         message = loader_input(
             state=LoaderInput.ONCE,
             inputs=inputs,
@@ -99,7 +112,7 @@ class Client:
             service_id=self.service_id,
             status=3,
         )
-        code, error, handle, output = self.call("AIIn", message, params={"SeqNo": "1"})
+        code, error, handle, output = self.call("AIIn", message, params={"SeqNo": "1"}, idempotent=idempotent)
         result = result_of(output, handle) if output is not None else Result(code, error, 2, [], handle)
         if code and not result.code:
             result.code, result.message = code, error

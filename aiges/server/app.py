@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -48,10 +48,14 @@ from aiges.server.grpc.xsf import XsfService
 from aiges.server.health_service import Health, Phase
 from aiges.server.host_state import HostState, HostStateError, settings_for
 from aiges.server.http import HttpFront
-from aiges.server.model import ModelSource
+from aiges.server.http.ase import model_route
+from aiges.server.model import Model, ModelSource
 from aiges.server.reloader import Reloader, worker_settings
 from aiges.server.reports import WrapperReports
 from aiges.server.security import Security, SecurityError
+
+if TYPE_CHECKING:
+    from aiges.platform.config_watch import ConfigWatch
 
 log = structlog.get_logger("aiges.server")
 
@@ -90,9 +94,14 @@ class App:
     ``start`` the workers, ``serve`` until a signal, ``drain``, ``stop``. Everything below the
     fronts is the engine; the app reads its ``status()`` and asks it to ``drain()``."""
 
-    def __init__(self, config: Config, reread: Callable[[], Config] | None = None) -> None:
-        """``reread``: the config loaded again, for a reload (default: the same file)."""
+    def __init__(
+        self, config: Config, reread: Callable[[], Config] | None = None, config_watch: ConfigWatch | None = None
+    ) -> None:
+        """``reread``: the config loaded again, for a reload (default: the same file);
+        ``config_watch``: the config centre's version this server follows (``aiges serve --etcd``)."""
         self.config = config
+        self.config_watch = config_watch
+        self.http_address = ""
         self.reread = reread or partial(load_config, config.path, config.service_name)
         self.reloader: Reloader | None = None
         self.stopping = asyncio.Event()
@@ -165,6 +174,7 @@ class App:
             "resources": state.resources,
             "resources_bytes": state.resources_bytes,
             "reload": self.reloader.state() if self.reloader is not None else None,
+            "config": self.config_watch.status() if self.config_watch is not None else None,
         }
 
     def registry_value(self) -> dict[str, Any]:
@@ -189,7 +199,22 @@ class App:
         value = {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
         if state["lb_type"]:  # AILBType's lbType
             value["type"] = state["lb_type"]
+        value.update(self.routes())
+        if self.config_watch is not None:
+            value.update(self.config_watch.registry_fields())
         return value
+
+    def routes(self) -> dict[str, Any]:
+        """Where a gateway sends each protocol for this service: the OIP model name, the ASE
+        route (POST and WebSocket) and the HTTP front's address (absent without one)."""
+        info = self.engine.info() if self.engine is not None else None
+        if info is None:
+            return {}
+        model = Model.of(info, self.config.service_name)
+        found: dict[str, Any] = {"model": model.name, "route": model_route(model)}
+        if self.http_address:
+            found["http"] = self.http_address
+        return found
 
     def service_id(self) -> str | None:
         """The service callers must be allowed for: [registry] service, else the wrapper's serviceId."""
@@ -266,6 +291,8 @@ class App:
             await self._stop(fronts, engine, health)
             return 0
         finally:
+            if self.config_watch is not None:
+                await self.config_watch.stop()
             REGISTRY.unregister(collector)
             if self.http is not None:
                 await self.http.stop()
@@ -369,6 +396,8 @@ class App:
             self.registry_value,
         )
         await self.registry.start()
+        if self.config_watch is not None:
+            await self.config_watch.start(self)
         log.info("serving", address=self.address, workers=len(self.gpus), licences=self.config.fc.max)
         await self.stopping.wait()
 
@@ -412,11 +441,15 @@ class App:
             ssl_context=self.security.http_ssl(),
         )
         try:
-            await front.start(listen, reuse_port=self.config.service.reuseport)
+            bound = await front.start(listen, reuse_port=self.config.service.reuseport)
         except (OSError, ValueError) as exc:
             log.error("cannot serve http", address=listen, error=str(exc))
             await front.stop()
             return False
+        host, _, port = bound.rpartition(":")
+        if host in ("", "0.0.0.0", "::"):  # every address: advertise the one the gRPC port is reached at
+            host = self.address.rpartition(":")[0]
+        self.http_address = f"{host}:{port}"
         return front
 
     def _serve_metrics(self) -> None:
@@ -454,9 +487,9 @@ class App:
         self.stopping.set()
 
 
-def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:
+def serve(config: Config, reread: Callable[[], Config] | None = None, config_watch: ConfigWatch | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(App(config, reread).run())
-    return uvloop.run(App(config, reread).run())
+        return asyncio.run(App(config, reread, config_watch).run())
+    return uvloop.run(App(config, reread, config_watch).run())

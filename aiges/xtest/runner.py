@@ -62,6 +62,8 @@ class CallTrace:
     host: str | None = None
     sent: float | None = None
     tries: list[tuple[str, float, str]] = field(default_factory=list)
+    served: str | None = None
+    """The host that answered, from the reply's PeerAddr, when it is not ``host`` (a gateway)."""
 
 
 class Recorder:
@@ -108,6 +110,7 @@ class Recorder:
         tries: list[tuple[str, float, str]] | None = None,
         kind: str = "once",
         sent: float | None = None,
+        served: str | None = None,
     ) -> None:
         self.latency.record_value(min(max(int(latency_s * 1e6), 1), MAX_US))
         if first_s is not None:
@@ -139,6 +142,8 @@ class Recorder:
                 line["tries"] = [[address, round(self.offset(when), 4), failed] for address, when, failed in tries]
             if sent is not None and tries:
                 line["sent"] = round(self.offset(sent), 4)  # the last attempt, when others came first
+            if served is not None:
+                line["served"] = served  # behind a gateway: the host that answered
             self._write(line)
 
     def event(self, kind: str, address: str, detail: str = "") -> None:
@@ -180,9 +185,17 @@ class Targets:
         idempotent: bool = False,
         tls: TlsOptions | None = None,
         signing: SigningKey | None = None,
+        retry_refused: bool = False,
+        service: str = "",
     ) -> None:
-        """``tls`` and ``signing``: as for ``Client`` (a server with [tls] or [auth] mode = hmac)."""
+        """``tls`` and ``signing``: as for ``Client`` (a server with [tls] or [auth] mode = hmac).
+        ``retry_refused``: with fixed addresses (a gateway), calls refused (10110) or that never
+        reached a server are sent again, as the balanced client does; ``service``: sent as the
+        ``aiges-service`` header, so a gateway in front of many services routes it."""
         self.addresses = addresses
+        self.retry_refused = retry_refused
+        self.metadata: tuple[tuple[str, str], ...] = (("aiges-service", service),) if service else ()
+        self.once_metadata = self.metadata + ((("aiges-idempotent", "1"),) if idempotent else ())
         self.tls = tls
         self.signing = signing
         self.providers = providers
@@ -337,6 +350,7 @@ class Workload:
             tries=call.tries,
             kind="session" if self.config.session else "once",
             sent=call.sent,
+            served=call.served,
         )
 
     def _check(self, reply: ResData, index: int) -> tuple[str | None, LoaderOutput | None]:
@@ -350,7 +364,13 @@ class Workload:
         return None, output
 
     async def _attempt(
-        self, request: ReqData, call: CallTrace, deadline: float, *, retry_lost: bool
+        self,
+        request: ReqData,
+        call: CallTrace,
+        deadline: float,
+        *,
+        retry_lost: bool,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> tuple[XsfCallStub, ResData]:
         """Send a first frame to the chosen provider, and to others while the retry rule allows.
         Returns the stub that answered and its reply (which may carry an error code)."""
@@ -369,17 +389,15 @@ class Workload:
             sent = call.sent = time.perf_counter()
             began = targets.begin(address)
             try:
-                reply = await stub.call(request, timeout=max(deadline - time.perf_counter(), 0.001))
+                reply = await stub.call(request, timeout=max(deadline - time.perf_counter(), 0.001), metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 outcome = classify_status(exc.code(), exc.details())
                 targets.end(address, began, outcome)
                 last = exc
-                if not (
-                    targets.balanced
-                    and may_retry(outcome, retry_lost)
-                    and len(call.tried) < MAX_ATTEMPTS
-                    and time.perf_counter() < deadline
-                ):
+                retry = (targets.balanced and may_retry(outcome, retry_lost)) or (
+                    targets.retry_refused and outcome is Outcome.UNREACHED
+                )
+                if not (retry and len(call.tried) < MAX_ATTEMPTS and time.perf_counter() < deadline):
                     break
                 call.tries.append((address, sent, f"grpc:{exc.code().name}"))
                 continue
@@ -387,8 +405,10 @@ class Workload:
             outcome = classify_code(code)
             targets.end(address, began, outcome)
             last = (stub, reply)
+            served = reply.s.sess.get("PeerAddr")
+            call.served = served if served and served != address else None
             if not (
-                targets.balanced
+                (targets.balanced or targets.retry_refused)
                 and outcome is Outcome.REFUSED
                 and len(call.tried) < MAX_ATTEMPTS
                 and time.perf_counter() < deadline
@@ -410,7 +430,13 @@ class Workload:
 
     async def _once(self, index: int, call: CallTrace) -> str | None:
         deadline = time.perf_counter() + self.timeout
-        _, reply = await self._attempt(self.once_request(index), call, deadline, retry_lost=self.targets.idempotent)
+        _, reply = await self._attempt(
+            self.once_request(index),
+            call,
+            deadline,
+            retry_lost=self.targets.idempotent,
+            metadata=self.targets.once_metadata,
+        )
         return self._check(reply, index)[0]
 
     async def _session(self, index: int, started: float, call: CallTrace) -> tuple[str | None, float | None]:
@@ -426,7 +452,9 @@ class Workload:
         request = ReqData(
             op="AIIn", param={"SeqNo": "1", "waitTime": self.wait}, data=[DataMeta(data=opening.SerializeToString())]
         )
-        stub, reply = await self._attempt(request, call, time.perf_counter() + self.timeout, retry_lost=False)
+        stub, reply = await self._attempt(
+            request, call, time.perf_counter() + self.timeout, retry_lost=False, metadata=self.targets.metadata
+        )
         code, output = self._check(reply, index)
         if code is not None:
             return code, None
@@ -447,6 +475,8 @@ class Workload:
         first = None
         frames = self._frames(index)
         interval = (self.config.inputs[0].interval_ms / 1000) if self.config.inputs else 0
+        # the handle names the session's host: a gateway routes its later calls by it
+        metadata = (*self.targets.metadata, ("aiges-handle", handle))
         ended = False
         for seq, frame in enumerate(frames, start=1):
             if seq > 1 and interval:
@@ -460,6 +490,7 @@ class Workload:
                     data=[DataMeta(data=message.SerializeToString())],
                 ),
                 timeout=self.timeout,
+                metadata=metadata,
             )
             code, output = self._check(reply, index)
             if code is not None:
@@ -478,6 +509,7 @@ class Workload:
                     data=[DataMeta(data=LoaderInput().SerializeToString())],
                 ),
                 timeout=self.timeout,
+                metadata=metadata,
             )
             code, output = self._check(reply, index)
             if code is not None:
@@ -485,7 +517,7 @@ class Workload:
             if output is not None and output.pl and first is None:
                 first = time.perf_counter() - started
             ended = output is None or output.status == END or output.code == ENDED_OK
-        await stub.call(ReqData(op="AIExcp", s=Session(h=handle)), timeout=self.timeout)
+        await stub.call(ReqData(op="AIExcp", s=Session(h=handle)), timeout=self.timeout, metadata=metadata)
         return None, first
 
     def _frames(self, index: int) -> list[list[Payload]]:

@@ -126,7 +126,8 @@ def results_markdown(
         f"Machine: {settings['cpus']} CPUs shared with other work, {platform.system()} {platform.release()}. "
         f"Cluster: 3 etcd members, 4 aiges hosts ({settings['workers']} workers each, service time "
         f"{settings['service_ms']} ms of sleep, {settings['licences']} licences, registry lease TTL "
-        f"{settings['ttl_s']} s), one client namespace running two `aiges xtest --etcd` loads in open loop: "
+        f"{settings['ttl_s']} s; their config from the config centre, below), one client namespace running two "
+        f"`aiges xtest --etcd` loads in open loop (and two more through the gateway, below): "
         f"one-shot calls at {settings['rate']}/s (`--idempotent`) and sessions at {settings['session_rate']}/s "
         f"({settings['frames']} frames each). Each network namespace sits on one private bridge with no route out.",
         "",

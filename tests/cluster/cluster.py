@@ -3,8 +3,13 @@ network namespace on one private bridge (see ``netns``), and the processes they 
 
     e1 e2 e3   10.77.0.11-13   etcd members (client port 2379, peers 2380)
     h1 .. h4   10.77.0.21-24   ``aiges serve`` of tests/cluster/wrapper (the echo demo with a
-                               service time), registered in etcd with a lease of TTL_S seconds
-    c1         10.77.0.100     the client: ``aiges xtest --etcd`` and the probe
+                               service time), registered in etcd with a lease of TTL_S seconds;
+                               their config comes from the config centre in the same etcd:
+                               h1, h2 in group g1 (``--etcd --project --group --service``), h3,
+                               h4 in group g2 (the original's ``-m 1 -p -g -s -u``)
+    gw         10.77.0.30      ``aiges gateway``: HAProxy in front of the four hosts
+    c1         10.77.0.100     the client: ``aiges xtest --etcd``, ``aiges xtest --addr`` the
+                               gateway, ``aiges config``, and the probe
 
 The test process itself stays outside (it has no route in): it starts and signals processes by
 id, writes the hosts' control files, and asks the probe (a process in c1) what it needs to know.
@@ -45,7 +50,57 @@ EXEC_TIMEOUT_MS = 10000
 
 ETCD = {"e1": 11, "e2": 12, "e3": 13}
 HOSTS = {"h1": 21, "h2": 22, "h3": 23, "h4": 24}
+GROUPS = {"h1": "g1", "h2": "g1", "h3": "g2", "h4": "g2"}
+ORIGINAL_FLAGS = {"h3", "h4"}
+"""Hosts started with the original loader's flags (-m 1 -p -g -s -u) rather than aiges' own."""
 CLIENT = ("c1", 100)
+GATEWAY = ("gw", 30)
+PROJECT = "cluster"
+SECTION = "svcName"
+GATEWAY_GRPC = f"10.77.0.{GATEWAY[1]}:5090"
+
+
+def group_config(licences: int = LICENCES, maxreceive: int = 4, wrapper_extra: str = "") -> str:
+    """The config every host of a group runs, as pushed to the config centre: what differs per
+    host (its address, its control folder) comes from its command line and environment."""
+    return f"""
+[{SECTION}]
+host = "0.0.0.0"
+port = {PORT}
+maxreceive = {maxreceive}
+
+[aiges]
+wrapper = "{WRAPPER}"
+drain_timeout_ms = 5000
+
+[worker]
+count = {WORKERS}
+exec_timeout_ms = {EXEC_TIMEOUT_MS}
+shm_mb = 8
+
+[fc]
+max = {licences}
+ttl = {SESSION_TTL_MS}
+roll = 500
+
+[log]
+level = "info"
+format = "json"
+
+[registry]
+backend = "etcd"
+endpoints = "{",".join(f"10.77.0.{octet}:2379" for octet in ETCD.values())}"
+ttl = {TTL_S}
+service = "{SERVICE}"
+version = "{VERSION}"
+
+[http]
+listen = "0.0.0.0:8080"
+
+[wrapper]
+service_ms = "{SERVICE_MS}"
+{wrapper_extra}
+"""
 
 
 T = TypeVar("T")
@@ -135,50 +190,27 @@ class Host:
         self.name = name
         self.ip = address
         self.address = f"{address}:{PORT}"
+        self.group = GROUPS[name]
         self.control = workdir / f"{name}-control"
         self.control.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / f"{name}.toml"
+        self.cache = workdir / f"{name}-config-cache"
         self.log_path = workdir / f"{name}.log"
+        self.etcd_endpoints = etcd_endpoints
         self.process: subprocess.Popen[bytes] | None = None
         self.exits: list[int] = []
-        self.config_path.write_text(f"""
-[svcName]
-host = "{address}"
-port = {PORT}
 
-[aiges]
-wrapper = "{WRAPPER}"
-drain_timeout_ms = 5000
-
-[worker]
-count = {WORKERS}
-exec_timeout_ms = {EXEC_TIMEOUT_MS}
-shm_mb = 8
-
-[fc]
-max = {LICENCES}
-ttl = {SESSION_TTL_MS}
-roll = 500
-
-[log]
-level = "info"
-format = "json"
-
-[registry]
-backend = "etcd"
-endpoints = "{etcd_endpoints}"
-ttl = {TTL_S}
-
-[wrapper]
-service_ms = "{SERVICE_MS}"
-control_dir = "{self.control}"
-""")
+    def argv(self) -> list[str]:
+        """``aiges serve`` from the config centre: its group's version, its own address."""
+        if self.name in ORIGINAL_FLAGS:
+            urls = ",".join(f"http://{e}" for e in self.etcd_endpoints.split(","))
+            centre = ["-m", "1", "-p", PROJECT, "-g", self.group, "-s", SECTION, "-u", urls]
+        else:
+            centre = ["--etcd", self.etcd_endpoints, "--project", PROJECT, "--group", self.group, "--service", SECTION]
+        return [PYTHON, "-m", "aiges", "serve", *centre, "--host", self.ip, "--config-cache", str(self.cache)]
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = self.world.spawn(
-            self.name, [PYTHON, "-m", "aiges", "serve", "-c", str(self.config_path)], self.log_path, env=env, cwd=ROOT
-        )
+        env = dict(os.environ, PYTHONUNBUFFERED="1", CLUSTER_CONTROL_DIR=str(self.control))
+        self.process = self.world.spawn(self.name, self.argv(), self.log_path, env=env, cwd=ROOT)
 
     @property
     def running(self) -> bool:
@@ -236,16 +268,95 @@ control_dir = "{self.control}"
             path.unlink(missing_ok=True)
 
     def log_events(self, event: str) -> list[dict]:
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        return json_events(self.log_path, event)
+
+
+def json_events(path: Path, event: str | None = None) -> list[dict]:
+    """The JSON log lines of ``path`` (structlog's), those of one event when given."""
+    found: list[dict] = []
+    if not path.exists():
+        return found
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event is None or entry.get("event") == event:
+                found.append(entry)
+    return found
+
+
+def log_time(entry: dict) -> float:
+    """A structlog entry's timestamp (ISO, UTC) as this machine's monotonic clock reads it."""
+    from datetime import datetime
+
+    wall = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    return wall - (time.time() - time.monotonic())
+
+
+class Gateway:
+    """``aiges gateway`` in its own namespace: HAProxy in front of the hosts, its access log one
+    JSON line a request."""
+
+    def __init__(self, world: World, workdir: Path, etcd_endpoints: str) -> None:
+        self.world = world
+        self.name, octet = GATEWAY
+        self.ip = f"10.77.0.{octet}"
+        self.grpc = f"{self.ip}:5090"
+        self.log_path = workdir / "gateway.log"
+        self.access_path = workdir / "gateway-access.log"
+        self.workdir = workdir / "gateway"
+        self.etcd_endpoints = etcd_endpoints
+        self.process: subprocess.Popen | None = None
+        self._access_offset = 0
+        self.requests: list[dict] = []
+        """The access log's entries read so far (``t`` in monotonic time)."""
+
+    def start(self) -> None:
+        argv = [PYTHON, "-m", "aiges", "gateway", "--etcd", self.etcd_endpoints, "--bind", self.ip]
+        argv += ["--workdir", str(self.workdir), "--access-log", str(self.access_path), "--log-format", "json"]
+        argv += ["--drain-s", "10"]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = self.world.spawn(self.name, argv, self.log_path, env=env, cwd=ROOT)
+
+    def events(self, event: str | None = None) -> list[dict]:
+        return [{**e, "t": log_time(e)} for e in json_events(self.log_path, event)]
+
+    def host_states(self) -> dict[str, str]:
+        """Each host's latest state as HAProxy's own checks and the gateway's routing show it."""
+        states: dict[str, str] = {}
+        for entry in json_events(self.log_path, "haproxy server state"):
+            states[entry["address"]] = entry["status"]
+        return states
+
+    def access(self) -> list[dict]:
+        """The access log's requests, read as it grows."""
+        if not self.access_path.exists():
+            return self.requests
+        offset = time.time() - time.monotonic()
+        with self.access_path.open("rb") as file:
+            file.seek(self._access_offset)
+            chunk = file.read()
+        complete, newline, _ = chunk.rpartition(b"\n")
+        self._access_offset += len(complete) + len(newline)
+        for line in complete.decode(errors="replace").splitlines():
             if line.startswith("{"):
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if entry.get("event") == event:
-                    found.append(entry)
-        return found
+                self.requests.append({**entry, "t": entry["t"] - offset})
+        return self.requests
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 class ProbeClient:
@@ -347,7 +458,7 @@ class CallLog:
                         self.start + entry["t"],
                         entry["ms"],
                         entry["code"],
-                        entry["host"],
+                        entry.get("served") or entry["host"],  # through a gateway: the host that answered
                         entry["kind"],
                         [(a, self.start + t, c) for a, t, c in entry.get("tries", [])],
                         self.start + entry["sent"] if "sent" in entry else None,
@@ -373,9 +484,10 @@ class CallLog:
 
 
 class Xtest:
-    """``aiges xtest --etcd`` running in the client namespace until stopped."""
+    """``aiges xtest`` running in the client namespace until stopped: ``target`` is ``--etcd
+    ...`` (balanced over the registry) or ``--addr GATEWAY``."""
 
-    def __init__(self, world: World, node: str, workdir: Path, name: str, endpoints: str, args: list[str]) -> None:
+    def __init__(self, world: World, node: str, workdir: Path, name: str, target: list[str], args: list[str]) -> None:
         self.report_path = workdir / f"{name}.json"
         self.calls_path = workdir / f"{name}.calls.jsonl"
         self.log_path = workdir / f"{name}.log"
@@ -384,12 +496,7 @@ class Xtest:
             "-m",
             "aiges",
             "xtest",
-            "--etcd",
-            endpoints,
-            "--service",
-            SERVICE,
-            "--version",
-            VERSION,
+            *target,
             "--duration",
             "1800",
             "--json",
@@ -424,25 +531,37 @@ class Cluster:
         self.etcd: dict[str, EtcdMember] = {}
         self.hosts: dict[str, Host] = {}
         self._probe: ProbeClient | None = None
+        self.gateway: Gateway | None = None
         self.xtests: list[Xtest] = []
         self.endpoints = ",".join(f"10.77.0.{octet}:2379" for octet in ETCD.values())
+        self.pushes: list[dict] = []
 
     def start(self) -> Cluster:
         world = self.world.create()
         for name, octet in {**ETCD, **HOSTS}.items():
             world.add_node(name, octet)
         world.add_node(*CLIENT)
+        world.add_node(*GATEWAY)
         initial = ",".join(f"{name}=http://10.77.0.{octet}:2380" for name, octet in ETCD.items())
         for name, octet in ETCD.items():
             member = self.etcd[name] = EtcdMember(world, name, f"10.77.0.{octet}", self.workdir, initial, world.name)
             member.start()
         self._probe = ProbeClient(world, CLIENT[0], self.endpoints, self.workdir / "probe.log")
         wait_until(self.etcd_ready, 60, what="a 3-member etcd with a leader")
+        for group in sorted(set(GROUPS.values())):
+            self.push(group, group_config(), "first version")
         for name, octet in HOSTS.items():
             host = self.hosts[name] = Host(world, name, f"10.77.0.{octet}", self.workdir, self.endpoints)
             host.start()
         wait_until(
             lambda: self.registered(self.hosts.values()), 120, interval=0.5, what="four hosts registered SERVING"
+        )
+        gateway = self.gateway = Gateway(world, self.workdir, self.endpoints)
+        gateway.start()
+        wait_until(
+            lambda: all(gateway.host_states().get(h.address) == "UP" for h in self.hosts.values()),
+            60,
+            what="the gateway routing to the four hosts",
         )
         return self
 
@@ -452,6 +571,26 @@ class Cluster:
         if self._probe is None:
             raise AssertionError("the cluster has not been started")
         return self._probe
+
+    def aiges(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """An ``aiges`` command run in the client namespace."""
+        command = ["ip", "netns", "exec", self.world.namespace(CLIENT[0]), PYTHON, "-m", "aiges", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+    def config(self, action: str, group: str | None, *args: str) -> subprocess.CompletedProcess:
+        scope = ["--etcd", self.endpoints, "--project", PROJECT, "--service", SECTION]
+        return self.aiges("config", action, *scope, *(["--group", group] if group else []), *args)
+
+    def push(self, group: str, text: str, comment: str) -> int:
+        """Push ``text`` to ``group``; its version number."""
+        path = self.workdir / f"push-{len(self.pushes) + 1}.toml"
+        path.write_text(text)
+        result = self.config("push", group, "-c", str(path), "--comment", comment, "--json")
+        if result.returncode != 0:
+            raise AssertionError(f"aiges config push failed: {result.stderr}")
+        record = json.loads(result.stdout)
+        self.pushes.append({"group": group, "version": record["version"], "t": time.monotonic(), "comment": comment})
+        return int(record["version"])
 
     def etcd_ready(self) -> bool:
         members = self.probe.etcd()
@@ -469,8 +608,11 @@ class Cluster:
             h.address in providers and providers[h.address]["value"].get("health") == health for h in hosts
         )
 
-    def xtest(self, name: str, args: list[str]) -> Xtest:
-        run = Xtest(self.world, CLIENT[0], self.workdir, name, self.endpoints, args)
+    def xtest(self, name: str, args: list[str], through_gateway: bool = False) -> Xtest:
+        target = ["--etcd", self.endpoints, "--service", SERVICE, "--version", VERSION]
+        if through_gateway:
+            target = ["--addr", GATEWAY_GRPC, "--retry-refused"]
+        run = Xtest(self.world, CLIENT[0], self.workdir, name, target, args)
         self.xtests.append(run)
         return run
 
@@ -481,4 +623,6 @@ class Cluster:
                 run.process.wait()
         if self._probe is not None:
             self._probe.close()
+        if self.gateway is not None:
+            self.gateway.stop()
         self.world.destroy()

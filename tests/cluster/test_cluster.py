@@ -11,6 +11,10 @@ and a second one of sessions), with faults injected one at a time:
     etcd leader killed  the leader SIGKILLed; a new one is elected; the member restarted
     quorum lost         two of three members down for 30 s, then back
     workers crash       all of h4's workers SIGKILLed, kept down a few seconds, then let up
+    config centre       [fc] max pushed to both groups, a gray push to g1, g1 rolled back
+
+A second pair of loads goes through ``aiges gateway`` (HAProxy) at the same time, so every fault
+is also seen through the gateway (``platform_run``).
 
 The whole schedule runs once (a module fixture), writes its figures to RESULTS.md and
 timeline.png next to this file and prints them; each test then asserts one expectation on them.
@@ -32,6 +36,7 @@ import netns
 import pytest
 from analysis import Fault, Window, fault_figures, in_window, plot, results_markdown, shares, stats
 from cluster import (
+    GROUPS,
     LICENCES,
     SERVICE_MS,
     SESSION_TTL_MS,
@@ -42,10 +47,20 @@ from cluster import (
     wait_until,
 )
 from conftest import require_tool
+from platform_run import (
+    CONFIG_LICENCES,
+    CONFIG_MAXRECEIVE,
+    ConfigPhase,
+    config_markdown,
+    gateway_figures,
+    gateway_markdown,
+)
 
 HERE = Path(__file__).resolve().parent
-RATE = 120
+RATE = 100
 SESSION_RATE = 3
+GATEWAY_RATE = 50
+GATEWAY_SESSION_RATE = 2
 FRAMES = 3
 BALANCE_S = 20
 QUORUM_LOSS_S = 30
@@ -70,6 +85,11 @@ class Run:
     licences_after: dict[str, dict | None] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     scenario: Scenario | None = None
+    gateway_once: Xtest | None = None
+    gateway_sessions: Xtest | None = None
+    gateway: dict[str, dict] = field(default_factory=dict)
+    """Per fault: the figures seen through the gateway."""
+    config: ConfigPhase | None = None
 
     def address(self, host: str) -> str:
         return self.cluster.hosts[host].address
@@ -129,15 +149,36 @@ type = "text"
             ],
         )
         sessions = cluster.xtest("sessions", ["-c", str(session_toml), "--rate", str(SESSION_RATE)])
+        self.gateway_once = cluster.xtest(
+            "gw-once",
+            [
+                "--rate",
+                str(GATEWAY_RATE),
+                "--input",
+                f"text=@{payload}",
+                "--expect",
+                "text",
+                "--timeout-ms",
+                "5000",
+                "--idempotent",
+            ],
+            through_gateway=True,
+        )
+        self.gateway_sessions = cluster.xtest(
+            "gw-sessions", ["-c", str(session_toml), "--rate", str(GATEWAY_SESSION_RATE)], through_gateway=True
+        )
         self.once_log = once.log
         hosts = cluster.hosts
         started = time.monotonic()
         wait_until(
-            lambda: all(once.log.successes_on(h.address, started) for h in hosts.values()),
+            lambda: all(
+                once.log.successes_on(h.address, started) and self.gateway_once.log.successes_on(h.address, started)
+                for h in hosts.values()
+            ),
             60,
-            what="every host serving calls",
+            what="every host serving calls, directly and through the gateway",
         )
-        self.say("load running on all four hosts")
+        self.say("load running on all four hosts, directly and through the gateway")
         time.sleep(2)
         self.balance_windows()
         self.kill_host(hosts["h1"])
@@ -146,9 +187,21 @@ type = "text"
         self.kill_etcd_leader()
         self.lose_quorum()
         self.crash_workers(hosts["h4"])
-        time.sleep(3)
+        self.config = ConfigPhase(
+            cluster,
+            self.say,
+            {
+                "once": once.log,
+                "sessions": sessions.log,
+                "gw-once": self.gateway_once.log,
+                "gw-sessions": self.gateway_sessions.log,
+            },
+        )
+        self.config.play()
+        time.sleep(1)
         self.say("stopping the load")
         once_report, sessions_report = once.stop(), sessions.stop()
+        self.gateway_reports = (self.gateway_once.stop(), self.gateway_sessions.stop())
         licences = self.wait_licences_free()
         return self.results(once, sessions, once_report, sessions_report, licences)
 
@@ -432,6 +485,18 @@ type = "text"
         }
         duration = max(c.t for c in once.log.calls) - start
         text = results_markdown(faults, figures, balance, settings, names, duration, totals)
+        gateway = cluster.gateway
+        assert gateway is not None
+        gw_once, gw_sessions = self.gateway_once.log, self.gateway_sessions.log
+        gateway_faults = {f.name: gateway_figures(f, gw_once, gw_sessions, gateway) for f in faults}
+        gateway_settings = {
+            "gateway_rate": GATEWAY_RATE,
+            "gateway_session_rate": GATEWAY_SESSION_RATE,
+            "haproxy": haproxy_version(),
+        }
+        gateway_totals = {"once": stats(gw_once.calls), "sessions": stats(gw_sessions.calls)}
+        text += gateway_markdown(faults, gateway_faults, gateway_totals, gateway_settings)
+        text += config_markdown(self.config)
         text += "\n## Schedule\n\n```\n" + "\n".join(self.log) + "\n```\n"
         (HERE / "RESULTS.md").write_text(text)
         (self.workdir / "faults.json").write_text(
@@ -441,6 +506,8 @@ type = "text"
                     "faults": [dataclasses.asdict(f) for f in faults],
                     "windows": [dataclasses.asdict(w) for w in self.windows.values()],
                     "figures": figures,
+                    "gateway": gateway_faults,
+                    "config": self.config.steps,
                     "balance": balance,
                 },
                 indent=1,
@@ -471,7 +538,21 @@ type = "text"
             balance,
             licences,
             names,
+            gateway_once=self.gateway_once,
+            gateway_sessions=self.gateway_sessions,
+            gateway=gateway_faults,
+            config=self.config,
         )
+
+
+def haproxy_version() -> str:
+    import subprocess
+
+    try:
+        first = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
+    except OSError:
+        return ""
+    return first.split()[2] if len(first.split()) > 2 else ""
 
 
 def interrupted(signum: int, frame) -> None:
@@ -481,6 +562,7 @@ def interrupted(signum: int, frame) -> None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     require_tool("etcd")
+    require_tool("haproxy")
     reason = netns.available()
     if reason is not None:
         if os.environ.get("AIGES_REQUIRE_TOOLS"):
@@ -634,3 +716,84 @@ def test_a_slower_host_is_sent_correspondingly_less(run):
     host (at most half), and still some (it is slower, not lost)."""
     ratio = run.balance["slow_ratio"]
     assert 0.05 <= ratio <= 0.5, run.balance["slow"]
+
+
+# -- through the gateway ----------------------------------------------------------------------
+
+
+def test_the_gateway_stops_routing_to_a_lost_host_within_a_lease_ttl(run):
+    for fault in host_faults(run):
+        figures = run.gateway[fault.name]
+        assert figures["last_routed_s"] <= TTL_S + SLACK_S, (fault.name, figures)
+
+
+def test_haproxy_checks_mark_a_killed_or_cut_host_down_before_the_registry_drains_it(run):
+    for name in ("kill", "cut"):
+        figures = run.gateway[name]
+        assert figures["checks_down_s"] is not None, (name, figures)
+        assert figures["drained_s"] is None or figures["checks_down_s"] <= figures["drained_s"], (name, figures)
+
+
+def test_the_registry_drains_a_host_at_the_gateway_when_it_deregisters_or_turns_not_serving(run):
+    for name in ("drain", "crash"):
+        figures = run.gateway[name]
+        assert figures["drained_s"] is not None, (name, figures)
+
+
+def test_no_one_shot_call_through_the_gateway_is_lost_to_a_drain_or_an_etcd_fault(run):
+    for name in ("drain", "leader", "quorum"):
+        once = run.gateway[name]["once"]
+        assert once["errors"] == 0, (name, once)
+
+
+def test_calls_lost_with_a_host_through_the_gateway_fail_with_a_transport_code_or_are_resent(run):
+    for name in ("kill", "cut"):
+        once = run.gateway[name]["once"]
+        assert set(once["errors_by_code"]) <= {"grpc:UNAVAILABLE", "grpc:INTERNAL", "grpc:CANCELLED"}, (name, once)
+    crash = run.gateway["crash"]["once"]
+    assert set(crash["errors_by_code"]) <= {"10909"} and crash["errors"] <= WORKERS, crash
+
+
+def test_a_host_that_comes_back_is_routed_to_again_by_the_gateway(run):
+    for fault in host_faults(run):
+        assert run.gateway[fault.name].get("recover_s") is not None, (fault.name, run.gateway[fault.name])
+
+
+def test_session_frames_through_the_gateway_stay_on_the_sessions_host(run):
+    """Each frame carries its handle as aiges-handle: HAProxy sends it to the host the handle
+    names. A frame elsewhere would be answered 10008 (no such session)."""
+    calls = run.gateway_sessions.log.calls
+    assert len(calls) > 100
+    assert not any(c.code == "10008" for c in calls)
+    served = {c.host for c in calls if c.code is None}
+    assert {run.address(h) for h in run.cluster.hosts} <= served, served
+
+
+# -- the config centre -----------------------------------------------------------------------
+
+
+def test_config_pushes_under_load_fail_no_call(run):
+    for step in run.config.steps:
+        for load, figures in step["loads"].items():
+            assert figures["requests"] > 0 and figures["errors"] == 0, (step["title"], load, figures)
+
+
+def test_a_licence_push_reaches_every_host(run):
+    [licences, gray, rollback] = run.config.steps
+    assert set(licences["applied_s"]) == set(run.cluster.hosts)
+    assert all(status["licences_total"] == CONFIG_LICENCES for status in run.licences_after.values())
+
+
+def test_a_gray_push_changes_only_its_group_and_a_rollback_returns_it(run):
+    [licences, gray, rollback] = run.config.steps
+    g1 = {n for n, g in GROUPS.items() if g == "g1"}
+    assert set(gray["applied_s"]) == g1
+    assert {gray["versions"][n] for n in g1} == {3} and {gray["versions"][n] for n in set(GROUPS) - g1} == {2}
+    listed = {(row["address"], row["group"], row["version"]) for row in run.config.hosts_listing}
+    assert listed == {(run.address(n), GROUPS[n], 3 if n in g1 else 2) for n in GROUPS}, listed
+    assert {rollback["versions"][n] for n in GROUPS} == {2}
+
+
+def test_keys_that_need_a_restart_are_reported_and_left_as_they_are(run):
+    expected = f"[svcName] maxreceive: 4 -> {CONFIG_MAXRECEIVE}"
+    assert all(expected in keys for keys in run.config.restart_needed.values()), run.config.restart_needed

@@ -160,10 +160,22 @@ MONITORING = (
     "monitoring.grafanaDashboard.enabled=true",
 )
 OPERATOR = ("monitoring.coreos.com/v1",)
+PLATFORM = (
+    "ingress.enabled=true",
+    "ingress.className=nginx",
+    "ingress.host=shop.example",
+    "ingress.grpc.host=grpc.shop.example",
+    "ingress.tls.secretName=shop-tls",
+    "configCentre.enabled=true",
+    "configCentre.endpoints=etcd-0.etcd:2379\\,etcd-1.etcd:2379",
+    "configCentre.project=shop",
+    "configCentre.group=canary",
+)
 
 
 @pytest.mark.parametrize(
-    "values", [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE, MONITORING]
+    "values",
+    [(), ("gpu.count=0",), ("autoscaling.enabled=true", "aiges.registry.backend=etcd"), SECURE, MONITORING, PLATFORM],
 )
 def test_chart_renders_manifests_valid_for_kubernetes(tmp_path, values):
     """kubernetes-validate has no schema for the operator's ServiceMonitor and PrometheusRule (it
@@ -359,3 +371,50 @@ def test_kubernetes_validate_does_fail_an_unknown_field(tmp_path):
     bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  portz: []\n")
     result = run(require_tool("kubernetes-validate"), "--strict", "--kubernetes-version", "1.30.0", str(bad))
     assert result.returncode != 0 and "portz" in result.stdout + result.stderr
+
+
+def test_the_charts_ingresses_play_the_gateway_for_http_websocket_and_grpc():
+    assert "Ingress" not in by_kind(helm_template())
+    http, grpc_ingress = by_kind(helm_template(*PLATFORM))["Ingress"]
+    assert http["spec"]["ingressClassName"] == "nginx" and http["spec"]["tls"][0]["secretName"] == "shop-tls"
+    [rule] = http["spec"]["rules"]
+    assert rule["host"] == "shop.example"
+    assert rule["http"]["paths"][0]["backend"]["service"]["port"]["name"] == "http"
+    assert grpc_ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert grpc_ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"] == "grpc"
+    assert grpc_ingress["spec"]["rules"][0]["host"] == "grpc.shop.example"
+    with pytest.raises(AssertionError, match="needs service.httpPort"):
+        helm_template("ingress.enabled=true", "service.httpPort=0")
+
+
+def test_the_charts_config_centre_option_serves_from_etcd(etcd, tmp_path):
+    """With configCentre.enabled the pod runs ``aiges serve --etcd ...``: that command, with the
+    chart's own aiges.toml pushed to the group, serves (the emptyDir cache is written)."""
+    values = ("configCentre.enabled=true", f"configCentre.endpoints={etcd}", "configCentre.project=shop")
+    kinds = by_kind(helm_template(*values, "configCentre.group=canary"))
+    pod = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    assert command[:4] == ["tini", "--", "aiges", "serve"]
+    assert {"name": "config-cache", "emptyDir": {}} in pod["volumes"]
+    with pytest.raises(AssertionError, match="configCentre.enabled needs"):
+        helm_template("configCentre.enabled=true")
+    port = free_port()
+    text = (
+        chart_config()
+        .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        .replace("port = 5090", f"port = {port}")
+        .replace("port = 9090", "port = 0")
+        .replace('listen = "0.0.0.0:8080"', 'listen = ""')
+        .replace('wrapper = "/home/aiges"', f'wrapper = "{ROOT / "demo" / "echo"}"')
+    )
+    (tmp_path / "aiges.toml").write_text(text)
+    scope = ("--etcd", etcd, "--project", "shop", "--group", "canary")
+    assert aiges("config", "push", "-c", str(tmp_path / "aiges.toml"), *scope).returncode == 0
+    argv = [a.replace("/var/cache/aiges", str(tmp_path / "cache")) for a in command[3:]]
+    server = subprocess.Popen([sys.executable, "-m", "aiges", *argv], cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: health_status(f"127.0.0.1:{port}") == SERVING, 60, interval=0.2)
+        assert (tmp_path / "cache" / "shop" / "canary" / "svcName.json").exists()
+    finally:
+        server.terminate()
+        server.wait(30)

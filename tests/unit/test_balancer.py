@@ -48,6 +48,8 @@ def balancer(listing: Listing, seed: int = 7) -> Balancer:
             "failed to connect to all addresses; last error: connection refused",
             Outcome.UNREACHED,
         ),
+        (grpc.StatusCode.UNAVAILABLE, "Stream removed (Received RST_STREAM with error code 7)", Outcome.UNREACHED),
+        (grpc.StatusCode.UNAVAILABLE, "Stream removed (Received RST_STREAM with error code 2)", Outcome.LOST),
         (grpc.StatusCode.UNAVAILABLE, "Socket closed", Outcome.LOST),
         (grpc.StatusCode.UNAVAILABLE, "keepalive watchdog timeout", Outcome.LOST),
         (grpc.StatusCode.CANCELLED, "Cancelled on the server side", Outcome.LOST),

@@ -58,6 +58,10 @@ class Guard:
 
             def header(name: str) -> str | None:
                 value = metadata.get(name)
+                if value is None and name == "host":
+                    # through an HTTP/2 proxy (aiges gateway) the client's host became :authority
+                    # and the proxy passes it on here
+                    value = metadata.get("x-forwarded-host")
                 return value if isinstance(value, str) else None
 
             verified = self.checker.verify(SignedRequest(authorization, "POST", method, header))

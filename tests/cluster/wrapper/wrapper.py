@@ -3,13 +3,15 @@
 ``[wrapper]`` keys:
     service_ms    each one-shot call sleeps this long before echoing (a service time that costs
                   no CPU, so four hosts on a small machine behave like four machines)
-    control_dir   a folder the test writes to while the host runs:
+    control_dir   a folder the test writes to while the host runs (else the environment's
+                  CLUSTER_CONTROL_DIR: hosts that share one config from the config centre):
                   ``service_ms``  a number in it overrides service_ms (re-read twice a second)
                   ``hold_init``   while it exists, wrapperInit waits (a worker that crashed stays
                                   down until the test lets it start again)
 """
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ RELOAD_S = 0.5
 class Wrapper(_echo.Wrapper):
     def wrapperInit(self, config: dict) -> int:
         self.service_s = float(config.get("service_ms", "0")) / 1000
-        self.control = Path(config["control_dir"]) if config.get("control_dir") else None
+        control = config.get("control_dir") or os.environ.get("CLUSTER_CONTROL_DIR")
+        self.control = Path(control) if control else None
         self._checked = 0.0
         self._override: float | None = None
         if self.control is not None:
