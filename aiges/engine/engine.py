@@ -515,8 +515,8 @@ def out_of_band(frame: Frame) -> Frame:
     if isinstance(frame, Wire):
         if isinstance(frame.data, bytes) and len(frame.data) < ipc.OUT_OF_BAND_MIN:
             return frame
-        return Wire(frame.codec, ipc.out_of_band(frame.data))  # type: ignore[arg-type]
-    items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc) for i in frame.items]  # type: ignore[arg-type]
+        return Wire(frame.codec, ipc.out_of_band(frame.data))
+    items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc) for i in frame.items]
     return frame._replace(items=items)
 
 

@@ -2,6 +2,7 @@
 socket and through the shared-memory rings."""
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiges.engine import ipc
-from aiges.engine.shm import SHM_MIN, ShmRing
+from aiges.engine.messages import SessionOutput, Spliced
+from aiges.engine.shm import MEMFD_MIN, SHM_MIN, MappedFile, ShmRing, copy_out
 
 
 def echo_worker(sock, send_ring=None, recv_ring=None):
@@ -89,3 +91,65 @@ def test_out_of_band_only_marks_large_payloads():
     assert ipc.out_of_band(b"small") == b"small"
     with pytest.raises(TypeError):
         ipc.out_of_band(b"z" * 5000) + b""
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_very_large_payloads_travel_in_memfds_both_ways_and_no_descriptor_stays_open():
+    before = open_fds()
+    big = [bytes([i]) * (MEMFD_MIN + i) for i in range(3)]
+    messages = [("echo", 0, b"small"), ("echo", 1, big[0]), ("echo", 2, b"m" * SHM_MIN), ("echo", 3, big[1])]
+    messages.append(("echo", 4, big[2]))
+    received, (to_worker, to_server) = asyncio.run(round_trip(messages, ring_size=8 << 20))
+    assert [(k, i, bytes(p)) for k, i, p in received] == messages
+    assert to_worker.produced == SHM_MIN and to_server.produced == SHM_MIN  # only the mid-size one
+    for ring in (to_worker, to_server):
+        ring.close()
+    assert open_fds() <= before
+
+
+def test_a_worker_reads_a_memfd_through_a_read_only_mapping_closed_when_done():
+    server_end, worker_end = ipc.socket_pair()
+    payload = os.urandom(MEMFD_MIN)
+    fds: list[int] = []
+    pieces = ipc.encode(("call", ipc.out_of_band(payload)), fds=fds)
+    assert len(fds) == 1 and sum(len(memoryview(p).cast("B")) for p in pieces) < 200
+    server_end.sendmsg(pieces, ipc.fd_message(fds))
+    ipc.close_all(fds)
+    channel = ipc.BlockingChannel(worker_end)
+    [(_, view)] = channel.recv(5)
+    assert isinstance(view.obj, MappedFile) and view.readonly
+    assert copy_out(view) == payload and copy_out(view, 10, 20) == payload[10:20]
+    mapped = view.obj
+    view.release()
+    channel.done()
+    assert mapped.closed and mapped.fd == -1
+    channel.close()
+    server_end.close()
+
+
+def test_spliced_pieces_arrive_as_one_buffer_inline_in_the_ring_and_in_a_memfd():
+    def through(pieces, ring=None, fds=None):
+        size = sum(len(p) for p in pieces)
+        buffer = ipc.FrameBuffer(ring)
+        for piece in ipc.encode(SessionOutput("h", Spliced(tuple(pieces), size), False), ring, fds=fds):
+            data = bytes(memoryview(piece).cast("B"))
+            room = buffer.room()
+            room[: len(data)] = data
+            buffer.end += len(data)
+        buffer.fds.extend(fds or ())
+        [message] = buffer.messages()
+        return message.output
+
+    pieces = [b"head", b"x" * 5000, b"-", b"y" * 3]
+    assert through(pieces) == b"".join(pieces)
+    ring = ShmRing(1 << 20)
+    pieces = [b"head", b"x" * SHM_MIN, b"tail"]
+    assert through(pieces, ring) == b"".join(pieces) and ring.produced == SHM_MIN + 8
+    pieces = [b"head", memoryview(b"z" * MEMFD_MIN), b"tail"]
+    fds: list[int] = []
+    assert through(pieces, ring, fds) == b"".join(pieces)
+    with pytest.raises(OSError):  # read, then closed
+        os.fstat(fds[0])
