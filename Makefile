@@ -51,6 +51,8 @@ bench: install
 	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
 	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py \
 	  && $(PY) bench/multi_front.py; echo '```'; } >> bench/RESULTS.md
+	{ echo; echo '## Payload copies: peak memory of one 48 MiB call, cost of packing the hot messages'; echo; echo '```'; \
+	  $(PY) bench/peak_rss.py && $(PY) bench/packing.py; echo '```'; } >> bench/RESULTS.md
 
 # Images. ENGINE: docker when its daemon answers, else podman, else buildah. podman and buildah
 # build in the docker format, which keeps the HEALTHCHECK (the OCI format has none).
