@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 
 from aiges.engine.items import DataItem, DataStatus, payload_size
 from aiges.engine.messages import CallContext, Expect, Output, Payload, Spliced
-from aiges.engine.shm import part
+from aiges.engine.shm import copy_out, part
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import wire_scan
 from aiges.protocol.codecs import Decoded, OutputNaming, app_id_of, batch_status, input_params
@@ -63,9 +63,10 @@ def decode_frame(raw: Payload) -> tuple[LoaderInput, list[Payload] | None]:
     """The LoaderInput, and for a large one (scanned) its payloads' data, in place (its ``pl``
     entries hold none then)."""
     try:
-        with memoryview(raw) as view:
-            if view.nbytes >= wire_scan.SCAN_MIN:
-                return _scan_input(view)
+        if type(raw) is not bytes or len(raw) >= wire_scan.SCAN_MIN:
+            with memoryview(raw) as view:
+                if view.nbytes >= wire_scan.SCAN_MIN:
+                    return _scan_input(view)
         return LoaderInput.FromString(cast(bytes, raw)), None  # any buffer: a ring's view is read in place
     except DecodeError as exc:
         raise AigesError(ErrorCode.PB_UNMARSHAL, f"data[0].data is not a protocol.LoaderInput: {exc}") from None
@@ -160,7 +161,8 @@ class LoaderEncoder:
         return root, root.data.add().data
 
     def _meta(self, meta: MetaDesc, item: DataItem, numbered: bool) -> None:
-        entry = self.naming.entry(item.key)
+        naming = self.naming
+        entry = naming.entry(item.key)
         meta.name = item.key
         meta.dataType = cast(Any, entry.data_type)
         attribute = meta.attribute
@@ -168,17 +170,34 @@ class LoaderEncoder:
             attribute.update(item.desc)
         if entry.attributes:
             attribute.update(entry.attributes)
-        attribute["seq"] = str(self.naming.number(item.key) if numbered else 0)
+        attribute["seq"] = str(naming.number(item.key) if numbered else 0)
         attribute["status"] = str(item.status)
 
     def _encode(self, head: CallContext | None, status: int, items: list[DataItem], numbered: bool) -> Output:
-        if sum(payload_size(item.data) for item in items) >= SPLICE_MIN:
+        total = 0
+        for item in items:
+            data = item.data
+            total += len(data) if type(data) is bytes else payload_size(data)
+        if total >= SPLICE_MIN:
             return self._splice(head, status, items, numbered)
         root, output = self._new(head)
         output.serviceId = self.service_id
         output.status = cast(Any, status)
-        for item in items:
-            self._meta(output.pl.add(data=cast(bytes, item.data)).meta, item, numbered)
+        naming = self.naming
+        add = output.pl.add
+        for item in items:  # _meta, inlined: this is the path of every small call
+            data = item.data
+            entry = naming.entry(item.key)
+            meta = add(data=data if type(data) is bytes else copy_out(data)).meta
+            meta.name = item.key
+            meta.dataType = cast(Any, entry.data_type)
+            attribute = meta.attribute
+            if item.desc:
+                attribute.update(item.desc)
+            if entry.attributes:
+                attribute.update(entry.attributes)
+            attribute["seq"] = str(naming.number(item.key) if numbered else 0)
+            attribute["status"] = str(item.status)
         return root.SerializeToString()
 
     def _splice(self, head: CallContext | None, status: int, items: list[DataItem], numbered: bool) -> Spliced:

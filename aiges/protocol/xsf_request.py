@@ -68,12 +68,16 @@ def _scan_request(view: memoryview) -> tuple[ReqData, Payload]:
 def opens_session(data: Payload) -> bool:
     """Whether a first frame's LoaderInput asks for a session (``state`` STREAM) rather than a
     one-shot call (ONCE); 10401 if it is not a LoaderInput."""
+    state: int
     try:
-        with memoryview(data) as view:
-            if view.nbytes >= wire_scan.SCAN_MIN:
-                state = wire_scan.varint_field(view, LOADER_INPUT_STATE, LoaderInput.STREAM)
-            else:
-                state = LoaderInput.FromString(data if type(data) is bytes else view.tobytes()).state
+        if type(data) is bytes and len(data) < wire_scan.SCAN_MIN:
+            state = LoaderInput.FromString(data).state
+        else:
+            with memoryview(data) as view:
+                if view.nbytes >= wire_scan.SCAN_MIN:
+                    state = wire_scan.varint_field(view, LOADER_INPUT_STATE, LoaderInput.STREAM)
+                else:
+                    state = LoaderInput.FromString(view.tobytes()).state
     except DecodeError as exc:
         raise AigesError(ErrorCode.PB_UNMARSHAL, f"data[0].data is not a protocol.LoaderInput: {exc}") from None
     return state != LoaderInput.ONCE

@@ -8,7 +8,6 @@ them, from any thread, to learn their app id and sid.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from typing import NamedTuple
@@ -33,24 +32,20 @@ class RunningCall(NamedTuple):
 
 
 class RunningCalls:
-    """The one-shot calls in the wrapper now, by handle (tag). Guarded: callbacks read it from
-    the wrapper's threads."""
+    """The one-shot calls in the wrapper now, by handle (tag). Callbacks read it from the
+    wrapper's threads: every change is one dict operation, atomic in Python."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._calls: dict[str, RunningCall] = {}
 
     def enter(self, tag: str, decoded: Decoded) -> None:
-        with self._lock:
-            self._calls[tag] = RunningCall(decoded.app_id, decoded.params.get("sid", tag))
+        self._calls[tag] = RunningCall(decoded.app_id, decoded.params.get("sid", tag))
 
     def leave(self, tag: str) -> None:
-        with self._lock:
-            self._calls.pop(tag, None)
+        self._calls.pop(tag, None)
 
     def get(self, tag: str) -> RunningCall | None:
-        with self._lock:
-            return self._calls.get(tag)
+        return self._calls.get(tag)
 
 
 class OneShotCalls:

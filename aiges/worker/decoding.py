@@ -43,6 +43,8 @@ class FrameDecoder:
 def decoded_all(frame: Frame) -> None:
     """The frame is decoded for good: a buffer that came in a memfd of its own has been read out
     of it (its payloads are bytes now), so the memfd goes at once, not when the call is answered."""
+    if type(frame) is Wire and type(frame.data) is bytes:
+        return  # the usual small call: nothing to let go
     buffers: list[Payload] = [frame.data] if isinstance(frame, Wire) else [item.data for item in frame.items]
     for buffer in buffers:
         let_go(buffer)
