@@ -337,13 +337,17 @@ class AsyncChannel:
             return
         pieces: list[Piece] = []
         fds: list[int] = []
-        while self._outbox and len(fds) < MAX_FDS:
-            head = self._outbox[0]
-            frame = head if isinstance(head, list) else encode(head, self._send_ring, wait_for_ring=True, fds=fds)
-            if frame is None:
-                break
-            self._outbox.popleft()
-            pieces.extend(frame)
+        try:
+            while self._outbox and len(fds) < MAX_FDS:
+                head = self._outbox[0]
+                frame = head if isinstance(head, list) else encode(head, self._send_ring, wait_for_ring=True, fds=fds)
+                if frame is None:
+                    break
+                self._outbox.popleft()
+                pieces.extend(frame)
+        except BaseException:
+            close_all(fds)
+            raise
         if not self._outbox:
             self._encoded_tail = True
         self._unsent_fds = fds  # all sent with the first sendmsg: before the frames that need them
