@@ -75,13 +75,6 @@ def _output(output: Output) -> object:
     raise TypeError(f"an output cannot be a {type(output).__name__}")
 
 
-def _unoutput(packed: object) -> Output:
-    if type(packed) is tuple:
-        output: ItemsOutput = _UNPACK[packed[0]](packed)
-        return output
-    return typing.cast(Output, packed)  # bytes, as a materializing channel delivers them
-
-
 # -- the generator -----------------------------------------------------------------------------------
 
 
@@ -106,7 +99,6 @@ class _Generator:
             "_new": _new,
             "_oob": out_of_band,
             "_output": _output,
-            "_unoutput": _unoutput,
             "_PACK": _PACK,
             "_UNPACK": _UNPACK,
         }
@@ -136,15 +128,15 @@ class _Generator:
         if hint is _OutputField:
             return f"({expr} if type({expr}) is bytes and len({expr}) < {OUT_OF_BAND_MIN} else _output({expr}))"
         if isinstance(hint, type) and hint in HOT:
-            return f"pack_{hint.__name__}({expr})"
+            return self.packed(hint, expr)
         origin, args = get_origin(hint), get_args(hint)
         if origin in (types.UnionType, typing.Union):
             if not all(a in HOT or a is type(None) for a in args):
                 raise TypeError(f"cannot pack a field of type {hint}")
             members = [a for a in args if a is not type(None)]
-            packed = f"pack_{members[-1].__name__}({expr})"  # the last member needs no check
+            packed = self.packed(members[-1], expr)  # the last member needs no check
             for member in reversed(members[:-1]):
-                packed = f"(pack_{member.__name__}({expr}) if type({expr}) is {self.name(member, 'T')} else {packed})"
+                packed = f"({self.packed(member, expr)} if type({expr}) is {self.name(member, 'T')} else {packed})"
             return f"(None if {expr} is None else {packed})" if len(members) < len(args) else packed
         if origin is list:
             e = self.var()
@@ -175,15 +167,16 @@ class _Generator:
         """The expression unpacking ``expr`` into ``hint``; None when it arrives as itself."""
         if hint in _PLAIN or hint is _PayloadField:
             return None
-        if hint is _OutputField:
-            return f"_unoutput({expr})"
+        if hint is _OutputField:  # encoded bytes as they arrived; an ItemsOutput unpacked
+            return f"({expr} if type({expr}) is not tuple else _UNPACK[{expr}[0]]({expr}))"
         if isinstance(hint, type) and hint in HOT:
-            return f"unpack_{hint.__name__}({expr})"
+            return self.unpacked(hint, expr)
         origin, args = get_origin(hint), get_args(hint)
         if origin in (types.UnionType, typing.Union):
-            if type(None) in args:
-                return f"(None if {expr} is None else _UNPACK[{expr}[0]]({expr}))"
-            return f"_UNPACK[{expr}[0]]({expr})"
+            unpacked = f"_UNPACK[{expr}[0]]({expr})"
+            for member in reversed([a for a in args if a in HOT and self.flat(a)]):  # the common ones inline
+                unpacked = f"({self.unpacked(member, expr)} if {expr}[0] == {HOT[member]} else {unpacked})"
+            return f"(None if {expr} is None else {unpacked})" if type(None) in args else unpacked
         if origin is list:
             e = self.var()
             inner = self.unpack(args[0], e)
@@ -210,17 +203,37 @@ class _Generator:
             return f"{cls}(*{expr})" if plain else f"{cls}({joined})"
         return None
 
+    def flat(self, cls: type) -> bool:
+        """Whether a hot message's fields are all plain values or payloads: it is then packed
+        and unpacked inline where it is a field, without a call."""
+        return all(h in _PLAIN or h in (_PayloadField, _OutputField) for _, h in self.fields(cls))
+
+    def packed(self, cls: type, expr: str) -> str:
+        """The expression packing hot message ``expr`` of class ``cls``."""
+        if not self.flat(cls):
+            return f"pack_{cls.__name__}({expr})"
+        fields = [self.pack(h, f"{expr}[{i}]") or f"{expr}[{i}]" for i, (_, h) in enumerate(self.fields(cls))]
+        return f"({HOT[cls]}, {', '.join(fields)},)"
+
+    def unpacked(self, cls: type, expr: str) -> str:
+        if not self.flat(cls):
+            return f"unpack_{cls.__name__}({expr})"
+        converted = [self.unpack(h, f"{expr}[{i + 1}]") for i, (_, h) in enumerate(self.fields(cls))]
+        if all(c is None for c in converted):
+            return f"_new({self.name(cls, 'T')}, {expr}[1:])"
+        parts = ", ".join(c or f"{expr}[{i + 1}]" for i, c in enumerate(converted))
+        return f"_new({self.name(cls, 'T')}, ({parts},))"
+
     def message(self, cls: type, code: int) -> str:
         """The source of ``pack_<cls>`` and ``unpack_<cls>``."""
         fields = self.fields(cls)
-        cls_name = self.name(cls, "T")
         packed = [self.pack(h, f"m[{i}]") or f"m[{i}]" for i, (_, h) in enumerate(fields)]
         unpacked = [self.unpack(h, f"p[{i + 1}]") or f"p[{i + 1}]" for i, (_, h) in enumerate(fields)]
         return (
             f"def pack_{cls.__name__}(m):\n"
             f"    return ({code}, {', '.join(packed)},)\n"
             f"def unpack_{cls.__name__}(p):\n"
-            f"    return _new({cls_name}, ({', '.join(unpacked)},))\n"
+            f"    return _new({self.name(cls, 'T')}, ({', '.join(unpacked)},))\n"
         )
 
 
