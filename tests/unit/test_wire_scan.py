@@ -113,8 +113,9 @@ def test_a_scanned_loader_input_is_the_parsed_one_with_its_payloads_in_place():
     raw = big_input().SerializeToString()
     message, payloads = decode_frame(memoryview(raw))
     parsed = LoaderInput.FromString(raw)
+    assert payloads is not None
     assert [bytes(p) for p in payloads] == [p.data for p in parsed.pl]
-    assert payloads[0].obj is raw
+    assert isinstance(payloads[0], memoryview) and payloads[0].obj is raw
     for payload in parsed.pl:
         payload.data = b""
     assert message == parsed
