@@ -15,7 +15,7 @@ import traceback
 
 from aiges.cli.common import add_config_options, load, load_wrapper
 from aiges.config import Config
-from aiges.engine.items import DataItem
+from aiges.engine.items import DataItem, payload_size
 from aiges.errors import AigesError
 from aiges.plugins.contract import Plugin, PluginLoadError
 from aiges.schema.validation import Validator
@@ -107,6 +107,6 @@ def try_one_call(plugin: Plugin) -> int:
             file=sys.stderr,
         )
         return 1
-    summary = ", ".join(f"{item.key} ({len(item.data)} bytes)" for item in results) or "no outputs"
+    summary = ", ".join(f"{item.key} ({payload_size(item.data)} bytes)" for item in results) or "no outputs"
     print(f"aiges check: OK - {describe}: a one-shot call with the declared sample inputs returned {summary}")
     return 0

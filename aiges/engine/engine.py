@@ -33,7 +33,6 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
-from aiges.engine import ipc
 from aiges.engine.admission import Admission, Ticket
 from aiges.engine.backend import Estimate, WorkerRef
 from aiges.engine.context import Caller, RequestContext
@@ -51,7 +50,6 @@ from aiges.engine.messages import (
     Resume,
     SessionFailed,
     SessionOutput,
-    Wire,
     WorkerSettings,
     Write,
 )
@@ -267,7 +265,7 @@ class Engine:
             raise
         self._running.add(tag)
         self.inflight += 1
-        message = Once(self.pool.new_id(), context.wire(self.peer), out_of_band(frame))
+        message = Once(self.pool.new_id(), context.wire(self.peer), frame)
         self._waiting[message.call_id] = ticket
         done = partial(self._once_done, tag, ticket, message.call_id)
         call = asyncio.ensure_future(self.pool.once(message, context.priority))
@@ -359,7 +357,7 @@ class Engine:
         session = Session(context, ticket, OutputQueue(self.output_budget, self.output_limit))
         self.sessions.add(session)
         self.inflight += 1
-        message = Open(self.pool.new_id(), context.wire(self.peer), out_of_band(frame), ordered)
+        message = Open(self.pool.new_id(), context.wire(self.peer), frame, ordered)
         self._waiting[message.call_id] = ticket
         call = asyncio.ensure_future(self.pool.open(message, context.priority))
         try:
@@ -422,7 +420,7 @@ class Engine:
         assert worker is not None
         self.inflight += 1
         try:
-            await self.pool.write(worker, Write(self.pool.new_id(), session.tag, out_of_band(frame)))
+            await self.pool.write(worker, Write(self.pool.new_id(), session.tag, frame))
         except asyncio.CancelledError:  # its client gave up on the frame: the session ends, its licence back now
             self.close(session, reason="client gone")
             raise
@@ -579,13 +577,3 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def out_of_band(frame: Frame) -> Frame:
-    """A frame whose payloads travel beside the message (in the shared-memory ring when large)."""
-    if isinstance(frame, Wire):
-        if isinstance(frame.data, bytes) and len(frame.data) < ipc.OUT_OF_BAND_MIN:
-            return frame
-        return Wire(frame.codec, ipc.out_of_band(frame.data))  # type: ignore[arg-type]
-    items = [DataItem(i.key, ipc.out_of_band(i.data), i.type, i.status, i.desc) for i in frame.items]  # type: ignore[arg-type]
-    return frame._replace(items=items)

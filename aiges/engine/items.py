@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeAlias
+
+Payload: TypeAlias = "bytes | memoryview | pickle.PickleBuffer"
+"""A payload as it travels: bytes; a memoryview of the buffer it arrived in (a slice of a client's
+request, of the shared-memory ring, of a memfd); a ``PickleBuffer`` while it is marked to travel
+out of band. Code that must keep it past its call, or hand it to a wrapper, copies it to bytes
+once (``aiges.engine.shm.copy_out``)."""
+
+
+def payload_size(data: Payload) -> int:
+    """A payload's length in bytes."""
+    if type(data) is bytes:
+        return len(data)
+    with memoryview(data) as view:
+        return view.nbytes
 
 
 class DataType(IntEnum):
@@ -32,7 +47,7 @@ class DataItem:
     """One named piece of input or output data."""
 
     key: str
-    data: bytes
+    data: Payload
     type: int = DataType.TEXT
     status: int = DataStatus.ONCE
     desc: dict[str, str] = field(default_factory=dict)

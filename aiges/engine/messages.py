@@ -1,9 +1,11 @@
 """Every message between the server and a worker process, as a class.
 
-Messages are NamedTuples: they pickle as fast as plain tuples (the IPC frames are pickle
-protocol 5, ``aiges.engine.ipc``) and are matched by class and field name with ``match``. Payload
-bytes travel out of band (``ipc.out_of_band``): in a frame's buffers, or in the shared-memory
-ring when large, never inside the pickle stream.
+Messages are NamedTuples, matched by class and field name with ``match``. The ones every call
+sends are marked ``@hot(code)``: they travel as plain tuples, whose layout ``aiges.engine.packing``
+derives from their fields (pickling a tuple costs a tenth of pickling a class instance). Payload
+bytes (fields typed ``Payload``, ``Output``) travel out of band: in a frame's buffers, in the
+shared-memory ring, or in a memfd of their own when very large (``aiges.engine.ipc``), never
+inside the pickle stream.
 
 A call names what it carries in ``frame``:
 
@@ -23,17 +25,34 @@ what the wrapper reports through its callbacks (``Usage``, ``Metric``, ``LbLabel
 
 from __future__ import annotations
 
-import pickle
-from typing import Any, NamedTuple, TypeAlias
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from aiges.engine.items import DataItem, WorkerInfo
+from aiges.engine.items import Payload as Payload
 
-Payload: TypeAlias = "bytes | memoryview | pickle.PickleBuffer"
+HOT: dict[type, int] = {}
+"""The messages packed as plain tuples, by class: their code, the packed tuple's first element."""
+_M = TypeVar("_M", bound=type)
+
+
+def hot(code: int) -> Callable[[_M], _M]:
+    """Mark a message class as one every call sends: ``aiges.engine.packing`` packs it as a tuple
+    ``(code, *fields)``, each field packed after its declared type."""
+
+    def register(cls: _M) -> _M:
+        if code in HOT.values():
+            raise ValueError(f"packed code {code} is taken")
+        HOT[cls] = code
+        return cls
+
+    return register
 
 
 # -- what a call carries ---------------------------------------------------------------------------
 
 
+@hot(20)
 class Wire(NamedTuple):
     """A frame in a client's protocol, decoded in the worker by ``codec`` (see ``aiges.protocol.codecs``)."""
 
@@ -48,6 +67,7 @@ class Expect(NamedTuple):
     attributes: dict[str, str]
 
 
+@hot(21)
 class Items(NamedTuple):
     """A call decoded by its front. ``expect`` names the outputs wanted (an output it does not
     name fails with 10106). ``params``, ``headers`` and ``expect`` count on a call or a session's
@@ -64,6 +84,7 @@ class Items(NamedTuple):
 Frame: TypeAlias = "Wire | Items"
 
 
+@hot(22)
 class ItemsOutput(NamedTuple):
     """Output for an ``Items`` call: the batch's status and its items, named after their expect
     entries, with ``seq`` and ``status`` attributes (as a LoaderOutput's payloads carry them)."""
@@ -72,8 +93,22 @@ class ItemsOutput(NamedTuple):
     items: list[DataItem]
 
 
-Output: TypeAlias = "bytes | ItemsOutput"
-"""What a call or a session produced, in its frame's form: encoded bytes for a ``Wire`` frame."""
+class Spliced(NamedTuple):
+    """Encoded bytes as the pieces they are made of, in order: the protobuf framing a codec
+    encoded around payloads it did not copy in (``aiges.protocol.loader_codec``). A worker sends
+    it as one buffer, written piece by piece where it travels (the ring, a memfd, the socket);
+    the server receives those bytes whole."""
+
+    pieces: tuple[Payload, ...]
+    size: int
+
+    def join(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+Output: TypeAlias = "bytes | Spliced | ItemsOutput"
+"""What a call or a session produced, in its frame's form: encoded bytes for a ``Wire`` frame
+(``Spliced`` only in the worker, before it is sent: the server receives bytes)."""
 
 
 class CallContext(NamedTuple):
@@ -107,6 +142,7 @@ class Init(NamedTuple):
     settings: WorkerSettings
 
 
+@hot(1)
 class Once(NamedTuple):
     """A one-shot call."""
 
@@ -115,6 +151,7 @@ class Once(NamedTuple):
     frame: Frame
 
 
+@hot(2)
 class Open(NamedTuple):
     """A session's first frame; ``ordered``: reorder its frames by their sync_id."""
 
@@ -124,6 +161,7 @@ class Open(NamedTuple):
     ordered: bool
 
 
+@hot(3)
 class Write(NamedTuple):
     call_id: int
     tag: str
@@ -199,10 +237,12 @@ class Started(NamedTuple):
     call_ids: list[int]
 
 
+@hot(23)
 class OnceReply(NamedTuple):
     output: Output
 
 
+@hot(24)
 class Opened(NamedTuple):
     """A session exists; ``outputs`` are those its first frame already produced."""
 
@@ -210,12 +250,14 @@ class Opened(NamedTuple):
     outputs: list[tuple[Output, bool]]
 
 
+@hot(4)
 class Done(NamedTuple):
     call_id: int
     value: OnceReply | Opened | None
     timings: Timings
 
 
+@hot(5)
 class Failed(NamedTuple):
     call_id: int
     code: int
@@ -223,6 +265,7 @@ class Failed(NamedTuple):
     timings: Timings
 
 
+@hot(6)
 class SessionOutput(NamedTuple):
     tag: str
     output: Output

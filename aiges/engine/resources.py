@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiges.engine.items import DataItem
+from aiges.engine.items import DataItem, payload_size
 from aiges.errors import AigesError, ErrorCode
 
 RES_IDS_PARAM = "aiges.res_ids"
@@ -58,7 +58,7 @@ class Resource:
 
     @property
     def size(self) -> int:
-        return sum(len(item.data) for item in self.items)
+        return sum(payload_size(item.data) for item in self.items)
 
 
 class ResourceStore:

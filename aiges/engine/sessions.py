@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from aiges.engine.admission import Ticket
 from aiges.engine.backend import WorkerRef
 from aiges.engine.context import Caller, RequestContext
+from aiges.engine.items import payload_size
 from aiges.engine.messages import ItemsOutput, Output
 from aiges.errors import AigesError, ErrorCode
 
@@ -61,7 +62,7 @@ class Flow(enum.Enum):
 
 def output_size(output: Output) -> int:
     if isinstance(output, ItemsOutput):
-        return sum(len(item.data) for item in output.items)
+        return sum(payload_size(item.data) for item in output.items)
     return len(output)
 
 

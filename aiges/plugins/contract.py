@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from aiges.engine.items import DataItem
+from aiges.engine.items import DataItem, Payload
+from aiges.engine.shm import copy_out
 from aiges.errors import AigesError, ErrorCode
 
 
@@ -152,6 +153,12 @@ def batch_by_once(
 def unsupported(style: str, what: str) -> AigesError:
     """10122: this wrapper has no call for personalised resources."""
     return AigesError(ErrorCode.RESOURCE_UNSUPPORTED, f"this {style}-style wrapper has no {what}")
+
+
+def input_bytes(data: Payload) -> bytes:
+    """An input payload as the wrapper gets it: bytes, as the original SDKs give them. A payload
+    that arrived as a view (of the shared-memory ring) is copied here, once; bytes pass as they are."""
+    return copy_out(data)
 
 
 def to_bytes(value: Any) -> bytes:

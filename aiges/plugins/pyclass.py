@@ -14,7 +14,15 @@ from typing import Any
 from aiges.dto import DataListCls, DataListNode
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import DeclaredFields, PluginLoadError, bind_arguments, call_text, to_bytes, unsupported
+from aiges.plugins.contract import (
+    DeclaredFields,
+    PluginLoadError,
+    bind_arguments,
+    call_text,
+    input_bytes,
+    to_bytes,
+    unsupported,
+)
 
 ONCE_ORDER = ("params", "req", "tag", "pers")
 CREATE_ORDER = ("params", "sid", "pers", "tag")
@@ -24,7 +32,11 @@ DESTROY_ORDER = ("handle", "sid")
 
 
 def request_list(items: list[DataItem]) -> DataListCls:
-    return DataListCls([DataListNode(i.key, i.data, len(i.data), i.type, i.status, i.desc) for i in items])
+    nodes = []
+    for item in items:
+        data = input_bytes(item.data)
+        nodes.append(DataListNode(item.key, data, len(data), item.type, item.status, item.desc))
+    return DataListCls(nodes)
 
 
 def result_items(response: Any, what: str, force_status: int | None = None) -> list[DataItem]:

@@ -26,16 +26,34 @@ from typing import Any
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import NO_FIELDS, PluginLoadError, batch_by_once, call_text, to_bytes, unsupported
+from aiges.plugins.contract import (
+    NO_FIELDS,
+    PluginLoadError,
+    batch_by_once,
+    call_text,
+    input_bytes,
+    to_bytes,
+    unsupported,
+)
 
 REQUIRED_RESULT_KEYS = ("key", "data", "len", "status", "type")
 
 
 def request_tuple(items: list[DataItem]) -> tuple[dict[str, Any], ...]:
-    return tuple(
-        {"key": i.key, "data": i.data, "len": len(i.data), "status": i.status, "type": i.type, "desc": i.desc}
-        for i in items
-    )
+    entries = []
+    for item in items:
+        data = input_bytes(item.data)
+        entries.append(
+            {
+                "key": item.key,
+                "data": data,
+                "len": len(data),
+                "status": item.status,
+                "type": item.type,
+                "desc": item.desc,
+            }
+        )
+    return tuple(entries)
 
 
 def result_items(entries: list[Any], what: str, force_status: int | None = None) -> list[DataItem]:

@@ -25,7 +25,15 @@ from typing import Any
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.errors import AigesError, ErrorCode, wrapper_error_text
-from aiges.plugins.contract import NO_FIELDS, PluginHost, PluginLoadError, batch_by_once, to_bytes, unsupported
+from aiges.plugins.contract import (
+    NO_FIELDS,
+    PluginHost,
+    PluginLoadError,
+    batch_by_once,
+    input_bytes,
+    to_bytes,
+    unsupported,
+)
 
 SESSION_METHODS = ("create", "write", "read", "destroy")
 
@@ -49,7 +57,9 @@ def find_wrapper_class(module: ModuleType) -> type | None:
 def wrapper_data(items: list[DataItem]) -> list[Any]:
     from python_wrapper import WrapperData
 
-    return [WrapperData(key=i.key, data=i.data, type=i.type, status=i.status, desc=dict(i.desc)) for i in items]
+    return [
+        WrapperData(key=i.key, data=input_bytes(i.data), type=i.type, status=i.status, desc=dict(i.desc)) for i in items
+    ]
 
 
 def data_items(results: Any, what: str, force_status: int | None = None) -> list[DataItem]:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from aiges.engine.items import DataItem, DataStatus
 from aiges.engine.messages import CallContext, Expect, Items, ItemsOutput, Output
+from aiges.engine.shm import copy_out
 from aiges.errors import AigesError, ErrorCode
 
 ITEMS = "items"
@@ -157,12 +158,11 @@ class ItemsCodec:
 
 
 def owned(items: list[DataItem]) -> list[DataItem]:
-    """Items whose data the wrapper may keep: a payload that came through the shared-memory
-    ring is a view of it until the call is answered, so it is copied out."""
+    """Items whose data may be kept: a payload that came through the shared-memory ring is a
+    view of it until the call is answered, one in a memfd a view of its mapping, so they are
+    copied out (``shm.copy_out``: from a memfd with ``pread``, without mapping its pages in)."""
     return [
-        item
-        if isinstance(item.data, bytes)
-        else DataItem(item.key, bytes(item.data), item.type, item.status, item.desc)
+        item if type(item.data) is bytes else DataItem(item.key, copy_out(item.data), item.type, item.status, item.desc)
         for item in items
     ]
 

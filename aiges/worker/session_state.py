@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiges.engine.items import DataItem
 from aiges.engine.messages import Output
 from aiges.errors import AigesError
-from aiges.protocol.codecs import Encoder
+from aiges.protocol.codecs import Encoder, owned
 
 GAP_WAIT_S = 5.0
 
@@ -22,10 +22,12 @@ class Sequencer:
         self.waiting: dict[int, list[DataItem]] = {}
 
     def push(self, seq: int, items: list[DataItem]) -> list[list[DataItem]]:
-        """The frames now ready to write, in order (possibly none)."""
+        """The frames now ready to write, in order (possibly none). A frame that waits for an
+        earlier one is kept as copies: its payloads may be views of the ring, which is reused
+        once its call is answered."""
         if seq < self.next or seq in self.waiting:
             return []
-        self.waiting[seq] = items
+        self.waiting[seq] = items if seq == self.next else owned(items)
         return self._drain()
 
     def skip_gap(self) -> list[list[DataItem]]:

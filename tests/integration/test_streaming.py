@@ -87,6 +87,20 @@ def test_swapped_sync_ids_are_reordered(serve):
     assert item.data == b"one|two|three"
 
 
+def test_a_large_frame_held_for_an_earlier_one_survives_the_ring_being_reused(serve):
+    """Frames of 300 KiB travel as views of a 1 MiB ring; the one that waits for its turn is
+    kept while the ring wraps around under the frames before it."""
+    server = serve("streamer", shm_mb=1)
+    frames = {n: bytes([n]) * (300 << 10) for n in range(1, 6)}
+    with server.client() as client:
+        session = client.session(params={"mode": "collect"}, expect=["out"])
+        session.write({"in": frames[5]}, sync_id=5, last=True)
+        for n in range(1, 5):
+            session.write({"in": frames[n]}, sync_id=n)
+        [item] = collect(session)
+    assert item.data == b"|".join(frames[n] for n in range(1, 6))
+
+
 def test_a_gap_is_skipped_after_waiting(serve):
     server = serve("streamer")
     with server.client() as client:

@@ -2,6 +2,8 @@
 socket and through the shared-memory rings."""
 
 import asyncio
+import os
+import pickle
 import threading
 
 import pytest
@@ -9,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiges.engine import ipc
-from aiges.engine.shm import SHM_MIN, ShmRing
+from aiges.engine.messages import SessionOutput, Spliced
+from aiges.engine.shm import MEMFD_MIN, SHM_MIN, MappedFile, ShmRing, copy_out
 
 
 def echo_worker(sock, send_ring=None, recv_ring=None):
@@ -28,8 +31,14 @@ def echo_worker(sock, send_ring=None, recv_ring=None):
 
 async def round_trip(messages, ring_size=0):
     server_end, worker_end = ipc.socket_pair()
-    rings = (ShmRing(ring_size), ShmRing(ring_size)) if ring_size else (None, None)
-    worker_rings = (ShmRing(ring_size, rings[0].fd), ShmRing(ring_size, rings[1].fd)) if ring_size else (None, None)
+    rings: tuple[ShmRing | None, ShmRing | None] = (None, None)
+    worker_rings: tuple[ShmRing | None, ShmRing | None] = (None, None)
+    if ring_size:
+        to_worker, to_server = ShmRing(ring_size), ShmRing(ring_size)
+        rings, worker_rings = (
+            (to_worker, to_server),
+            (ShmRing(ring_size, to_worker.fd), ShmRing(ring_size, to_server.fd)),
+        )
     thread = threading.Thread(target=echo_worker, args=(worker_end, worker_rings[1], worker_rings[0]), daemon=True)
     thread.start()
     received = []
@@ -66,14 +75,20 @@ def test_payloads_of_any_size_arrive_byte_exact_and_in_order(lengths, ring_size)
             assert to_worker.produced > 0 and to_server.produced > 0
 
 
+def encoded(message: object, ring: ShmRing | None = None, fds: list[int] | None = None) -> list[bytes | memoryview]:
+    pieces = ipc.encode(message, ring, fds=fds)
+    assert pieces is not None
+    return pieces
+
+
 def test_large_payloads_travel_in_the_ring_and_small_ones_inline():
     ring = ShmRing(1 << 20)
-    pieces = ipc.encode(("echo", 1, ipc.out_of_band(b"y" * SHM_MIN)), ring)
+    pieces = encoded(("echo", 1, ipc.out_of_band(b"y" * SHM_MIN)), ring)
     assert len(pieces) == 2 and ring.produced == SHM_MIN
-    pieces = ipc.encode(("echo", 2, ipc.out_of_band(b"x" * 10_000)), ring)
+    pieces = encoded(("echo", 2, ipc.out_of_band(b"x" * 10_000)), ring)
     assert len(pieces) == 3 and bytes(pieces[2]) == b"x" * 10_000
     assert b"x" * 100 not in pieces[1]
-    assert ipc.encode(("echo", 3, ipc.out_of_band(b"z" * (2 << 20))), ring)[2].nbytes == 2 << 20
+    assert memoryview(encoded(("echo", 3, ipc.out_of_band(b"z" * (2 << 20))), ring)[2]).nbytes == 2 << 20
 
 
 def test_a_full_ring_makes_the_sender_wait_not_spill():
@@ -87,5 +102,67 @@ def test_a_full_ring_makes_the_sender_wait_not_spill():
 
 def test_out_of_band_only_marks_large_payloads():
     assert ipc.out_of_band(b"small") == b"small"
-    with pytest.raises(TypeError):
-        ipc.out_of_band(b"z" * 5000) + b""
+    assert isinstance(ipc.out_of_band(b"z" * 5000), pickle.PickleBuffer)
+    assert type(ipc.out_of_band(memoryview(b"small"))) is bytes  # a memoryview does not pickle in band
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_very_large_payloads_travel_in_memfds_both_ways_and_no_descriptor_stays_open():
+    before = open_fds()
+    big = [bytes([i]) * (MEMFD_MIN + i) for i in range(3)]
+    messages = [("echo", 0, b"small"), ("echo", 1, big[0]), ("echo", 2, b"m" * SHM_MIN), ("echo", 3, big[1])]
+    messages.append(("echo", 4, big[2]))
+    received, (to_worker, to_server) = asyncio.run(round_trip(messages, ring_size=8 << 20))
+    assert [(k, i, bytes(p)) for k, i, p in received] == messages
+    assert to_worker.produced == SHM_MIN and to_server.produced == SHM_MIN  # only the mid-size one
+    for ring in (to_worker, to_server):
+        ring.close()
+    assert open_fds() <= before
+
+
+def test_a_worker_reads_a_memfd_through_a_read_only_mapping_closed_when_done():
+    server_end, worker_end = ipc.socket_pair()
+    payload = os.urandom(MEMFD_MIN)
+    fds: list[int] = []
+    pieces = encoded(("call", ipc.out_of_band(payload)), fds=fds)
+    assert len(fds) == 1 and sum(memoryview(p).nbytes for p in pieces) < 200
+    server_end.sendmsg(pieces, ipc.fd_message(fds))
+    ipc.close_all(fds)
+    channel = ipc.BlockingChannel(worker_end)
+    [(_, view)] = channel.recv(5)
+    assert isinstance(view.obj, MappedFile) and view.readonly
+    assert copy_out(view) == payload and copy_out(view, 10, 20) == payload[10:20]
+    mapped = view.obj
+    view.release()
+    channel.done()
+    assert mapped.closed and mapped.fd == -1
+    channel.close()
+    server_end.close()
+
+
+def test_spliced_pieces_arrive_as_one_buffer_inline_in_the_ring_and_in_a_memfd():
+    def through(pieces: list[bytes | memoryview], ring: ShmRing | None = None, fds: list[int] | None = None):
+        size = sum(memoryview(p).nbytes for p in pieces)
+        buffer = ipc.FrameBuffer(ring)
+        for piece in encoded(SessionOutput("h", Spliced(tuple(pieces), size), False), ring, fds):
+            data = bytes(memoryview(piece).cast("B"))
+            room = buffer.room()
+            room[: len(data)] = data
+            buffer.end += len(data)
+        buffer.fds.extend(fds or ())
+        [message] = buffer.messages()
+        return message.output
+
+    pieces: list[bytes | memoryview] = [b"head", b"x" * 5000, b"-", b"y" * 3]
+    assert through(pieces) == b"".join(pieces)
+    ring = ShmRing(1 << 20)
+    pieces = [b"head", b"x" * SHM_MIN, b"tail"]
+    assert through(pieces, ring) == b"".join(pieces) and ring.produced == SHM_MIN + 8
+    pieces = [b"head", memoryview(b"z" * MEMFD_MIN), b"tail"]
+    fds: list[int] = []
+    assert through(pieces, ring, fds) == b"".join(pieces)
+    with pytest.raises(OSError):  # read, then closed
+        os.fstat(fds[0])
