@@ -62,6 +62,7 @@ import re
 import sys
 from typing import Any
 
+from aiges.call_context import CallContext, call_context
 from aiges.dto import (
     DataListCls,
     DataListNode,
@@ -131,6 +132,8 @@ __all__ = [
     "ReqHandleThread",
     "ModelProcess",
     "Context",
+    "call_context",
+    "CallContext",
     "lock",
     "log",
     *_type_names,

@@ -99,6 +99,10 @@ class Backend(Protocol):
         """Drop a one-shot or first frame (by its message's ``call_id``) no worker has yet: its
         ``once``/``open`` raises CancelledError. False once a worker has it."""
 
+    def cancel(self, call_id: int) -> bool:
+        """Tell the worker that has a call (by its message's ``call_id``) that its caller went
+        away: it does not start it, or the wrapper is told. False if no worker has it."""
+
     def loads(self) -> list[WorkerLoad]:
         """Per ready worker that takes new calls: calls queued and not started, calls in flight,
         sessions, and the running estimate of one call's exec time."""

@@ -301,6 +301,8 @@ class Engine:
         context.cancellation.cancel("the caller went away")
         ticket.release()
         withdrawn = self.pool.withdraw(call_id)
+        if not withdrawn:
+            self.pool.cancel(call_id)  # a worker has it: it does not start it, or the wrapper is told
 
         def ended(finished: asyncio.Future[Any]) -> None:
             if not finished.cancelled():

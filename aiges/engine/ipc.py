@@ -45,6 +45,9 @@ from aiges.engine.packing import OUT_OF_BAND_MIN, Gather, pack, unpack
 from aiges.engine.packing import out_of_band as out_of_band
 from aiges.engine.shm import MEMFD_MIN, SHM_MIN, MappedFile, ShmRing, read_memfd, write_memfd
 
+CANCEL = struct.Struct("<Q")
+"""A call whose caller went away, by its id, as the server names it on a worker's cancel socket
+(a socket of its own, read by a thread in the worker: ``aiges.worker.call_state``)."""
 HEADER = struct.Struct("<IH")
 BUFFER = struct.Struct("<BQQ")
 INLINE, IN_RING, IN_MEMFD = 0, 1, 2

@@ -10,6 +10,10 @@ handed to wrapperExecFree once, with the original head pointer; what wrapperRead
 engine's. ``usrTag`` strings stay alive until the call or session they tag is over, since async
 engines hand them back in callbacks.
 
+Cancellation: an engine may export ``int wrapperCancel(const char* usrTag)`` (aiges' extension,
+not in the original ABI); it is called from another thread when the caller of the call or
+session with that ``usrTag`` has gone, or its deadline passed, while the engine runs it.
+
 Personalised resources: ``wrapperLoadRes(perData, resId)`` / ``wrapperUnloadRes(resId)`` when
 the engine exports them; a call or a session that names resources passes their ids as
 ``psrIds`` / ``psrCnt`` (the array lives for the call; an engine that keeps them copies them).
@@ -178,6 +182,7 @@ class CPlugin:
         self._destroy = _function(lib, "wrapperDestroy", c_int, [c_void_p])
         self._load_res = _function(lib, "wrapperLoadRes", c_int, [POINTER(DataList), c_uint])
         self._unload_res = _function(lib, "wrapperUnloadRes", c_int, [c_uint])
+        self._cancel = _function(lib, "wrapperCancel", c_int, [c_char_p])
         missing = [name for name in REQUIRED if getattr(lib, name, None) is None]
         if self._exec is None and self._exec_async is None:
             missing.append("wrapperExec or wrapperExecAsync")
@@ -193,6 +198,8 @@ class CPlugin:
             capabilities.update(("stream", "read"))
         if self._load_res is not None:
             capabilities.add("resources")
+        if self._cancel is not None:
+            capabilities.add("cancel")
         self.capabilities = frozenset(capabilities)
         self._tags: dict[str, ctypes.Array[ctypes.c_char]] = {}
         self._handles: dict[str, int] = {}
@@ -326,6 +333,11 @@ class CPlugin:
             ret = self._destroy(pointer)
             if ret != 0:
                 raise self._fail(ErrorCode.WRAPPER_DESTROY, ret)
+
+    def cancel(self, tag: str) -> None:
+        """``wrapperCancel(usrTag)``, aiges' extension of the ABI, when the engine exports it."""
+        if self._cancel is not None:
+            self._cancel(tag.encode("utf-8"))
 
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         if self._load_res is None:

@@ -71,6 +71,12 @@ class Plugin(Protocol):
 
     def destroy(self, handle: str) -> None: ...
 
+    def cancel(self, tag: str) -> None:
+        """The caller of the call (or session) ``tag`` is gone or out of time, while the wrapper
+        runs it, called from another thread: a C engine's ``wrapperCancel(usrTag)`` (aiges'
+        extension, when exported; the "cancel" capability). Python styles read
+        ``aiges.sdk.call_context()`` instead: for them this does nothing."""
+
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         """``wrapperLoadRes``: 10903 with the wrapper's reason if it fails (only called with the
         "resources" capability)."""

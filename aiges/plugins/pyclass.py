@@ -205,6 +205,9 @@ class ClassPlugin:
         sid = self._sids.pop(handle, "")
         self._check(self._destroy({"handle": handle, "sid": sid}), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
 
+    def cancel(self, tag: str) -> None:
+        """Python wrappers learn of it through ``aiges.sdk.call_context()``."""
+
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         load = getattr(self.wrapper, "wrapperLoadRes", None)
         if load is None:

@@ -168,6 +168,9 @@ class FunctionPlugin:
         if self._destroy is not None:
             self._check(self._destroy(handle), ErrorCode.WRAPPER_DESTROY, "wrapperDestroy")
 
+    def cancel(self, tag: str) -> None:
+        """Python wrappers learn of it through ``aiges.sdk.call_context()``."""
+
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         load = getattr(self.module, "wrapperLoadRes", None)
         if load is None:

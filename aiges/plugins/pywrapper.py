@@ -229,6 +229,9 @@ class PyWrapperPlugin:
     def destroy(self, handle: str) -> None:
         self._check(self.wrapper.destroy(handle), ErrorCode.WRAPPER_DESTROY, "destroy")
 
+    def cancel(self, tag: str) -> None:
+        """Python wrappers learn of it through ``aiges.sdk.call_context()``."""
+
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         load = getattr(self.wrapper, "load_res", None)
         if load is None:

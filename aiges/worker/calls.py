@@ -20,6 +20,7 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.contract import Plugin
 from aiges.protocol.codecs import Decoded
 from aiges.schema.validation import Validator
+from aiges.worker.call_state import CallStates
 from aiges.worker.decoding import FrameDecoder, decoded_all
 from aiges.worker.resources import WorkerResources
 
@@ -56,6 +57,7 @@ class OneShotCalls:
         decoder: FrameDecoder,
         resources: WorkerResources,
         batch_size: int,
+        states: CallStates | None = None,
     ) -> None:
         self.plugin = plugin
         self.channel = channel
@@ -64,6 +66,7 @@ class OneShotCalls:
         self.validator = Validator(plugin.fields)
         self.batch_size = batch_size if "batch" in plugin.capabilities else 1
         self.running = RunningCalls()
+        self.states = states or CallStates()
 
     def once(self, message: Once) -> OnceReply:
         """A one-shot call."""
@@ -87,8 +90,8 @@ class OneShotCalls:
         a call that is not (a session frame, bad input) is left to be answered on its own."""
         group = []
         for message in messages[index : index + self.batch_size]:
-            if not isinstance(message, Once):
-                break
+            if not isinstance(message, Once) or self.states.unwanted(message.call_id, message.context.deadline):
+                break  # a call nobody waits for is answered on its own (and not run)
             try:
                 decoded = self.decoder.first(message.context, message.frame)
             except AigesError:

@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from aiges.engine.shm import ShmRing
 from aiges.errors import AigesError, ErrorCode
 from aiges.plugins.contract import Plugin, PluginLoadError
 from aiges.plugins.loader import LoadOptions, load_plugin, resolve_wrapper_path
+from aiges.worker.call_state import CallStates, CancelListener, running
 from aiges.worker.calls import OneShotCalls
 from aiges.worker.decoding import FrameDecoder
 from aiges.worker.host import WorkerHost
@@ -76,11 +77,14 @@ class Worker:
     (one-shot calls and batches, sessions, resources), and answers it with its timestamps.
     Calls run one at a time, in the order they arrive."""
 
-    def __init__(self, plugin: Plugin, channel: ipc.BlockingChannel, settings: WorkerSettings) -> None:
+    def __init__(
+        self, plugin: Plugin, channel: ipc.BlockingChannel, settings: WorkerSettings, states: CallStates | None = None
+    ) -> None:
         self.channel = channel
+        self.states = states or CallStates()
         decoder = FrameDecoder(settings.header_pass)
         self.resources = WorkerResources(plugin)
-        self.calls = OneShotCalls(plugin, channel, decoder, self.resources, settings.batch_size)
+        self.calls = OneShotCalls(plugin, channel, decoder, self.resources, settings.batch_size, self.states)
         self.sessions = WorkerSessions(plugin, channel, decoder, self.resources, settings.realtime)
         self.batch_delay_s = settings.batch_delay_ms / 1000
 
@@ -154,12 +158,15 @@ class Worker:
 
     def _run(self, message: object) -> OnceReply | Opened | None:
         match message:
-            case Once():
-                return self.calls.once(message)
-            case Open():
-                return self.sessions.begin(message)
-            case Write(tag=tag, frame=frame):
-                self.sessions.write(tag, frame)
+            case Once(call_id=call_id, context=context):
+                with self._wanted(call_id, context.tag, context.deadline):
+                    return self.calls.once(message)
+            case Open(call_id=call_id, context=context):
+                with self._wanted(call_id, context.tag, context.deadline):
+                    return self.sessions.begin(message)
+            case Write(call_id=call_id, tag=tag, frame=frame):
+                with self._wanted(call_id, tag, 0.0):
+                    self.sessions.write(tag, frame)
             case Finish(tag=tag):
                 self.sessions.finish(tag)
             case Destroy(tag=tag):
@@ -171,6 +178,21 @@ class Worker:
             case _:
                 raise AigesError(ErrorCode.INVALID_OP, f"unknown message {type(message).__name__}")
         return None
+
+    @contextlib.contextmanager
+    def _wanted(self, call_id: int, tag: str, deadline: float) -> Iterator[None]:
+        """Run a call only if its caller still waits for it and its deadline has not passed; while
+        it runs, ``aiges.sdk.call_context()`` tells the wrapper's thread about it."""
+        state = self.states.start(call_id, tag, deadline)
+        try:
+            if state.caller_gone:
+                raise AigesError(ErrorCode.ONCE_TIMEOUT, "not run: its caller went away before it started")
+            if state.cancelled:
+                raise AigesError(ErrorCode.ONCE_TIMEOUT, "not run: its deadline passed before it started")
+            with running(state):
+                yield
+        finally:
+            self.states.end(state)
 
     # -- what the wrapper's callbacks need (through WorkerHost) ---------------------------------------
 
@@ -215,11 +237,16 @@ def load_in_its_folder(path: Path, host: WorkerHost, options: LoadOptions) -> Pl
 
 
 def run(
-    channel: ipc.BlockingChannel, worker_id: int, exec_timeout_ms: int = 0, load: PluginLoader = load_in_its_folder
+    channel: ipc.BlockingChannel,
+    worker_id: int,
+    exec_timeout_ms: int = 0,
+    load: PluginLoader = load_in_its_folder,
+    cancels: socket.socket | None = None,
 ) -> int:
     """A worker's life on its channel: take the settings, load and init the plugin, report ready,
     serve until told to stop (or the server is gone), fini. ``load`` builds the plugin (tests run
-    a worker in a thread with a plugin of their own)."""
+    a worker in a thread with a plugin of their own); ``cancels``: the socket the server names
+    the calls whose callers went away on (read by a thread of its own)."""
     try:
         [init] = channel.recv()
     except EOFError:
@@ -243,7 +270,10 @@ def run(
     except Exception:  # noqa: BLE001 - wrapperInit raised
         channel.send(InitFailed(f"wrapperInit raised:\n{traceback.format_exc().rstrip()}"))
         return 2
-    worker = Worker(plugin, channel, settings)
+    states = CallStates(on_cancel=lambda state: plugin.cancel(state.tag))
+    if cancels is not None:
+        CancelListener(cancels, states).start()
+    worker = Worker(plugin, channel, settings, states)
     host.worker = worker
     channel.send(
         Ready(
@@ -277,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", type=int, required=True)
     parser.add_argument("--rings", help="fd of the ring from the server, fd of the ring to it, their size")
     parser.add_argument("--exec-timeout-ms", type=int, default=0)
+    parser.add_argument("--cancel-fd", type=int, help="the socket the server names cancelled calls on")
     args = parser.parse_args(argv)
 
     die_with_parent()
@@ -286,4 +317,5 @@ def main(argv: list[str] | None = None) -> int:
         inbound, outbound, size = (int(v) for v in args.rings.split(","))
         rings = (ShmRing(size, inbound), ShmRing(size, outbound))
     channel = ipc.BlockingChannel(socket.socket(fileno=args.fd), send_ring=rings[1], recv_ring=rings[0])
-    return run(channel, args.worker_id, args.exec_timeout_ms)
+    cancels = socket.socket(fileno=args.cancel_fd) if args.cancel_fd is not None else None
+    return run(channel, args.worker_id, args.exec_timeout_ms, cancels=cancels)

@@ -54,6 +54,7 @@ class ScriptedPlugin:
         self.dies = dies
         self.sessions: dict[str, dict[str, Any]] = {}
         self.destroyed: list[str] = []
+        self.cancelled: list[str] = []
         self.reads = 0
         self.release = threading.Event()
         self.resources: dict[int, bytes] = {}
@@ -121,6 +122,9 @@ class ScriptedPlugin:
         self.sessions.pop(handle, None)
         self.destroyed.append(handle)
 
+    def cancel(self, tag: str) -> None:
+        self.cancelled.append(tag)
+
     def load_resource(self, res_id: int, items: list[DataItem]) -> None:
         if items[0].data == b"refuse":
             raise AigesError(ErrorCode.WRAPPER_LOAD, "refused;code=5")
@@ -159,9 +163,16 @@ class ThreadLauncher:
         self.plugins: list[ScriptedPlugin] = []
 
     async def launch(
-        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+        self,
+        slot: WorkerSlot,
+        channel: Any,
+        rings: tuple[ShmRing, ShmRing] | None,
+        settings: PoolSettings,
+        *,
+        cancels: socket.socket | None = None,
     ) -> ThreadProcess:
         loop = asyncio.get_running_loop()
+        worker_cancels = socket.socket(fileno=os.dup(cancels.fileno())) if cancels is not None else None
         done: asyncio.Future[int] = loop.create_future()
         sock = socket.socket(fileno=channel.detach())
         worker_rings: tuple[ShmRing | None, ShmRing | None] = (None, None)
@@ -181,11 +192,13 @@ class ThreadLauncher:
         def body() -> None:
             code = 0
             try:
-                code = run(blocking, slot.index, settings.exec_timeout_ms, load=load)
+                code = run(blocking, slot.index, settings.exec_timeout_ms, load=load, cancels=worker_cancels)
             except (SystemExit, OSError):  # it "died", or its channel was cut (killed)
                 code = -9
             finally:
                 sock.close()
+                if worker_cancels is not None:
+                    worker_cancels.close()
                 for ring in worker_rings:
                     if ring is not None:
                         with contextlib.suppress(BufferError):  # a view the worker still held

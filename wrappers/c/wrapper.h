@@ -48,6 +48,12 @@ WrapperAPI int wrapperExecAsync(const char* usrTag, pParamList params, pDataList
 
 WrapperAPI const char* wrapperDebugInfo(const void* handle);
 
+/* aiges' extension, not in the original ABI (optional): the caller of the call or session made
+   with this usrTag has gone, or its deadline passed, while the engine runs it. Called from
+   another thread than the one running the call; an engine that stops early returns its error
+   from the call as usual. The return value is ignored. */
+WrapperAPI int wrapperCancel(const char* usrTag);
+
 #ifdef __cplusplus
 }
 #endif

@@ -150,6 +150,9 @@ class CallQueue:
                 return True
         return False
 
+    def find_sent(self, call_id: int) -> PendingCall | None:
+        return self._sent.get(call_id)
+
     def find_held(self, call_id: int) -> PendingCall | None:
         for entry in self._held:
             if isinstance(entry, PendingCall) and entry.message.call_id == call_id:

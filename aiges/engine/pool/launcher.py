@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,9 +40,16 @@ class Process(Protocol):
 
 class Launcher(Protocol):
     async def launch(
-        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+        self,
+        slot: WorkerSlot,
+        channel: Any,
+        rings: tuple[ShmRing, ShmRing] | None,
+        settings: PoolSettings,
+        *,
+        cancels: socket.socket | None = None,
     ) -> Process:
-        """Start a worker on the worker end of ``channel`` (a socket) and its rings."""
+        """Start a worker on the worker end of ``channel`` (a socket), its rings, and the worker
+        end of ``cancels`` (where the server names the calls whose callers went away)."""
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -64,10 +72,21 @@ class ProcessLauncher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def launch(
-        self, slot: WorkerSlot, channel: Any, rings: tuple[ShmRing, ShmRing] | None, settings: PoolSettings
+        self,
+        slot: WorkerSlot,
+        channel: Any,
+        rings: tuple[ShmRing, ShmRing] | None,
+        settings: PoolSettings,
+        *,
+        cancels: socket.socket | None = None,
     ) -> Process:
         ring_args = ("--rings", f"{rings[0].fd},{rings[1].fd},{settings.shm_bytes}") if rings else ()
-        passed = (channel.fileno(), *((rings[0].fd, rings[1].fd) if rings else ()))
+        cancel_args = ("--cancel-fd", str(cancels.fileno())) if cancels is not None else ()
+        passed = (
+            channel.fileno(),
+            *((rings[0].fd, rings[1].fd) if rings else ()),
+            *((cancels.fileno(),) if cancels is not None else ()),
+        )
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         env["AIGES_WORKER_ID"] = str(slot.index)
@@ -86,6 +105,7 @@ class ProcessLauncher:
             "--exec-timeout-ms",
             str(settings.exec_timeout_ms),
             *ring_args,
+            *cancel_args,
             pass_fds=passed,
             env=env,
             start_new_session=True,

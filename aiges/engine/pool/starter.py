@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 from collections.abc import Callable
 
 import structlog
@@ -44,17 +45,20 @@ class Starter:
     async def spawn(self, slot: WorkerSlot) -> Worker:
         """A new worker for ``slot``, launched and sent its Init (it is STARTING)."""
         server_end, worker_end = ipc.socket_pair()
+        cancels, worker_cancels = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         size = self.settings.shm_bytes
         rings = (ShmRing(size), ShmRing(size)) if size else None
-        worker = Worker(slot, server_end, rings, slot.settings, self._events, self._listener)
+        worker = Worker(slot, server_end, rings, slot.settings, self._events, self._listener, cancels)
         slot.worker = worker
         try:
-            worker.launched(await self.launcher.launch(slot, worker_end, rings, self.settings))
+            launched = await self.launcher.launch(slot, worker_end, rings, self.settings, cancels=worker_cancels)
+            worker.launched(launched)
         except OSError as exc:
             worker.channel.close()
             raise WorkerInitError(f"worker {slot.index} could not be started: {exc}") from None
         finally:
             worker_end.close()
+            worker_cancels.close()
         worker.channel.send(Init(slot.settings))
         return worker
 

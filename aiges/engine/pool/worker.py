@@ -121,8 +121,13 @@ class Worker:
         settings: WorkerSettings,
         events: WorkerEvents,
         listener: OutputListener,
+        cancels: socket.socket | None = None,
     ) -> None:
         self.slot = slot
+        self._cancels = cancels
+        """Where the calls whose callers went away are named to the worker (8 bytes each)."""
+        if cancels is not None:
+            cancels.setblocking(False)
         self.settings = settings
         """What it was started with (its slot's settings at spawn)."""
         self.rings = rings
@@ -263,7 +268,20 @@ class Worker:
     def close(self) -> None:
         """Close its channel and unmap its rings (it is gone, or the server stops)."""
         self.channel.close()
+        if self._cancels is not None:
+            self._cancels.close()
         self.close_rings()
+
+    def cancel(self, call_id: int) -> bool:
+        """Tell the worker a call it has is no longer wanted: it does not start it, or, running,
+        the wrapper is told. False if the call is not this worker's (or it is gone)."""
+        if self._cancels is None or self.calls.find_sent(call_id) is None:
+            return False
+        try:
+            self._cancels.send(ipc.CANCEL.pack(call_id))
+        except OSError:  # gone, or (never, at 8 bytes a call) its buffer full: it runs the call
+            return False
+        return True
 
     def close_rings(self) -> None:
         if self.rings is not None:
@@ -317,14 +335,16 @@ class Worker:
 
     def depth(self, pipeline_s: float, max_depth: int) -> int:
         """How many calls it should have been sent at most: enough that it never waits for the
-        next one (``pipeline_s`` of work, by its service time), at least a batch."""
+        next one (``pipeline_s`` of work, by its service time, and at least the one running and
+        the next: the worker itself drops that next one if its caller goes meanwhile), at least a
+        batch; one until it has answered a call (nothing to go by)."""
         batch = max(self.settings.batch_size, 1)
         estimate = self.service_time.seconds
         if estimate is None:
             return batch
         if estimate <= 0:
             return max(batch, max_depth)
-        return max(batch, min(max_depth, int(pipeline_s / estimate) + 1))
+        return max(batch, 2, min(max_depth, int(pipeline_s / estimate) + 1))
 
     def has_room(self, pipeline_s: float, max_depth: int) -> bool:
         """Ready, and with fewer calls sent (or held) than its pipeline depth."""

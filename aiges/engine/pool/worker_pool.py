@@ -295,6 +295,11 @@ class WorkerPool:
             raise AigesError(ErrorCode.WORKER_CRASH, f"worker {target.index} is not running")
         return target.request(message)
 
+    def cancel(self, call_id: int) -> bool:
+        """Tell the worker that has a call that its caller went away (it does not start it, or
+        tells the wrapper); False if no worker has it."""
+        return any(worker.cancel(call_id) for worker in self.generations.workers())
+
     def withdraw(self, call_id: int) -> bool:
         """Drop a one-shot or first frame nobody waits for, if no worker has it yet: it never
         reaches the wrapper, and its ``once``/``open`` raises CancelledError. False if a worker

@@ -10,6 +10,8 @@
  *   resources wrapperLoadRes keeps a resource's first item as a tag (up to 63 bytes, at most
  *             16 resources); a call or a session naming resources (psrIds) has their tags
  *             appended to its text results, " [tag]" each. The resource "refuse" is refused.
+ *   cancel    a one-shot call with the param "sleep_ms" takes that long, in steps of 10 ms, and
+ *             ends early with error 13 once wrapperCancel (aiges' extension) names its usrTag.
  *
  * Build: gcc -shared -fPIC -O2 -pthread -I.. -o libwrapper.so engine.c
  */
@@ -19,10 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wrapper.h"
 
-enum { ERR_REFUSED = 7, ERR_NO_SESSION = 9, ERR_NO_MEMORY = 12, ERR_INIT = 5 };
+enum { ERR_REFUSED = 7, ERR_NO_SESSION = 9, ERR_NO_MEMORY = 12, ERR_INIT = 5, ERR_CANCELLED = 13 };
 
 static char g_prefix[64] = "";
 
@@ -46,6 +49,29 @@ static void resource_tags(const unsigned int ids[], int count, char* buffer, siz
         }
     }
     pthread_mutex_unlock(&g_resources_lock);
+}
+
+/* The usrTags wrapperCancel named lately (a small ring: a tag is cancelled while its call runs). */
+#define CANCELLED_KEPT 16
+static pthread_mutex_t g_cancel_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_cancelled[CANCELLED_KEPT][128];
+static unsigned int g_cancelled_next = 0;
+
+int wrapperCancel(const char* usrTag) {
+    pthread_mutex_lock(&g_cancel_lock);
+    snprintf(g_cancelled[g_cancelled_next++ % CANCELLED_KEPT], sizeof(g_cancelled[0]), "%s", usrTag);
+    pthread_mutex_unlock(&g_cancel_lock);
+    return 0;
+}
+
+static int is_cancelled(const char* usrTag) {
+    int found = 0;
+    pthread_mutex_lock(&g_cancel_lock);
+    for (int i = 0; i < CANCELLED_KEPT && !found; i++) {
+        found = usrTag != NULL && strcmp(g_cancelled[i], usrTag) == 0;
+    }
+    pthread_mutex_unlock(&g_cancel_lock);
+    return found;
 }
 
 static const char* param(pParamList list, const char* key) {
@@ -159,6 +185,7 @@ const char* wrapperError(int errNum) {
         case ERR_NO_SESSION: return "no such session";
         case ERR_NO_MEMORY: return "out of memory";
         case ERR_INIT: return "the engine could not start";
+        case ERR_CANCELLED: return "the call was cancelled: its caller went away";
         default: return "unknown engine error";
     }
 }
@@ -206,7 +233,13 @@ int wrapperUnloadRes(unsigned int resId) {
 
 int wrapperExec(const char* usrTag, pParamList params, pDataList reqData, pDataList* respData,
                 unsigned int psrIds[], int psrCnt) {
-    (void)usrTag; (void)params;
+    const char* sleep_ms = param(params, "sleep_ms");
+    for (int waited = 0; sleep_ms != NULL && waited < atoi(sleep_ms); waited += 10) {
+        if (is_cancelled(usrTag)) {
+            return ERR_CANCELLED;
+        }
+        usleep(10000);
+    }
     char tags[512];
     resource_tags(psrIds, psrCnt, tags, sizeof(tags));
     return compute(reqData, respData, tags);
