@@ -136,3 +136,17 @@ def test_personalised_resources_reach_the_engine_as_psr_ids(serve, engine, async
         with pytest.raises(AigesCallError) as failure:
             client.once({"text": b"hi"}, expect=["text"], res_ids=[4])
         assert failure.value.code == 10120
+
+
+def test_a_c_engine_exporting_wrapperCancel_is_told_its_caller_went_away(serve, engine):
+    """aiges' extension of the ABI: the example engine's sleep_ms call ends early once
+    wrapperCancel names its usrTag, so the one worker is free for the next call long before the
+    60 s the first would have taken."""
+    import grpc
+
+    server = serve(engine)
+    with server.client(timeout=0.5) as impatient, pytest.raises(grpc.RpcError) as caught:
+        impatient.once({"text": b"slow"}, params={"sleep_ms": "60000"}, expect={"text": "text"})
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    with server.client(timeout=20) as client:
+        assert client.once({"text": b"next"}, expect={"text": "text"})["text"] == b"NEXT"

@@ -248,3 +248,39 @@ def test_a_default_deadline_applies_where_the_caller_gives_none(patient):
     for future in busy:
         assert output_of(future.result(timeout=30)).code == 0
     assert "defaulted" not in served.started()
+
+
+def test_a_running_call_is_told_its_caller_went_away_and_a_cooperative_wrapper_stops(patient):
+    served = patient()
+    message = loader_input(
+        state=LoaderInput.ONCE,
+        inputs={"text": b"x"},
+        params={"sleep": "30", "label": "coop", "mode": "cooperative"},
+        expect=["text"],
+    )
+    request = ReqData(op="AIIn", param={"SeqNo": "1"}, data=[DataMeta(data=message.SerializeToString())])
+    call = served.channel.unary_unary(XSF, ResData.SerializeToString, ResData.FromString).future(request)
+    wait_for(lambda: "coop" in served.started(), timeout=30)
+    call.cancel()  # no deadline: only the caller going tells the wrapper
+    wait_for(lambda: served.log.exists() and "stopped coop none" in served.log.read_text(), timeout=10)
+    wait_for(lambda: served.server.status()["licences_used"] == 0)
+    after, _ = served.xsf("after")
+    assert output_of(after).code == 0
+
+
+def test_a_cooperative_wrapper_sees_its_deadline_pass(patient):
+    served = patient()
+    with pytest.raises(grpc.RpcError) as caught:
+        served.xsf("late", 30.0, timeout=0.5, mode="cooperative")
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: served.log.exists() and "stopped late" in served.log.read_text(), timeout=10)
+    stopped = next(line for line in served.log.read_text().splitlines() if line.startswith("stopped late"))
+    assert float(stopped.split()[2]) <= 0  # it stopped once the deadline had passed
+
+
+def test_a_function_style_wrapper_learns_of_it_through_the_same_call(serve, tmp_path):
+    note = tmp_path / "note.txt"
+    server = serve("functional")
+    with server.client(timeout=0.5) as client, pytest.raises(grpc.RpcError):
+        client.once({"text": b"x"}, params={"mode": "wait_cancel", "note": str(note)}, expect=["text"])
+    wait_for(lambda: note.exists() and note.read_text() == "cancelled=True\n", timeout=10)

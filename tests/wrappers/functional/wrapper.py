@@ -18,6 +18,17 @@ def wrapperError(ret):
 def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt):
     if params.get("mode") == "error":
         return 13
+    if params.get("mode") == "wait_cancel":  # until the caller goes: aiges.sdk.call_context()
+        import time
+
+        from aiges.sdk import call_context
+
+        until = time.monotonic() + 30
+        while not call_context().cancelled and time.monotonic() < until:
+            time.sleep(0.01)
+        with open(params["note"], "a") as note:
+            note.write(f"cancelled={call_context().cancelled}\n")
+        return 13
     for item in reqData:
         data = item["data"]
         if params.get("mode") == "upper":
