@@ -146,6 +146,12 @@ class Repository:
             return dataclasses.replace(old.spec, name=name)
         if table.get("name", name) != name:
             raise AigesError(ErrorCode.INVALID_PARAM_VALUE, f"the config names {table['name']!r}, not {name!r}")
+        if old is not None and "wrapper" not in table:  # a replace changing some keys: over its entry
+            entry = {**old.spec.as_dict(), "wrapper": str(old.spec.wrapper_path)}
+            table = {
+                k: {**entry[k], **v} if isinstance(v, dict) and isinstance(entry.get(k), dict) else v
+                for k, v in {**entry, **table}.items()
+            }
         try:
             return service_spec({**table, "name": name}, self.config, f"service {name}")
         except ConfigError as exc:
@@ -188,6 +194,7 @@ class Repository:
             if service is None:
                 raise AigesError(ErrorCode.UNKNOWN_SERVICE, f"no service {name!r} here")
             started = time.monotonic()
+            self.failures.pop(name, None)
             self.services.remove(service)
             registrations = self.registrations()
             if registrations is not None:
