@@ -129,6 +129,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, source: StatusSource
             http_base=f"{request.scheme}://{request.host}",
             grpc_address=grpc_address(request, source),
             expect=declared_outputs(model.schema),
+            service=model.name if front.services.several else "",
         )
         return web.json_response(console_snippets.snippets(call))
 
