@@ -675,7 +675,10 @@ def _read_toml(file: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+        hint = ""
+        if "[service.wrapper]" in raw.decode("utf-8", errors="replace"):
+            hint = "; a service's wrapperInit config is its [service.config] table (wrapper is its path)"
+        raise ConfigError(f"{file}: invalid TOML: {exc}{hint}") from None
 
 
 def _section(

@@ -73,8 +73,7 @@ class Health:
 
     async def refresh(self) -> None:
         members = list(self.services)
-        every = self.services.everything()
-        live = all(service.engine.status().live for service in every)
+        live = all(service.engine.status().live for service in members)  # not one being added or retired
         await self.servicer.set(LIVENESS, SERVING if live else NOT_SERVING)
         serving = self.phase is Phase.SERVING
         statuses = {s.name: SERVING if serving and s.ready() else NOT_SERVING for s in members if s.name}

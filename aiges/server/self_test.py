@@ -77,9 +77,12 @@ async def read_sample(wrapper: Path, gpu: str = "") -> Sample:
         reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
         raise AigesError(ErrorCode.WRAPPER_INIT, f"cannot read {wrapper}'s declarations: {reason[0]}")
     lines = out.decode(errors="replace").strip().splitlines()  # the last: what a wrapper printed goes before
-    body = json.loads(lines[-1])
-    inputs = [(i["key"], base64.b64decode(i["data"]), int(i["type"])) for i in body["inputs"]]
-    return Sample(dict(body["params"]), inputs, {k: int(v) for k, v in body["accepts"].items()})
+    try:
+        body = json.loads(lines[-1])
+        inputs = [(i["key"], base64.b64decode(i["data"]), int(i["type"])) for i in body["inputs"]]
+        return Sample(dict(body["params"]), inputs, {k: int(v) for k, v in body["accepts"].items()})
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise AigesError(ErrorCode.WRAPPER_INIT, f"cannot read {wrapper}'s declarations: {exc!r}") from None
 
 
 async def self_test(engine: Any, sample: Sample, service_id: str, tag: str) -> str:

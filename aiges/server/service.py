@@ -102,6 +102,7 @@ class Service:
         self.successor: Service | None = None
         self._name = spec.name
         self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- who it is ------------------------------------------------------------------------------------
 
@@ -179,6 +180,10 @@ class Service:
         return idle
 
     async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop its workers (once: a second call returns at once)."""
+        if self._stopping:
+            return
+        self._stopping = True
         if self._watch is not None:
             self._watch.cancel()
         self.state = State.STOPPED

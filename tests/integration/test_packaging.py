@@ -434,11 +434,18 @@ def test_chart_and_compose_take_the_list_of_services(tmp_path):
     rendered.write_text(config_map["data"]["aiges.toml"])
     config = load_config(rendered)
     embedding, digits = config.specs()
-    assert (embedding.name, embedding.worker.count, embedding.worker.gpus, embedding.fc.max) == ("embedding", 1, "0", 16)
+    assert (embedding.name, embedding.worker.count, embedding.worker.gpus, embedding.fc.max) == (
+        "embedding",
+        1,
+        "0",
+        16,
+    )
     assert (digits.name, digits.version, digits.wrapper_config["model_path"]) == ("", "v2", "/models/digits")
     assert digits.worker.gpus == "auto" and digits.fc.max == 100  # the chart's top-level sections, as defaults
     single = next(d for d in helm_template() if d["kind"] == "ConfigMap")
-    assert 'wrapper = "/home/aiges"' in single["data"]["aiges.toml"] and "[[service]]" not in single["data"]["aiges.toml"]
+    assert (
+        'wrapper = "/home/aiges"' in single["data"]["aiges.toml"] and "[[service]]" not in single["data"]["aiges.toml"]
+    )
 
     checker = require_tool("check-jsonschema")
     overlay = ROOT / "docker" / "compose.services.yaml"
