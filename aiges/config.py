@@ -568,7 +568,7 @@ def _build_config(
     _check_gpus(where, sections["worker"].gpus)
     _check_tls(where, sections["tls"])
     entries = data.get(SERVICE_LIST, []) if service != SERVICE_LIST else []
-    services = _services(where, file, entries, sections, data, warnings, ignored)
+    services = _services(where, path, entries, sections, data, warnings, ignored)
     if services and ("wrapper" in data.get("aiges", {}) or wrapper is not None):
         raise ConfigError(
             f"{where}: [aiges] wrapper (or --wrapper) names the single form's one wrapper; "

@@ -67,7 +67,9 @@ def render(state: dict[str, Any]) -> str:
     ]
     services = state.get("services", [])
     width = max([len(s["name"] or "?") for s in services] + [7])
-    lines.append(f"{'SERVICE':<{width}}  {'VERSION':<8}  {'STATE':<8}  {'HEALTH':<11}  WORKERS  LICENCES  SESSIONS  GPUS")
+    lines.append(
+        f"{'SERVICE':<{width}}  {'VERSION':<8}  {'STATE':<8}  {'HEALTH':<11}  WORKERS  LICENCES  SESSIONS  GPUS"
+    )
     for s in services:
         gpus = ",".join(s["gpus"]) or "-"
         lines.append(

@@ -144,7 +144,12 @@ class Client:
             session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms, handle=handle)
         elif transport == "stream":
             session = StreamSession(
-                self.channel, params=params, headers=headers, expect=expect, service_id=self.service_id
+                self.channel,
+                params=params,
+                headers=headers,
+                expect=expect,
+                service_id=self.service_id,
+                metadata=self.metadata,
             )
         else:
             raise ValueError(f"transport must be 'xsf' or 'stream', got {transport!r}")

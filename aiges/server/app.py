@@ -34,12 +34,12 @@ from aiges.engine.pool import WorkerInitError
 from aiges.gpu import GpuStats
 from aiges.metrics import REGISTRY, StateCollector
 from aiges.protocol.handle import HandleGenerator
+from aiges.registry.interface import NullRegistry
 from aiges.server.fronts import Fronts, Parts, add_grpc_services, bind, listen_address, start_http
 from aiges.server.health_service import Health, Phase
 from aiges.server.host_state import HostState, HostStateError, settings_for
 from aiges.server.http import HttpFront
 from aiges.server.http.ase import model_route
-from aiges.registry.interface import NullRegistry
 from aiges.server.registration import Registrations
 from aiges.server.repository import Repository
 from aiges.server.security import Security, SecurityError

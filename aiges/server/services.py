@@ -19,12 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
+
 from aiges.engine.context import Caller
 from aiges.errors import AigesError, ErrorCode
 from aiges.server.model import Model, ModelLoading, ModelNotFound
 from aiges.server.security.caller import allowed
 from aiges.server.security.guard import PER_CALL
 from aiges.server.service import Service, State
+
+SERVICE_HEADER = "aiges-service"
+"""The metadata a client sets for a gateway in front of many services (``Client(service=...)``):
+a call whose LoaderInput names no service goes to the one it names."""
+
+
+def service_header(context: grpc.aio.ServicerContext) -> str:
+    """The service an ``aiges-service: <service>[/<version>]`` header names ("" for none)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == SERVICE_HEADER and isinstance(value, str):
+            return value.partition("/")[0]
+    return ""
 
 
 class Services:

@@ -418,6 +418,8 @@ def test_the_charts_config_centre_option_serves_from_etcd(etcd, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
 def test_chart_and_compose_take_the_list_of_services(tmp_path):
     """``services`` in the chart's values and compose.services.yaml's config are the list form:
     each renders to a config aiges loads into its services; without them, the one wrapper."""

@@ -127,6 +127,11 @@ def test_the_grpc_fronts_route_each_call_to_its_service(daemon):
     assert once(address, "echo") == (0, b"hi")
     code, _ = once(address, "")
     assert code == 10404  # several services: the call must name one
+    with Client(address, service="beta") as client:  # or its aiges-service header (a gateway's) does
+        assert client.once({"text": b"h"}, expect=["text"])["text"] == b"B:h"
+        with client.session(expect=["text"], transport="stream") as s:
+            s.write({"text": b"h"}, last=True)
+            assert [item.data for batch in s.results() for item in batch.items] == [b"B:h"]
     with Client(address, service_id="nope") as client, pytest.raises(AigesCallError, match="no service 'nope'"):
         client.once({"text": b"x"}, expect=["text"])
     # sessions: the xsf ops (later calls by handle) and the native stream (its first message)

@@ -27,7 +27,7 @@ from aiges.protocol.xsf_request import service_named
 from aiges.server.observe import FrontCalls
 from aiges.server.request_context import grpc_context
 from aiges.server.security.caller import GrpcCallers
-from aiges.server.services import Services
+from aiges.server.services import Services, service_header
 from aiges.server.session_bridge import Decoded, SessionBridge
 
 SERVICE = "aiges.v1.Session"
@@ -39,8 +39,13 @@ class LoaderStreamCodec:
 
     half_close_finishes = True
 
+    def __init__(self, default_service: str = "") -> None:
+        """``default_service``: where a first message that names no service goes (the
+        ``aiges-service`` header's)."""
+        self.default_service = default_service
+
     def first(self, message: bytes) -> Decoded:
-        return Decoded(Wire(STREAM, message), service=service_named(message))
+        return Decoded(Wire(STREAM, message), service=service_named(message) or self.default_service)
 
     def next(self, message: bytes) -> Decoded:
         return Decoded(Wire(STREAM, message))
@@ -57,6 +62,7 @@ class StreamService:
     def __init__(self, services: Services, handles: HandleGenerator, callers: GrpcCallers | None = None) -> None:
         self.handles = handles
         self.callers = callers if callers is not None else GrpcCallers()
+        self.services = services
         self.bridge = SessionBridge(services, FrontCalls("stream"), "Stream")
         self.codec = LoaderStreamCodec()
 
@@ -68,6 +74,8 @@ class StreamService:
         handle = self.handles.next()
         await context.send_initial_metadata((("aiges-handle", handle),))
         make_context = partial(grpc_context, handle, context, self.callers)
-        async with aclosing(self.bridge.stream(make_context, self.codec, requests)) as replies:
+        header = service_header(context) if self.services.several else ""
+        codec = LoaderStreamCodec(header) if header else self.codec
+        async with aclosing(self.bridge.stream(make_context, codec, requests)) as replies:
             async for reply in replies:
                 yield reply

@@ -49,7 +49,7 @@ from aiges.server.request_context import grpc_context, tighter
 from aiges.server.retry_hints import grpc_hints
 from aiges.server.security.caller import ADMIN_OPS, CallerSource, GrpcCallers, require_admin
 from aiges.server.service import Service
-from aiges.server.services import Services
+from aiges.server.services import Services, service_header
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
@@ -134,21 +134,28 @@ class XsfService:
             body = self._forward(self.forwarder, raw, request, handle, context, caller)
             return await self.calls.run(op, handle, body, self._wire_error, request, handle, context)
         try:
-            routed = self._route(request, handle, caller)
+            routed = self._route(request, handle, caller, context)
         except AigesError as error:
             return await self.calls.run(op, handle, _raise(error), self._wire_error, request, handle, context)
         body = self._dispatch(request, handle, context, caller, routed)
         service = routed.service.label
         return await self.calls.run(op, handle, body, self._wire_error, request, handle, context, service=service)
 
-    def _route(self, request: XsfRequest, handle: str, caller: Caller) -> Routed:
-        """The service a request goes to (raises 10404, 10112, 10136, 10401)."""
+    def _route(self, request: XsfRequest, handle: str, caller: Caller, context: grpc.aio.ServicerContext) -> Routed:
+        """The service a request goes to (raises 10404, 10112, 10136, 10401): the one its
+        LoaderInput names, else the one its ``aiges-service`` header names (what a client sets
+        for a gateway in front of many services)."""
         if first_frame(request):
             session, name = read_first_frame(request.data)
-            return Routed(self.services.route(name, caller), session)
+            return Routed(self.services.route(name or self._header(context), caller), session)
         if request.op in RUNTIME_OPS:
-            return Routed(self.services.route(service_named(request.data), caller))
+            return Routed(self.services.route(service_named(request.data) or self._header(context), caller))
         return Routed(self.services.session_owner(handle))
+
+    def _header(self, context: grpc.aio.ServicerContext) -> str:
+        if not self.services.several:  # one service: every call is its, whatever it names
+            return ""
+        return service_header(context)
 
     async def _forward(
         self,
@@ -162,7 +169,7 @@ class XsfService:
         """A session's call: here if this front holds it, else passed on to the one that does."""
         socket = forwarder.holder(handle)
         if socket is None:
-            return await self._dispatch(request, handle, context, caller, self._route(request, handle, caller))
+            return await self._dispatch(request, handle, context, caller, self._route(request, handle, caller, context))
         return await forwarder.forward(socket, raw, caller, context.time_remaining())
 
     def _wire_error(
