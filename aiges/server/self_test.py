@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiges.engine.context import RequestContext
-from aiges.engine.items import DataItem
+from aiges.engine.items import DataItem, payload_size
 from aiges.engine.messages import Expect, Items, ItemsOutput
 from aiges.errors import AigesError, ErrorCode
 
@@ -99,7 +99,7 @@ async def self_test(engine: Any, sample: Sample, service_id: str, tag: str) -> s
     if unexpected:
         raise AigesError(ErrorCode.INVALID_OUTPUT, f"the sample call returned undeclared output(s) {unexpected}")
     return "the declared-sample call returned " + (
-        ", ".join(f"{item.key} ({len(item.data)} bytes)" for item in output.items) or "no outputs"
+        ", ".join(f"{item.key} ({payload_size(item.data)} bytes)" for item in output.items) or "no outputs"
     )
 
 
