@@ -51,7 +51,7 @@ bench: install
 	$(PY) bench/run.py
 	{ echo; echo '## Batching, worker scaling, sessions, fronts'; echo; echo '```'; \
 	  $(PY) bench/batching.py && $(PY) bench/scaling.py && $(PY) bench/sessions.py && $(PY) bench/fronts.py \
-	  && $(PY) bench/multi_front.py; echo '```'; } >> bench/RESULTS.md
+	  && $(PY) bench/multi_front.py && $(PY) bench/services.py; echo '```'; } >> bench/RESULTS.md
 	{ echo; echo '## Payload copies: peak memory of one 48 MiB call, cost of packing the hot messages'; echo; echo '```'; \
 	  $(PY) bench/peak_rss.py && $(PY) bench/packing.py; echo '```'; } >> bench/RESULTS.md
 	@# Overload side by side (issue 25): aiges, MLServer, PyTriton at 0.5C, 1.5C, 3C; replaces its own section.

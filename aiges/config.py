@@ -240,6 +240,70 @@ class ResourcesSection:
     max_mb: int = key(256, "most bytes, MiB, of all loaded resources together (each worker holds them too)", minimum=0)
 
 
+@dataclass(frozen=True)
+class ServiceEntry:
+    """``[[service]]``: one of the daemon's services (the list form; without it the daemon serves
+    ``[aiges] wrapper`` alone, as it always has). Its ``[service.worker]``, ``[service.fc]``,
+    ``[service.batch]`` and ``[service.resources]`` tables take the keys of the top-level sections
+    of those names, whose values are their defaults; ``[service.config]`` is its wrapperInit
+    config, over the top-level ``[wrapper]`` (TOML cannot make ``wrapper`` both the path and a
+    table)."""
+
+    wrapper: str = key("", "wrapper.py, a folder holding one, or a .so; relative to this file (required)")
+    name: str = key(
+        "",
+        "the service's name: routing (xsf serviceId, OIP model name), health, registry, metrics; "
+        "empty: the wrapper's serviceId",
+    )
+    version: str = key("", "the version in the registry key and the OIP model; empty: the wrapper's version")
+
+
+SERVICE_TABLES: dict[str, type] = {}
+"""The sections a ``[[service]]`` entry may hold tables of (filled in below ``SECTIONS``)."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service as the server runs it: a ``[[service]]`` entry over the top-level sections,
+    or, in the single form, the top-level sections themselves."""
+
+    name: str
+    wrapper: str
+    version: str
+    worker: WorkerSection
+    fc: FcSection
+    batch: BatchSection
+    resources: ResourcesSection
+    wrapper_config: dict[str, str]
+    base: Path | None = None
+    """The folder a relative ``wrapper`` is resolved against (the config file's)."""
+
+    @property
+    def wrapper_path(self) -> Path:
+        path = Path(self.wrapper).expanduser()
+        if not path.is_absolute() and self.base is not None:
+            path = self.base / path
+        return path.resolve()
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name it before its wrapper has told its serviceId."""
+        return self.name or str(self.wrapper)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry, in the file's shape."""
+        return {
+            "name": self.name,
+            "wrapper": self.wrapper,
+            "version": self.version,
+            "worker": dataclasses.asdict(self.worker),
+            "fc": dataclasses.asdict(self.fc),
+            "batch": dataclasses.asdict(self.batch),
+            "resources": dataclasses.asdict(self.resources),
+            "config": dict(self.wrapper_config),
+        }
+
+
 # Keys and sections the original loader read that have no effect here; accepted so its config
 # files load unchanged, and reported as ignored.
 IGNORED_KEYS: dict[str, frozenset[str]] = {
@@ -335,6 +399,31 @@ class Config:
     ignored: tuple[str, ...] = ()
     tls: TlsSection = field(default_factory=TlsSection)
     auth: AuthSection = field(default_factory=AuthSection)
+    services: tuple[ServiceSpec, ...] = ()
+    """The ``[[service]]`` list; empty in the single form (``[aiges] wrapper``)."""
+
+    @property
+    def listed(self) -> bool:
+        """The list form: the daemon serves the ``[[service]]`` entries."""
+        return bool(self.services)
+
+    def specs(self) -> tuple[ServiceSpec, ...]:
+        """The services to serve: the ``[[service]]`` entries, or the single form's one wrapper
+        (named by ``[registry] service``, else by its serviceId)."""
+        if self.services:
+            return self.services
+        single = ServiceSpec(
+            name=self.registry.service,
+            wrapper=self.aiges.wrapper,
+            version=self.registry.version,
+            worker=self.worker,
+            fc=self.fc,
+            batch=self.batch,
+            resources=self.resources,
+            wrapper_config=dict(self.wrapper),
+            base=self.path.parent if self.path is not None else None,
+        )
+        return (single,)
 
     @property
     def wrapper_path(self) -> Path:
@@ -379,7 +468,7 @@ class Config:
             "tls": dataclasses.asdict(self.tls),
             "auth": dataclasses.asdict(self.auth),
             "wrapper": dict(self.wrapper),
-        }
+        } | ({"service": [spec.as_dict() for spec in self.services]} if self.services else {})
 
 
 SECTIONS: dict[str, type] = {
@@ -395,6 +484,8 @@ SECTIONS: dict[str, type] = {
     "tls": TlsSection,
     "auth": AuthSection,
 }
+SERVICE_TABLES.update(worker=WorkerSection, fc=FcSection, batch=BatchSection, resources=ResourcesSection)
+SERVICE_LIST = "service"
 
 
 def load_config(
@@ -447,7 +538,10 @@ def _build_config(
     ignored: list[str] = []
 
     for name, value in data.items():
-        if name == service or name in SECTIONS or name == "wrapper":
+        if name == SERVICE_LIST and name != service:
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: [service]: the services are a list: write each as [[service]]")
+        elif name == service or name in SECTIONS or name == "wrapper":
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{name}]: expected a table, got {_describe(value)}")
         elif name in IGNORED_SECTIONS:
@@ -473,6 +567,15 @@ def _build_config(
 
     _check_gpus(where, sections["worker"].gpus)
     _check_tls(where, sections["tls"])
+    entries = data.get(SERVICE_LIST, []) if service != SERVICE_LIST else []
+    services = _services(where, path, entries, sections, data, warnings, ignored)
+    if services and ("wrapper" in data.get("aiges", {}) or wrapper is not None):
+        raise ConfigError(
+            f"{where}: [aiges] wrapper (or --wrapper) names the single form's one wrapper; "
+            "with [[service]] each service names its own"
+        )
+    if services and sections["registry"].service:
+        raise ConfigError(f"{where}: [registry] service names one service; with [[service]] give each its name")
     return Config(
         path=path,
         service_name=service,
@@ -491,7 +594,73 @@ def _build_config(
         ignored=tuple(ignored),
         tls=sections["tls"],
         auth=sections["auth"],
+        services=services,
     )
+
+
+def _services(
+    where: str,
+    file: Path | None,
+    entries: list[Any],
+    sections: dict[str, Any],
+    data: dict[str, Any],
+    warnings: list[str],
+    ignored: list[str],
+) -> tuple[ServiceSpec, ...]:
+    """The ``[[service]]`` entries, each over the top-level sections (its defaults)."""
+    base = file.resolve().parent if file is not None else None
+    top_config = _flatten_wrapper(data.get("wrapper", {}))
+    specs: list[ServiceSpec] = []
+    names: set[str] = set()
+    entry_keys = {f.name: f for f in dataclasses.fields(ServiceEntry)}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: [[service]] #{index + 1}: expected a table, got {_describe(entry)}")
+        label = str(entry.get("name") or f"#{index + 1}")
+        values = {}
+        for key_name, value in entry.items():
+            if key_name in entry_keys:
+                values[key_name] = _coerce(where, f"service.{label}", key_name, entry_keys[key_name], value)
+            elif key_name not in SERVICE_TABLES and key_name != "config":
+                if isinstance(value, dict):
+                    known = ", ".join([*SERVICE_TABLES, "config"])
+                    raise ConfigError(f"{where}: [service.{key_name}] ({label}): unknown table; a service has {known}")
+                warnings.append(f"{where}: [[service]] {label}: {key_name}: unknown key, ignored")
+        spec_entry = ServiceEntry(**values)
+        if not spec_entry.wrapper:
+            raise ConfigError(f"{where}: [[service]] {label}: wrapper is required (its folder, wrapper.py or .so)")
+        if spec_entry.name and spec_entry.name in names:
+            raise ConfigError(f"{where}: [[service]]: two services are named {spec_entry.name!r}")
+        names.add(spec_entry.name)
+        tables = {}
+        for table, cls in SERVICE_TABLES.items():
+            own = entry.get(table, {})
+            if not isinstance(own, dict):
+                raise ConfigError(f"{where}: [service.{table}] ({label}): expected a table, got {_describe(own)}")
+            fields = _values(where, f"service.{label}.{table}", cls, own, table, warnings, ignored)
+            tables[table] = dataclasses.replace(sections[table], **fields)
+        _check_gpus(where, tables["worker"].gpus)
+        own_config = entry.get("config", {})
+        if not isinstance(own_config, dict):
+            raise ConfigError(f"{where}: [service.config] ({label}): expected a table, got {_describe(own_config)}")
+        specs.append(
+            ServiceSpec(
+                name=spec_entry.name,
+                wrapper=spec_entry.wrapper,
+                version=spec_entry.version,
+                wrapper_config={**top_config, **_flatten_wrapper(own_config)},
+                base=base,
+                **tables,
+            )
+        )
+    return tuple(specs)
+
+
+def service_spec(table: dict[str, Any], defaults: Config, where: str = "the service") -> ServiceSpec:
+    """One service from a table in the ``[[service]]`` shape (``RepositoryModelLoad``'s config),
+    over ``defaults``' top-level sections; paths are resolved against the config file's folder."""
+    sections = {section: getattr(defaults, section) for section in SERVICE_TABLES}
+    return _services(where, defaults.path, [table], sections, {"wrapper": defaults.wrapper}, [], [])[0]
 
 
 def _read_toml(file: Path) -> dict[str, Any]:
@@ -506,7 +675,10 @@ def _read_toml(file: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+        hint = ""
+        if "[service.wrapper]" in raw.decode("utf-8", errors="replace"):
+            hint = "; a service's wrapperInit config is its [service.config] table (wrapper is its path)"
+        raise ConfigError(f"{file}: invalid TOML: {exc}{hint}") from None
 
 
 def _section(
@@ -518,6 +690,19 @@ def _section(
     warnings: list[str],
     ignored: list[str],
 ) -> _SectionT:
+    return cls(**_values(where, name, cls, table, kind, warnings, ignored))
+
+
+def _values(
+    where: str,
+    name: str,
+    cls: type[Any],
+    table: dict[str, Any],
+    kind: str,
+    warnings: list[str],
+    ignored: list[str],
+) -> dict[str, Any]:
+    """The keys of ``table`` that ``cls`` knows, checked and coerced."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key_name, value in table.items():
@@ -529,7 +714,7 @@ def _section(
                 warnings.append(f"{where}: [{name}] {key_name}: unknown key, ignored")
             continue
         values[key_name] = _coerce(where, name, key_name, spec, value)
-    return cls(**values)
+    return values
 
 
 def _coerce(where: str, section: str, key_name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
@@ -624,6 +809,6 @@ def _describe(value: Any) -> str:
 def key_docs() -> dict[str, list[tuple[str, Any, str]]]:
     """Every known key with its default and doc, by section, for ``aiges check`` and the docs."""
     docs = {}
-    for section, cls in {"<service>": ServiceSection, **SECTIONS}.items():
+    for section, cls in {"<service>": ServiceSection, **SECTIONS, "[service]": ServiceEntry}.items():
         docs[section] = [(f.name, f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)]
     return docs

@@ -44,6 +44,7 @@ class ErrorCode(IntEnum):
     STATE_FULL = 10142
     PB_MARSHAL = 10400
     PB_UNMARSHAL = 10401
+    UNKNOWN_SERVICE = 10404
     WRAPPER_INIT = 10901
     WRAPPER_LOAD = 10903
     WRAPPER_UNLOAD = 10904
@@ -89,6 +90,7 @@ MESSAGES: dict[int, str] = {
     ErrorCode.STATE_FULL: "the server cannot remember more now (its replay cache or the host's app table is full)",
     ErrorCode.PB_MARSHAL: "marshal pb message fail",
     ErrorCode.PB_UNMARSHAL: "unmarshal pb message fail",
+    ErrorCode.UNKNOWN_SERVICE: "no such service here: name one this server serves (LoaderInput.serviceId, the model)",
     ErrorCode.WRAPPER_INIT: "wrapper init failed",
     ErrorCode.WRAPPER_LOAD: "wrapper resource load failed",
     ErrorCode.WRAPPER_UNLOAD: "wrapper resource unload failed",
@@ -153,6 +155,7 @@ HTTP_STATUS: dict[int, int] = {
     ErrorCode.INVALID_HANDLE: 404,
     ErrorCode.ENGINE_INACTIVE: 404,
     ErrorCode.RESOURCE_UNKNOWN: 404,
+    ErrorCode.UNKNOWN_SERVICE: 404,
     ErrorCode.LICENSE_NOT_ENOUGH: 503,
     ErrorCode.STARTING: 503,
     ErrorCode.ONCE_TIMEOUT: 504,

@@ -73,6 +73,17 @@ class GpuStats:
                     "utilization": rates.gpu / 100.0,
                     "memory_used": memory.used,
                     "memory_total": memory.total,
+                    "processes": process_memory(nvml, handle),
                 }
             )
         return devices
+
+
+def process_memory(nvml: Any, handle: Any) -> dict[int, int]:
+    """pid -> bytes of GPU memory, for the compute processes NVML lists on a device (none when
+    it cannot tell, as in a container without the host's pid namespace)."""
+    try:
+        processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # noqa: BLE001 - not supported, no permission
+        return {}
+    return {int(p.pid): int(p.usedGpuMemory) for p in processes if p.usedGpuMemory is not None}

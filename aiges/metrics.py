@@ -32,8 +32,8 @@ LEG = Histogram(
 )
 REQUEST = Histogram(
     "aiges_request_duration_seconds",
-    "Time from a request's arrival to its reply, by front and op",
-    ["front", "op"],
+    "Time from a request's arrival to its reply, by front, op and service (empty: not routed to one)",
+    ["front", "op", "service"],
     registry=REGISTRY,
     buckets=LATENCY_BUCKETS,
 )
@@ -41,8 +41,8 @@ REQUEST = Histogram(
 
 REQUESTS = Counter(
     "aiges_requests",
-    "Requests answered, by front, op and AIGes code (0 = success)",
-    ["front", "op", "code"],
+    "Requests answered, by front, op, AIGes code (0 = success) and service (empty: not routed to one)",
+    ["front", "op", "code", "service"],
     registry=REGISTRY,
 )
 
@@ -187,7 +187,12 @@ class StateCollector:
             for result, count in reload["counts"].items():
                 reloads.add_metric([result], count)
             yield reloads
+        services = state.get("services") or []
+        if services:
+            yield from service_gauges(services)
         devices = self.gpu_stats()
+        if devices and services:
+            yield from gpu_service_gauges(devices, services)
         if devices:
             utilization = GaugeMetricFamily(
                 "aiges_gpu_utilization_ratio", "GPU busy fraction (NVML)", labels=["gpu", "name"]
@@ -200,3 +205,59 @@ class StateCollector:
                 used.add_metric(labels, device["memory_used"])
                 total.add_metric(labels, device["memory_total"])
             yield from (utilization, used, total)
+
+
+SERVICE_GAUGES = (
+    ("aiges_service_licences", "A service's licences ([fc] max, its own)", "licences_total"),
+    (
+        "aiges_service_licences_used",
+        "A service's licences held by its running calls and open sessions",
+        "licences_used",
+    ),
+    ("aiges_service_sessions_open", "A service's open sessions", "sessions"),
+    ("aiges_service_inflight_calls", "A service's calls being handled right now", "inflight"),
+    ("aiges_service_workers", "A service's worker processes", "workers"),
+    ("aiges_service_workers_up", "A service's worker processes up (wrapperInit done)", "workers_ready"),
+)
+
+
+def service_gauges(services: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Each service's own figures, by its name (``state``: serving, loading, retired)."""
+    for name, documentation, key in SERVICE_GAUGES:
+        family = GaugeMetricFamily(name, documentation, labels=["service", "state"])
+        for service in services:
+            family.add_metric([service["name"], service["state"]], service[key])
+        yield family
+    serving = GaugeMetricFamily(
+        "aiges_service_serving", "1 while the service's health is SERVING", labels=["service", "state"]
+    )
+    for service in services:
+        serving.add_metric([service["name"], service["state"]], 1 if service["health"] == "SERVING" else 0)
+    yield serving
+
+
+def gpu_service_gauges(devices: list[dict[str, Any]], services: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Which services' workers are on each GPU, and each worker's memory there (where NVML
+    tells it: the processes it lists on the device)."""
+    by_gpu = {str(device["index"]): device for device in devices}
+    workers = GaugeMetricFamily(
+        "aiges_gpu_service_workers", "Workers of a service on a GPU (NVML index)", labels=["gpu", "service"]
+    )
+    memory = GaugeMetricFamily(
+        "aiges_worker_gpu_memory_bytes",
+        "A worker's memory on its GPU (NVML's per-process figure)",
+        labels=["gpu", "service", "worker"],
+    )
+    for service in services:
+        counts: dict[str, int] = {}
+        for index, (pid, gpu) in enumerate(zip(service["worker_pids"], service["worker_gpus"], strict=False)):
+            device = by_gpu.get(gpu)
+            if device is None:
+                continue
+            counts[gpu] = counts.get(gpu, 0) + 1
+            used = device.get("processes", {}).get(pid)
+            if used is not None:
+                memory.add_metric([gpu, service["name"], str(index)], used)
+        for gpu, count in counts.items():
+            workers.add_metric([gpu, service["name"]], count)
+    yield from (workers, memory)

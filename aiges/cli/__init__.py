@@ -14,7 +14,20 @@ from typing import Protocol
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from aiges import __version__  # noqa: E402
-from aiges.cli import call, check, config, gateway, health, new, reload, schema, serve, status, xtest  # noqa: E402
+from aiges.cli import (  # noqa: E402
+    call,
+    check,
+    config,
+    gateway,
+    health,
+    new,
+    reload,
+    schema,
+    serve,
+    service,
+    status,
+    xtest,
+)
 
 
 class Command(Protocol):
@@ -37,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "status": status,
     "config": config,
     "gateway": gateway,
+    "service": service,
 }
 
 

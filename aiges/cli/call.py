@@ -6,6 +6,7 @@
     aiges call -c aiges.toml --res-ids 7 --input audio=@speech.pcm      # a call using it
     aiges call -c aiges.toml --unload 7                                 # AIUnLoad
     aiges call -c aiges.toml --licences 50 --wait-ms 5000               # AILBType
+    aiges call -c aiges.toml --service digits --input image=@7.png      # one of several services
 
 The outputs to ask for (the expect list) come from the server's schema unless given with
 ``--expect``. Text results are printed; binary ones are saved under ``-o`` (default: here). On
@@ -54,7 +55,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--addr", help="HOST:PORT of the service")
     target.add_argument("-c", "--config", help="aiges.toml of the service (its host and port)")
-    parser.add_argument("-s", "--service", default=DEFAULT_SERVICE, help="the config's service section")
+    parser.add_argument("-s", "--section", default=DEFAULT_SERVICE, help="the config's service section")
+    parser.add_argument(
+        "--service",
+        default="",
+        help="the service to call (LoaderInput.serviceId), on a server with several (default: the only one)",
+    )
     parser.add_argument(
         "--input",
         action="append",
@@ -138,11 +144,16 @@ def parse_expect(specs: list[str]) -> dict[str, int]:
 
 
 def declared_outputs(
-    address: str, timeout: float, tls: TlsOptions | None = None, signing: SigningKey | None = None
+    address: str,
+    timeout: float,
+    tls: TlsOptions | None = None,
+    signing: SigningKey | None = None,
+    service: str = "",
 ) -> dict[str, int]:
-    """The accept list of the server's wrapper schema ({} when it declares none)."""
+    """The accept list of the service's wrapper schema ({} when it declares none)."""
+    query = json.dumps({"cmd": "schema", "service": service} if service else {"cmd": "schema"})
     with open_channel(address, tls=tls, signing=signing) as channel:
-        reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "schema"})), timeout=timeout)
+        reply = ToolBoxStub(channel).cmdserver(Request(query=query), timeout=timeout)
     schema = json.loads(reply.body or "null") or {}
     meta = schema.get("meta", {})
     accepts = meta.get(meta.get("serviceId", ""), {}).get("accept", {})
@@ -153,8 +164,7 @@ def address_of(args: argparse.Namespace) -> tuple[str, Config] | tuple[str, None
     """The address to call and, with ``-c``, the config it came from (None: it did not load)."""
     if args.addr:
         return args.addr, None
-    args.host = args.port = args.wrapper = None
-    config = load(args)
+    config = load(argparse.Namespace(config=args.config, service=args.section, host=None, port=None, wrapper=None))
     if config is None:
         return None
     host = config.service.host
@@ -194,7 +204,7 @@ def run_control(
     signing: SigningKey | None,
 ) -> int:
     """--load, --unload or --licences: one runtime control op."""
-    with Client(address, timeout=args.timeout, tls=tls, signing=signing) as client:
+    with Client(address, timeout=args.timeout, tls=tls, signing=signing, service_id=args.service) as client:
         if args.load is not None:
             if not inputs:
                 raise UsageError("--load needs the resource as --input KEY=@FILE")
@@ -228,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         if control:
             return run_control(args, address, inputs, tls, signing)
         if not expect:
-            expect = declared_outputs(address, args.timeout, tls, signing)
+            expect = declared_outputs(address, args.timeout, tls, signing, args.service)
             if not expect:
                 raise UsageError("the service declares no outputs: name them with --expect NAME[:TYPE]")
     except (UsageError, ValueError, OSError) as exc:
@@ -244,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     counter: dict[str, int] = {}
     try:
-        with Client(address, timeout=args.timeout, tls=tls, signing=signing) as client:
+        with Client(address, timeout=args.timeout, tls=tls, signing=signing, service_id=args.service) as client:
             if not args.stream:
                 result = client.once(inputs, params=params, headers=headers, expect=expect, res_ids=res_ids)
                 for item in result.items:

@@ -3,18 +3,23 @@
 Runs ``wrapperTestFunc`` when the wrapper defines one (the original SDK's self-test hook), else
 a one-shot call with the declared sample inputs (each field's ``value`` or ``path``), checked
 against the declared inputs and outputs. Prints the effective config; exits non-zero with the
-reason on any problem.
+reason on any problem. With ``[[service]]``, each service is checked so, in a process of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import subprocess
 import sys
+import tempfile
 import traceback
+from pathlib import Path
+from typing import Any
 
 from aiges.cli.common import add_config_options, load, load_wrapper
-from aiges.config import Config
+from aiges.config import Config, ServiceSpec
 from aiges.engine.items import DataItem, payload_size
 from aiges.errors import AigesError
 from aiges.plugins.contract import Plugin, PluginLoadError
@@ -26,21 +31,69 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_config_options(parser)
 
 
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False)
+
+
+def toml_table(header: str, values: dict[str, Any]) -> list[str]:
+    lines = [header]
+    for key, value in values.items():
+        name = key if key.replace("_", "").isalnum() else json.dumps(key)
+        lines.append(f"{name} = {toml_value(value)}")
+    lines.append("")
+    return lines
+
+
 def render_toml(config: Config) -> str:
     """The effective configuration, as a TOML document."""
     lines = []
     for section, values in config.as_dict().items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            name = key if key.replace("_", "").isalnum() else json.dumps(key)
-            text = (
-                ("true" if value else "false")
-                if isinstance(value, bool)
-                else (str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False))
-            )
-            lines.append(f"{name} = {text}")
-        lines.append("")
+        if section == "service" and isinstance(values, list):  # [[service]], each with its tables
+            for entry in values:
+                lines += toml_table("[[service]]", {k: v for k, v in entry.items() if not isinstance(v, dict)})
+                for table, inner in entry.items():
+                    if isinstance(inner, dict):
+                        lines += toml_table(f"[service.{table}]", inner)
+            continue
+        lines += toml_table(f"[{section}]", values)
     return "\n".join(lines)
+
+
+def single_form(config: Config, spec: ServiceSpec) -> Config:
+    """One service of a list-form config as a single-form one (what ``aiges check`` tries)."""
+    return dataclasses.replace(
+        config,
+        aiges=dataclasses.replace(config.aiges, wrapper=str(spec.wrapper_path)),
+        worker=spec.worker,
+        fc=spec.fc,
+        batch=spec.batch,
+        resources=spec.resources,
+        wrapper=dict(spec.wrapper_config),
+        services=(),
+    )
+
+
+def check_each(config: Config) -> int:
+    """Each service of a list-form config checked in a child ``aiges check`` of its own (wrappers
+    are imported as the module ``wrapper``, one per process)."""
+    worst = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for index, spec in enumerate(config.specs()):
+            path = Path(folder) / f"service-{index}.toml"
+            path.write_text(render_toml(single_form(config, spec)), encoding="utf-8")
+            child = subprocess.run(
+                [sys.executable, "-m", "aiges", "check", "-c", str(path), "-s", config.service_name],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            said = [line for line in (child.stdout + child.stderr).splitlines() if line.startswith("aiges")]
+            for line in said or [f"aiges check: exited {child.returncode}"]:
+                print(f"[{spec.label}] {line}", file=sys.stdout if child.returncode == 0 else sys.stderr)
+            worst = max(worst, child.returncode)
+    return worst
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"# warning: {warning}")
     if config.ignored:
         print(f"# accepted for compatibility, no effect: {', '.join(config.ignored)}")
+    if config.listed:
+        return check_each(config)
     plugin = load_wrapper(config)
     if plugin is None:
         return 2

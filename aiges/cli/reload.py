@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--addr", help="HOST:PORT of the server (instead of --config)")
     parser.add_argument("--section", default=None, help="the config's service section (default: svcName)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the new workers (default 900)")
+    parser.add_argument("--service", default="", help="reload this service only (default: every service)")
     parser.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     add_client_options(parser)
 
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     assert address is not None
     with open_channel(address, tls=tls, signing=signing) as channel:
         try:
-            reply = ToolBoxStub(channel).cmdserver(Request(query=json.dumps({"cmd": "reload"})), timeout=args.timeout)
+            reply = ToolBoxStub(channel).cmdserver(
+                Request(query=json.dumps({"cmd": "reload", "service": args.service})), timeout=args.timeout
+            )
         except grpc.RpcError as exc:
             print(f"aiges reload: {address}: {exc.code().name} {exc.details()}", file=sys.stderr)
             return 2

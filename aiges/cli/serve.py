@@ -1,4 +1,4 @@
-"""``aiges serve``: serve the wrapper named in aiges.toml."""
+"""``aiges serve``: serve the wrapper named in aiges.toml, or each of its ``[[service]]``."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         print(f"aiges: warning: {warning}", file=sys.stderr)
     try:
-        resolve_wrapper_path(config.wrapper_path)
+        for spec in config.specs():
+            resolve_wrapper_path(spec.wrapper_path)
     except PluginLoadError as exc:
         print(f"aiges: {exc}", file=sys.stderr)
         return 2

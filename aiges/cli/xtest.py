@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--addr", action="append", default=[], help="HOST:PORT to test (repeatable; over taddrs)")
     parser.add_argument("--etcd", help="etcd endpoints: test the providers registered there instead")
     parser.add_argument(
-        "--service", help="with --etcd: the service id; with --addr: sent as aiges-service, for a gateway"
+        "--service",
+        help="the service: the calls' LoaderInput.serviceId (over [svcMode] svcId), with --addr also sent as "
+        "aiges-service (for a gateway), with --etcd the key's",
     )
     parser.add_argument("--version", dest="service_version", default="v1", help="with --etcd: the version")
     parser.add_argument("--concurrency", type=int, help="callers at once (multiThr)")
@@ -179,6 +181,8 @@ def apply_flags(config: XtestConfig, args: argparse.Namespace) -> None:
     from aiges.cli.call import parse_expect, parse_input
     from aiges.xtest.plan import ExpectSpec, InputSpec
 
+    if args.service:
+        config.service_id = args.service
     if args.addr:
         config.addresses = [a for spec in args.addr for a in parse_addresses(spec)]
     if args.concurrency:

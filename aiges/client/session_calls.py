@@ -126,10 +126,12 @@ class StreamSession:
         expect: Expect = None,
         service_id: str = "",
         timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """``metadata``: the call's (the ``aiges-service`` header, for a gateway)."""
         self._outgoing: queue.Queue[LoaderInput | None] = queue.Queue()
         self.params, self.headers, self.expect, self.service_id = params, headers, expect, service_id
-        self._call = SessionStub(channel).Stream(self._requests(), timeout=timeout)
+        self._call = SessionStub(channel).Stream(self._requests(), timeout=timeout, metadata=metadata or None)
         self.ended = False
         self._opened = False
 

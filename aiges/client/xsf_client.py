@@ -39,7 +39,9 @@ class Client:
         signing: SigningKey | None = None,
         service: str = "",
     ) -> None:
-        """``options``: more gRPC channel arguments (keep-alive, reconnection back-off...);
+        """``service_id``: the service every call is for (``LoaderInput.serviceId``: a daemon
+        with several services routes by it; empty: the only one); ``options``: more gRPC channel
+        arguments (keep-alive, reconnection back-off...);
         ``tls``: connect over TLS (with a client certificate for mTLS); ``signing``: sign every
         call with an app's key (a server with ``[auth] mode = "hmac"``); ``service``: the service
         an ``aiges gateway`` in front of many should route to (the ``aiges-service`` header)."""
@@ -142,7 +144,12 @@ class Client:
             session = XsfSession(self, params=params, headers=headers, expect=expect, wait_ms=wait_ms, handle=handle)
         elif transport == "stream":
             session = StreamSession(
-                self.channel, params=params, headers=headers, expect=expect, service_id=self.service_id
+                self.channel,
+                params=params,
+                headers=headers,
+                expect=expect,
+                service_id=self.service_id,
+                metadata=self.metadata,
             )
         else:
             raise ValueError(f"transport must be 'xsf' or 'stream', got {transport!r}")
@@ -151,6 +158,8 @@ class Client:
     # -- runtime control ----------------------------------------------------------------------------
 
     def _control(self, op: str, params: dict[str, str], message: LoaderInput | None = None) -> None:
+        if message is None and self.service_id:  # it names the service the op is for
+            message = LoaderInput(serviceId=self.service_id)
         code, error, handle, output = self.call(op, message, params=params)
         if output is not None and output.code:
             code, error = output.code, output.err

@@ -1,6 +1,7 @@
 """An xsf ``utils.ReqData`` as the front needs it: op, handle, trace, params, and the LoaderInput
 it carries, undecoded, with the one fact the front decides on (a one-shot call or a session's
-first frame: ``LoaderInput.state``). The payloads stay where they are; the worker decodes them.
+first frame: ``LoaderInput.state``; and the service it names, ``serviceId``, which routes it). The
+payloads stay where they are; the worker decodes them.
 
 A large request (``wire_scan.SCAN_MIN`` and up) is not parsed whole: protobuf would copy
 ``data[0].data`` twice (``wire_scan`` says why). Its top-level fields are scanned instead,
@@ -23,6 +24,7 @@ from aiges.protocol.xsf_pb2 import ReqData
 REQ_DATA = 4  # ReqData.data
 DATA_META_DATA = 1  # DataMeta.data
 LOADER_INPUT_STATE = 3  # LoaderInput.state
+LOADER_INPUT_SERVICE_ID = 1  # LoaderInput.serviceId
 
 
 @dataclass(slots=True)
@@ -65,19 +67,40 @@ def _scan_request(view: memoryview) -> tuple[ReqData, Payload]:
     return head, data
 
 
-def opens_session(data: Payload) -> bool:
-    """Whether a first frame's LoaderInput asks for a session (``state`` STREAM) rather than a
-    one-shot call (ONCE); 10401 if it is not a LoaderInput."""
-    state: int
+def first_frame(data: Payload) -> tuple[bool, str]:
+    """What a first frame's LoaderInput decides: whether it asks for a session (``state``
+    STREAM) rather than a one-shot call (ONCE), and the service it names (``serviceId``, which
+    routes it); 10401 if it is not a LoaderInput. A large one is scanned, not parsed."""
     try:
         if type(data) is bytes and len(data) < wire_scan.SCAN_MIN:
-            state = LoaderInput.FromString(data).state
-        else:
-            with memoryview(data) as view:
-                if view.nbytes >= wire_scan.SCAN_MIN:
-                    state = wire_scan.varint_field(view, LOADER_INPUT_STATE, LoaderInput.STREAM)
-                else:
-                    state = LoaderInput.FromString(view.tobytes()).state
-    except DecodeError as exc:
+            message = LoaderInput.FromString(data)
+            return message.state != LoaderInput.ONCE, message.serviceId
+        with memoryview(data) as view:
+            if view.nbytes < wire_scan.SCAN_MIN:
+                message = LoaderInput.FromString(view.tobytes())
+                return message.state != LoaderInput.ONCE, message.serviceId
+            state = wire_scan.varint_field(view, LOADER_INPUT_STATE, LoaderInput.STREAM)
+            return state != LoaderInput.ONCE, _scanned_service(view)
+    except (DecodeError, UnicodeDecodeError) as exc:
         raise AigesError(ErrorCode.PB_UNMARSHAL, f"data[0].data is not a protocol.LoaderInput: {exc}") from None
-    return state != LoaderInput.ONCE
+
+
+def _scanned_service(view: memoryview) -> str:
+    field = wire_scan.last(view, LOADER_INPUT_SERVICE_ID, wire_scan.LEN)
+    return "" if field is None else bytes(view[field.value : field.end]).decode("utf-8")
+
+
+def opens_session(data: Payload) -> bool:
+    """Whether a first frame's LoaderInput asks for a session rather than a one-shot call."""
+    return first_frame(data)[0]
+
+
+def service_named(data: Payload) -> str:
+    """The ``serviceId`` of a LoaderInput (a runtime op's, a stream's first message); "" when
+    there is none or it is not one (the op then fails on its own terms)."""
+    if not data:
+        return ""
+    try:
+        return first_frame(data)[1]
+    except AigesError:
+        return ""

@@ -1,13 +1,16 @@
-"""Server lifecycle: listen, start the workers, serve, drain, stop.
+"""Server lifecycle: listen, start the services' workers, serve, drain, stop.
 
-start    the port opens at once with health NOT_SERVING; the workers run wrapperInit
-serve    health SERVING once enough workers are up; registered in the registry
+start    the port opens at once with health NOT_SERVING; every service's workers run wrapperInit
+serve    health SERVING once enough workers of every service are up; each service registered in
+         the registry under its own name
 drain    on SIGTERM or SIGINT: health NOT_SERVING and deregistration first, then new calls and
          sessions are refused (10110, so clients retry elsewhere) while the running ones get up
          to [aiges] drain_timeout_ms to finish; then wrapperFini in every worker and exit 0.
          A second signal exits at once.
 
-SIGHUP (or ``aiges reload``) while serving reloads the wrapper: ``reloader.Reloader``.
+SIGHUP (or ``aiges reload``) while serving reloads every service's wrapper (``reloader``);
+``aiges service`` (the OIP model repository) adds, replaces and removes services
+(``repository``). A service is ``service.Service``; the fronts are built in ``fronts``.
 """
 
 from __future__ import annotations
@@ -17,82 +20,43 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from aiges.config import Config, load_config
-from aiges.engine.admission import Admission
-from aiges.engine.engine import Engine, EngineSettings
-from aiges.engine.pool import PoolSettings, WorkerInitError
-from aiges.gpu import GpuStats, plan_workers
+from aiges.config import Config, ServiceSpec, load_config
+from aiges.engine.admission import Admission, LocalCounts
+from aiges.engine.pool import WorkerInitError
+from aiges.gpu import GpuStats
 from aiges.metrics import REGISTRY, StateCollector
-from aiges.protocol import stream_pb2, xsf_pb2  # noqa: F401 - registers the descriptors reflection serves
-from aiges.protocol.handle import HandleGenerator, advertised_ipv4
-from aiges.registry import make_registry, provider_key
-from aiges.registry.interface import NullRegistry, Registry
-from aiges.server.grpc.forwarding import ForwardedCallers, SessionForwarder
-from aiges.server.grpc.native_stream import SERVICE as STREAM_SERVICE
-from aiges.server.grpc.native_stream import StreamService
-from aiges.server.grpc.oip import OipService
-from aiges.server.grpc.toolbox import ToolBoxService
-from aiges.server.grpc.xsf import XsfService
+from aiges.protocol.handle import HandleGenerator
+from aiges.registry.interface import NullRegistry
+from aiges.server.fronts import Fronts, Parts, add_grpc_services, bind, listen_address, start_http
 from aiges.server.health_service import Health, Phase
 from aiges.server.host_state import HostState, HostStateError, settings_for
 from aiges.server.http import HttpFront
 from aiges.server.http.ase import model_route
-from aiges.server.model import Model, ModelSource
-from aiges.server.reloader import Reloader, worker_settings
-from aiges.server.reports import WrapperReports
+from aiges.server.registration import Registrations
+from aiges.server.repository import Repository
 from aiges.server.security import Security, SecurityError
+from aiges.server.service import Service, State
+from aiges.server.services import Services
+from aiges.server.status import server_snapshot
 
 if TYPE_CHECKING:
     from aiges.platform.config_watch import ConfigWatch
 
 log = structlog.get_logger("aiges.server")
 
-LOAD_STEPS = 20
-MAX_PENDING_CALLS = 1 << 16  # calls queued before the server takes them: metadata only, the message is read later
-
-
-def listen_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
-@dataclass
-class Fronts:
-    """What ``bind`` made: the gRPC server on the service port, and the address it serves; with
-    fronts sharing the port, the local server other fronts pass session calls to
-    (``grpc.forwarding``)."""
-
-    server: grpc.aio.Server
-    port: int
-    ip: str
-    local: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        await self.server.start()
-        if self.local is not None:
-            await self.local.start()
-
-    async def stop(self, grace_s: float) -> None:
-        if self.local is not None:
-            await self.local.stop(grace_s)
-        await self.server.stop(grace_s)
-
 
 class App:
     """One server's life, in phases: ``bind`` the port (health answers NOT_SERVING at once),
-    ``start`` the workers, ``serve`` until a signal, ``drain``, ``stop``. Everything below the
-    fronts is the engine; the app reads its ``status()`` and asks it to ``drain()``."""
+    ``start`` the services' workers, ``serve`` until a signal, ``drain``, ``stop``. Everything
+    below the fronts is the services' engines; the app reads their state and asks them to drain."""
 
     def __init__(
         self, config: Config, reread: Callable[[], Config] | None = None, config_watch: ConfigWatch | None = None
@@ -103,127 +67,97 @@ class App:
         self.config_watch = config_watch
         self.http_address = ""
         self.reread = reread or partial(load_config, config.path, config.service_name)
-        self.reloader: Reloader | None = None
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
         self.address = ""
-        self.gpus = plan_workers(config.worker.gpus, config.worker.count)
-        self.registry: Registry = NullRegistry()
-        self.reports = WrapperReports(labels_changed=lambda: self.registry.changed())
+        self.peer = ""
+        self.services = Services(config.listed)
+        self.health = Health(self.services, config.service_name)
+        self.registrations: Registrations | None = None
+        self.repository: Repository | None = None
         self.gpu_stats = GpuStats()
         self.http: HttpFront | None = None
-        self.engine: Engine | None = None
-        self.health: Health | None = None
         self._signal_tasks: set[asyncio.Future[Any]] = set()
         self.security = Security()
         self.host: HostState | None = None
         """With ``[svcName] reuseport``: the state this front shares with the port's others."""
 
-    def engine_settings(self, peer_addr: str) -> EngineSettings:
-        config = self.config
-        pool = PoolSettings(
-            worker=worker_settings(config, peer_addr),
-            gpus=self.gpus,
-            exec_timeout_ms=config.worker.exec_timeout_ms,
-            shm_bytes=config.worker.shm_mb << 20,
-            threads=config.worker.threads,
-            ready_timeout_ms=config.worker.ready_timeout_ms,
-            start_failures=config.worker.start_failures,
-            resource_count=config.resources.max_count,
-            resource_bytes=config.resources.max_mb << 20,
-        )
-        return EngineSettings(
-            pool=pool,
-            licences=config.fc.max,
-            session_ttl_ms=config.fc.ttl,
-            expiry_scan_ms=config.fc.roll,
-            session_output_bytes=config.fc.session_output_kb << 10,
-            default_deadline_ms=config.fc.deadline_ms,
-            log_workers=config.log.level == "debug",
-        )
-
     # -- what the app reports -------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The server's state: ``cmdserver`` status and the gauges (the registry value is a
-        stable part of it, ``registry_value``)."""
-        assert self.engine is not None and self.health is not None
-        state = self.engine.status()
-        info = self.engine.info()
-        return {
-            "address": self.address,
-            "service": self.config.registry.service or (info.service_id if info else ""),
-            "version": self.config.registry.version or (info.version if info else ""),
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "phase": self.health.phase.value,
-            "health": self.health.status_name(),
-            "workers": len(state.workers),
-            "workers_ready": state.workers_ready,
-            "worker_pids": [w.pid for w in state.workers],
-            "worker_restarts": state.worker_restarts,
-            "live": state.live,
-            "gpus": [w.gpu for w in state.workers if w.gpu],
-            "licences_total": state.licences_total,
-            "licences_used": state.licences_used,
-            "licences_free": state.licences_free,
-            "sessions": state.sessions,
-            "inflight": state.inflight,
-            "labels": dict(self.reports.lb_labels),
-            "lb_type": self.engine.lb_type,
-            "resources": state.resources,
-            "resources_bytes": state.resources_bytes,
-            "reload": self.reloader.state() if self.reloader is not None else None,
-            "config": self.config_watch.status() if self.config_watch is not None else None,
-        }
+        """The server's state: ``cmdserver`` status and the gauges."""
+        state = server_snapshot(self.services, self.health, self.address, self.started)
+        state["config"] = self.config_watch.status() if self.config_watch is not None else None
+        return state
 
-    def registry_value(self) -> dict[str, Any]:
-        """The registry entry's value: only what clients balance on, so that an idle server
-        writes nothing (the lease is kept alive on its own). Free licences are rounded down to
-        a twentieth of the total, so a busy server rewrites it when its load moves a step."""
-        state = self.snapshot()
-        step = max(1, state["licences_total"] // LOAD_STEPS)
-        stable = (
-            "address",
-            "service",
-            "version",
-            "pid",
-            "phase",
-            "health",
-            "workers",
-            "workers_ready",
-            "gpus",
-            "licences_total",
-            "labels",
-        )
-        value = {**{key: state[key] for key in stable}, "licences_free": state["licences_free"] // step * step}
-        if state["lb_type"]:  # AILBType's lbType
-            value["type"] = state["lb_type"]
-        value.update(self.routes())
+    def routes(self, service: Service) -> dict[str, Any]:
+        """Where a gateway sends each protocol for ``service``: its OIP model name, its ASE route
+        (POST and WebSocket) and the HTTP front's address (absent without one), and the config
+        centre's version this host runs; in its registry value."""
+        found: dict[str, Any] = {}
+        model = service.models.get()
+        if model is not None:
+            found = {"model": model.name, "route": model_route(model)}
+            if self.http_address:
+                found["http"] = self.http_address
         if self.config_watch is not None:
-            value.update(self.config_watch.registry_fields())
-        return value
-
-    def routes(self) -> dict[str, Any]:
-        """Where a gateway sends each protocol for this service: the OIP model name, the ASE
-        route (POST and WebSocket) and the HTTP front's address (absent without one)."""
-        info = self.engine.info() if self.engine is not None else None
-        if info is None:
-            return {}
-        model = Model.of(info, self.config.service_name)
-        found: dict[str, Any] = {"model": model.name, "route": model_route(model)}
-        if self.http_address:
-            found["http"] = self.http_address
+            found.update(self.config_watch.registry_fields())
         return found
 
-    def service_id(self) -> str | None:
-        """The service callers must be allowed for: [registry] service, else the wrapper's serviceId."""
-        info = self.engine.info() if self.engine is not None else None
-        return self.config.registry.service or (info.service_id if info else None)
+    # -- what the config centre uses (``platform.config_watch.ServingApp``): the single form's service
 
-    def schema(self) -> dict[str, Any] | None:
-        info = self.engine.info() if self.engine is not None else None
+    @property
+    def engine(self) -> Any:
+        return next(iter(self.services)).engine
+
+    @property
+    def reloader(self) -> Callable[[], Any]:
+        return self.reload
+
+    @property
+    def registry(self) -> Registrations | NullRegistry:
+        return self.registrations if self.registrations is not None else NullRegistry()
+
+    def schema(self, name: str = "") -> dict[str, Any] | None:
+        service = self.services.get(name) if name else next(iter(self.services), None)
+        info = service.engine.info() if service is not None else None
         return info.schema if info else None
+
+    async def reload(self, name: str = "") -> dict[str, Any]:
+        """Reload one service (by name), or every one; with one service, its answer as it always was."""
+        targets = [s for s in self.services if s.name == name] if name else list(self.services)
+        if not targets:
+            return {"ok": False, "error": f"no service {name!r} here", "generation": 0, "workers": 0, "ms": 0}
+        if len(targets) == 1 and (name or not self.services.several):
+            return await targets[0].reloader()
+        answers = {service.label: await service.reloader() for service in targets}
+        return {
+            "ok": all(answer["ok"] for answer in answers.values()),
+            "generation": max(answer["generation"] for answer in answers.values()),
+            "workers": sum(answer["workers"] for answer in answers.values()),
+            "ms": sum(answer["ms"] for answer in answers.values()),
+            "retiring": sum(answer["retiring"] for answer in answers.values()),
+            "error": "; ".join(f"{n}: {a['error']}" for n, a in answers.items() if not a["ok"]),
+            "services": answers,
+        }
+
+    def _serving(self) -> bool:
+        return self.health.phase is Phase.SERVING
+
+    def new_service(self, spec: ServiceSpec, shared_licences: bool = False) -> Service:
+        """A service of this daemon (not started). ``shared_licences``: with fronts sharing the
+        port, its licences are the host's (the single form's one service); the others count
+        their own in this front, while the apps' limits are the host's for all."""
+        admission = None
+        if self.host is not None:
+            licences = self.host if shared_licences else LocalCounts(spec.fc.max)
+            admission = Admission(licences, self.host)
+        return Service(spec, self.config, self.peer, admission=admission, reread=self.reread, serving=self._serving)
+
+    def _changed(self) -> None:
+        self.health.poke()
+        if self.registrations is not None:
+            self.registrations.changed()
 
     # -- phases --------------------------------------------------------------------------------------
 
@@ -242,53 +176,67 @@ class App:
         return HostState.join(settings) if settings is not None else None
 
     async def _run(self) -> int:
+        config = self.config
         try:
             self.host = self._join_host()
-            self.security = Security.from_config(self.config, self.host)
+            self.security = Security.from_config(config, self.host)
         except (SecurityError, HostStateError) as exc:
             log.error("cannot start", error=str(exc))
             print(f"aiges: {exc}", file=sys.stderr)
             return 2
-        fronts = self.bind()
+        fronts = bind(config, self.security)
         if fronts is None:
             return 2
+        self.address, self.peer = fronts.address, f"{fronts.ip}:{fronts.port}"
         handles = HandleGenerator(fronts.ip, fronts.port, self.host.front if self.host is not None else 0)
-        # with fronts sharing the port, the host's licences and app limits are shared too
-        admission = Admission(self.host, self.host) if self.host is not None else None
-        settings = self.engine_settings(f"{fronts.ip}:{fronts.port}")
-        engine = self.engine = Engine(settings, self.reports.handle, admission=admission)
-        self.security.service_id = self.service_id
-        health = self.health = Health(engine, self.config.service_name, self.config.worker.min_ready, len(self.gpus))
-        self.reloader = Reloader(
-            engine, self.reread, self.config.aiges.drain_timeout_ms, lambda: health.phase is Phase.SERVING
+        for index, spec in enumerate(config.specs()):
+            self.services.add(self.new_service(spec, shared_licences=index == 0 and not config.listed))
+        self.security.service_id = self.services.guard_service
+        repository = self.repository = Repository(
+            self.services, config, self.new_service, lambda: self.registrations, self._changed, self._serving
         )
-        models = ModelSource(engine.info, self.config.service_name)
-        self._add_services(fronts, handles, models)
-        await health.refresh()
+        parts = Parts(
+            config,
+            self.security,
+            self.services,
+            handles,
+            self.health,
+            repository,
+            self.snapshot,
+            self.schema,
+            self.reload,
+        )
+        add_grpc_services(fronts, parts, self.host)
+        await self.health.refresh()
         await fronts.start()
-        http = await self._start_http(handles, models)
+        http = await start_http(parts, self.snapshot)
         if http is False:
             await fronts.stop(0)
             return 2
         self.http = http if isinstance(http, HttpFront) else None
+        if self.http is not None:
+            host, _, port = self.http.address.rpartition(":")
+            if host in ("", "0.0.0.0", "::"):  # every address: advertise the one the gRPC port is reached at
+                host = self.address.rpartition(":")[0]
+            self.http_address = f"{host}:{port}"
         collector = StateCollector(self.snapshot, self.gpu_stats.read)
         REGISTRY.register(collector)
         self._serve_metrics()
         self._install_signal_handlers()
         log.info(
             "listening",
-            address=listen_address(self.config.service.host, fronts.port),
-            workers=len(self.gpus),
-            wrapper=str(self.config.wrapper_path),
+            address=listen_address(config.service.host, fronts.port),
+            services=[s.spec.label for s in self.services],
+            workers=sum(len(s.gpus) for s in self.services),
         )
         try:
-            code = await self._start_workers(engine)
+            code = await self._start_services()
             if code is not None:
                 await fronts.stop(0)
                 return code
-            await self._serve(engine, health)
-            await self._drain(engine, health)
-            await self._stop(fronts, engine, health)
+            await self._serve()
+            await self._drain()
+            await self._stop(fronts)
             return 0
         finally:
             if self.config_watch is not None:
@@ -296,161 +244,87 @@ class App:
             REGISTRY.unregister(collector)
             if self.http is not None:
                 await self.http.stop()
+            await repository.close()
 
-    def bind(self) -> Fronts | None:
-        megabyte = 1 << 20
-        server = grpc.aio.server(
-            interceptors=self.security.grpc_interceptors(),
-            options=[
-                ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
-                ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
-                # Off unless asked for: a second server on a taken port must fail, not share it.
-                ("grpc.so_reuseport", int(self.config.service.reuseport)),
-                # Calls that arrive faster than the server takes them wait in gRPC's queue, which by
-                # default cancels beyond 1000: the licences, not the transport, must limit a burst.
-                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
-                ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-            ],
+    async def _start_services(self) -> int | None:
+        """Start every service's workers, or give up when a signal comes first. None: serving may begin."""
+        services = list(self.services)
+        starting: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(s.start(self.health.poke) for s in services))
         )
-        host = self.config.service.host
-        try:
-            port = self.security.add_grpc_port(server, listen_address(host, self.config.service.port))
-        except RuntimeError as exc:
-            log.error("cannot listen", address=listen_address(host, self.config.service.port), error=str(exc))
-            return None
-        ip = advertised_ipv4(host)
-        self.address = self.config.registry.address or f"{ip}:{port}"
-        return Fronts(server, port, ip)
-
-    def _add_services(self, fronts: Fronts, handles: HandleGenerator, models: ModelSource) -> None:
-        assert self.engine is not None and self.health is not None
-        health = self.health
-        debug = self.config.log.level == "debug"
-        peer = f"{fronts.ip}:{fronts.port}"
-        forwarder = None
-        if self.host is not None:
-            forwarder = SessionForwarder(self.host, self.config.service.maxreceive << 20)
-            local = XsfService(self.engine, handles, peer, ForwardedCallers(), debug, front="xsf-local")
-            fronts.local = self._local_server(local)
-        fronts.server.add_generic_rpc_handlers(
-            (
-                XsfService(self.engine, handles, peer, self.security.callers, debug, forwarder).rpc_handlers(),
-                StreamService(self.engine, handles, self.security.callers).rpc_handlers(),
-                ToolBoxService(self.snapshot, self.schema, self.reloader).rpc_handlers(),
-                OipService(self.engine, handles, models, lambda: health.serving, self.security.callers).rpc_handlers(),
-            )
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, fronts.server)
-        reflection.enable_server_reflection(
-            (
-                xsf_pb2.DESCRIPTOR.services_by_name["XsfCall"].full_name,
-                xsf_pb2.DESCRIPTOR.services_by_name["ToolBox"].full_name,
-                STREAM_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            fronts.server,
-        )
-
-    def _local_server(self, xsf: XsfService) -> grpc.aio.Server:
-        """The front's local socket, where the other fronts of the port pass on the calls of
-        sessions this front holds (no caller check: only local fronts can reach it)."""
-        assert self.host is not None
-        megabyte = 1 << 20
-        limits = [
-            ("grpc.max_receive_message_length", self.config.service.maxreceive * megabyte),
-            ("grpc.max_send_message_length", self.config.service.maxsend * megabyte),
-        ]
-        local = grpc.aio.server(options=limits)
-        local.add_generic_rpc_handlers((xsf.rpc_handlers(),))
-        path = Path(self.host.socket_path)
-        path.unlink(missing_ok=True)  # a dead front's, in the slot this one took
-        local.add_insecure_port(f"unix:{path}")
-        return local
-
-    async def _start_workers(self, engine: Engine) -> int | None:
-        """Start the workers, or give up when a signal comes first. None: serving may begin."""
-        starting = asyncio.create_task(engine.start())
-        stop_wait = asyncio.create_task(self.stopping.wait())
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
-            await engine.stop(timeout_s=5.0)
+            await asyncio.gather(*(s.stop(timeout_s=5.0) for s in services))
             return 0
         stop_wait.cancel()
         try:
             starting.result()
         except WorkerInitError as exc:
-            log.error("wrapper failed to start", error=str(exc))
-            print(f"aiges: {exc}", file=sys.stderr)
-            return 2
+            return await self._cannot_serve(services, f"{exc}")
+        twice = [name for name, count in Counter(s.name for s in services).items() if count > 1]
+        if twice:
+            reason = f"two services are named {twice[0]!r} (their wrappers' serviceId): give one a name in [[service]]"
+            return await self._cannot_serve(services, reason)
+        for service in services:
+            service.state = State.SERVING
         return None
 
-    async def _serve(self, engine: Engine, health: Health) -> None:
-        health.start()
-        await health.set_phase(Phase.SERVING)
-        snapshot = self.snapshot()
-        self.registry = make_registry(
-            self.config.registry,
-            provider_key(self.config.registry.prefix, snapshot["service"], snapshot["version"], self.address),
-            self.registry_value,
+    async def _cannot_serve(self, services: list[Service], reason: str) -> int:
+        log.error("wrapper failed to start", error=reason)
+        print(f"aiges: {reason}", file=sys.stderr)
+        await asyncio.gather(*(s.stop(timeout_s=5.0) for s in services))
+        return 2
+
+    async def _serve(self) -> None:
+        self.health.start()
+        await self.health.set_phase(Phase.SERVING)
+        registrations = self.registrations = Registrations(
+            self.config.registry, self.address, self._registry_health, self.routes
         )
-        await self.registry.start()
+        for service in self.services:
+            await registrations.register(service)
+        log.info(
+            "serving",
+            address=self.address,
+            services={s.label: {"workers": len(s.gpus), "licences": s.spec.fc.max} for s in self.services},
+        )
         if self.config_watch is not None:
             await self.config_watch.start(self)
-        log.info("serving", address=self.address, workers=len(self.gpus), licences=self.config.fc.max)
         await self.stopping.wait()
 
-    async def _drain(self, engine: Engine, health: Health) -> None:
-        """Health NOT_SERVING and deregistration first, then calls and sessions may finish."""
-        state = engine.status()
-        log.info(
-            "draining", inflight=state.inflight, sessions=state.sessions, timeout_ms=self.config.aiges.drain_timeout_ms
-        )
-        await health.set_phase(Phase.DRAINING)
-        await self.registry.deregister()
-        if not await engine.drain(self.config.aiges.drain_timeout_ms / 1000):
-            state = engine.status()
-            log.warning("drain timeout", inflight=state.inflight, sessions=state.sessions)
+    def _registry_health(self, service: Service) -> tuple[str, str]:
+        return self.health.phase.value, self.health.service_status(service.name)
 
-    async def _stop(self, fronts: Fronts, engine: Engine, health: Health) -> None:
+    async def _drain(self) -> None:
+        """Health NOT_SERVING and deregistration first, then calls and sessions may finish."""
+        services = self.services.everything()
+        timeout_ms = self.config.aiges.drain_timeout_ms
+        states = [s.engine.status() for s in services]
+        log.info(
+            "draining",
+            inflight=sum(s.inflight for s in states),
+            sessions=sum(s.sessions for s in states),
+            timeout_ms=timeout_ms,
+        )
+        await self.health.set_phase(Phase.DRAINING)
+        if self.registrations is not None:
+            await self.registrations.deregister_all()
+        drained = await asyncio.gather(*(s.engine.drain(timeout_ms / 1000) for s in services))
+        for service, done in zip(services, drained, strict=True):
+            if not done:
+                state = service.engine.status()
+                log.warning("drain timeout", service=service.label, inflight=state.inflight, sessions=state.sessions)
+
+    async def _stop(self, fronts: Fronts) -> None:
         await fronts.stop(1.0)
         if self.http is not None:
             await self.http.stop()
             self.http = None
-        health.stop()
-        await engine.stop()
+        self.health.stop()
+        await asyncio.gather(*(s.stop() for s in self.services.everything()))
         log.info("stopped")
-
-    async def _start_http(self, handles: HandleGenerator, models: ModelSource) -> HttpFront | None | bool:
-        """The HTTP front, when configured; False when its address cannot be bound."""
-        listen = self.config.http_listen
-        if not listen:
-            return None
-        assert self.engine is not None and self.health is not None
-        health = self.health
-        front = HttpFront(
-            self.engine,
-            handles,
-            models,
-            lambda: health.serving,
-            cors=self.config.http.cors,
-            max_body_mb=self.config.service.maxreceive,
-            status=self.snapshot,
-            middlewares=self.security.http_middlewares(),
-            ssl_context=self.security.http_ssl(),
-        )
-        try:
-            bound = await front.start(listen, reuse_port=self.config.service.reuseport)
-        except (OSError, ValueError) as exc:
-            log.error("cannot serve http", address=listen, error=str(exc))
-            await front.stop()
-            return False
-        host, _, port = bound.rpartition(":")
-        if host in ("", "0.0.0.0", "::"):  # every address: advertise the one the gRPC port is reached at
-            host = self.address.rpartition(":")[0]
-        self.http_address = f"{host}:{port}"
-        return front
 
     def _serve_metrics(self) -> None:
         section = self.config.metrics
@@ -471,12 +345,11 @@ class App:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
     def _on_reload_signal(self) -> None:
-        """SIGHUP: reload the wrapper (the outcome is logged, and in the cmdserver status)."""
+        """SIGHUP: reload every service's wrapper (the outcome is logged, and in the cmdserver status)."""
         log.info("signal received", signal="SIGHUP")
-        if self.reloader is not None:
-            task = asyncio.ensure_future(self.reloader())
-            self._signal_tasks.add(task)
-            task.add_done_callback(self._signal_tasks.discard)
+        task = asyncio.ensure_future(self.reload())
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():

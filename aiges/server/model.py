@@ -1,5 +1,5 @@
-"""The one model a server serves, as the OIP and HTTP fronts present it: the wrapper's serviceId,
-version and declarations, once a worker has loaded it."""
+"""A service's model, as the OIP and HTTP fronts present it: the wrapper's serviceId (or the
+service's own name, with ``[[service]]``), version and declarations, once a worker has loaded it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,20 @@ from typing import Any
 
 from aiges.engine.items import WorkerInfo
 from aiges.errors import AigesError, ErrorCode
-from aiges.schema import declared_inputs, declared_outputs
+from aiges.schema import declared_inputs, declared_outputs, route_of
+
+
+def routed_schema(schema: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """A service named apart from its wrapper's serviceId gets its own default route
+    (``/<version>/private/<name>``), so that two services of one wrapper have two routes; a
+    route the wrapper declares itself stays as it is."""
+    if not schema or not name:
+        return schema
+    meta = schema["meta"]
+    service_id, version = str(meta.get("serviceId", "")), str(meta.get("version", ""))
+    if name == service_id or meta.get("route") != route_of(service_id, version, None):
+        return schema
+    return {**schema, "meta": {**meta, "route": route_of(name, version, None)}}
 
 
 class ModelNotFound(Exception):
@@ -32,11 +45,12 @@ class Model:
     sessions: bool
 
     @classmethod
-    def of(cls, info: WorkerInfo, service_name: str) -> Model:
+    def of(cls, info: WorkerInfo, service_name: str, name: str = "", version: str = "") -> Model:
+        """``name``, ``version``: the service's own (``[[service]]`` name and version), over the wrapper's."""
         return cls(
-            name=info.service_id or service_name,
-            version=info.version or "1",
-            schema=info.schema,
+            name=name or info.service_id or service_name,
+            version=version or info.version or "1",
+            schema=routed_schema(info.schema, name),
             sessions="stream" in info.capabilities,
         )
 
@@ -78,13 +92,23 @@ class ModelSource:
     """The model, as the fronts ask for it: ``current()`` raises ModelLoading until a worker has
     loaded the wrapper."""
 
-    def __init__(self, info: Callable[[], WorkerInfo | None], service_name: str) -> None:
+    def __init__(
+        self, info: Callable[[], WorkerInfo | None], service_name: str, name: str = "", version: str = ""
+    ) -> None:
         self._info = info
         self.service_name = service_name
+        self.name = name
+        self.version = version
+        self._model: Model | None = None
+        self._of: WorkerInfo | None = None
 
     def get(self) -> Model | None:
         info = self._info()
-        return Model.of(info, self.service_name) if info is not None else None
+        if info is None:
+            return None
+        if info is not self._of:  # made once per generation of workers, not per call
+            self._model, self._of = Model.of(info, self.service_name, self.name, self.version), info
+        return self._model
 
     def current(self) -> Model:
         model = self.get()

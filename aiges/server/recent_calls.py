@@ -58,4 +58,17 @@ class RecentCalls:
 
 
 RECENT = RecentCalls()
+"""The whole server's calls."""
+
+_BY_SERVICE: dict[str, RecentCalls] = {}
+
+
+def of_service(name: str) -> RecentCalls:
+    """One service's calls (its console page's panel)."""
+    recent = _BY_SERVICE.get(name)
+    if recent is None:
+        recent = _BY_SERVICE[name] = RecentCalls(KEPT // 4)
+    return recent
+
+
 """The server's calls (one server per process)."""

@@ -8,6 +8,10 @@ soon as it is ready; the old workers finish their calls and sessions within ``[a
 drain_timeout_ms`` and stop. Health stays SERVING throughout. A config that does not load, or a
 new wrapper that fails its init, leaves the old workers serving; the answer, the log and the
 cmdserver status say why. Other sections (ports, licences, registry...) take a restart.
+
+With several services (``[[service]]``) each has its own reloader: a reload finds the service's
+entry in the file again (by its name, else by its wrapper); a service added while serving, which
+the file does not list, is reloaded from the entry it was added with, its wrapper read afresh.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from aiges.config import Config, ConfigError
+from aiges.config import Config, ConfigError, ServiceSpec
 from aiges.engine.engine import Engine
 from aiges.engine.messages import WorkerSettings
 from aiges.errors import AigesError, ErrorCode
@@ -27,31 +31,53 @@ from aiges.errors import AigesError, ErrorCode
 log = structlog.get_logger("aiges.reload")
 
 
-def worker_settings(config: Config, peer_addr: str) -> WorkerSettings:
-    """What a worker is started with, from the config."""
+def worker_settings(config: Config, peer_addr: str, spec: ServiceSpec | None = None) -> WorkerSettings:
+    """What a worker of ``spec`` (default: the single form's one service) is started with."""
+    spec = spec or config.specs()[0]
     return WorkerSettings(
-        wrapper=str(config.wrapper_path),
-        config=dict(config.wrapper),
+        wrapper=str(spec.wrapper_path),
+        config=dict(spec.wrapper_config),
         realtime=config.aiges.realTimeRlt,
         header_pass=tuple(config.header_pass),
         peer_addr=peer_addr,
-        batch_size=config.batch.max_size,
-        batch_delay_ms=config.batch.max_delay_ms,
+        batch_size=spec.batch.max_size,
+        batch_delay_ms=spec.batch.max_delay_ms,
         async_mode=config.aiges.asyncMode,
         log_level=config.log.level,
     )
 
 
+def same_entry(config: Config, spec: ServiceSpec) -> ServiceSpec | None:
+    """``spec``'s entry in a config read again: the one with its name, else with its wrapper."""
+    specs = config.specs()
+    if not config.listed:
+        return specs[0]
+    for candidate in specs:
+        if spec.name and candidate.name == spec.name:
+            return candidate
+    for candidate in specs:
+        if not spec.name and not candidate.name and candidate.wrapper_path == spec.wrapper_path:
+            return candidate
+    return None
+
+
 class Reloader:
     def __init__(
-        self, engine: Engine, reread: Callable[[], Config], drain_timeout_ms: int, serving: Callable[[], bool]
+        self,
+        engine: Engine,
+        reread: Callable[[], Config],
+        drain_timeout_ms: int,
+        serving: Callable[[], bool],
+        spec: ServiceSpec | None = None,
     ) -> None:
         """``reread`` loads the config again (raising ConfigError), with the command line's
-        overrides; ``serving``: whether the server has started serving (and not begun to drain)."""
+        overrides; ``serving``: whether the server has started serving (and not begun to drain);
+        ``spec``: the service's entry (None: the single form's one service)."""
         self.engine = engine
         self.reread = reread
         self.drain_timeout_ms = drain_timeout_ms
         self.serving = serving
+        self.spec = spec
         self.last: dict[str, Any] | None = None
         self.reloads = {"ok": 0, "failed": 0}
 
@@ -65,7 +91,9 @@ class Reloader:
             config = self.reread()
             for warning in config.warnings:
                 log.warning("reload config", warning=warning)
-            outcome = await self.engine.reload(worker_settings(config, self.engine.peer), self.drain_timeout_ms / 1000)
+            spec = self.spec and (same_entry(config, self.spec) or self.spec)
+            settings = worker_settings(config, self.engine.peer, spec)
+            outcome = await self.engine.reload(settings, self.drain_timeout_ms / 1000)
             answer = asdict(outcome)
         except (ConfigError, AigesError) as exc:
             error = exc.message if isinstance(exc, AigesError) else str(exc)

@@ -6,7 +6,9 @@ keeps only its protocol: how a client message becomes a frame, how an output and
 encoded (a ``StreamCodec``). The bridge does the rest, the same way for all of them, as
 starlette wraps HTTP and WebSocket handlers in one exception path:
 
-- the first message opens the session (admission, the worker, the licence: ``Engine.open``);
+- the first message opens the session (admission, the worker, the licence: ``Engine.open``) on
+  the service the front routed it to, or the one it names (``Decoded.service``, routed by
+  ``aiges.server.services``: the native stream's ``LoaderInput.serviceId``);
 - later messages are written as they come, in a pump beside the replies; the message the codec
   calls the last one, or the end of the client's messages where that means "no more input"
   (a gRPC half-close), tells the wrapper that no more input comes, and its remaining output is
@@ -34,6 +36,8 @@ from aiges.engine.messages import Frame, Output
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
 from aiges.server.observe import FrontCalls
+from aiges.server.service import Service
+from aiges.server.services import Services
 
 In = TypeVar("In", contravariant=True)
 Reply = TypeVar("Reply", covariant=True)
@@ -47,6 +51,8 @@ class Decoded:
 
     frame: Frame
     last: bool = False
+    service: str = ""
+    """The service a first message names (the native stream's ``LoaderInput.serviceId``)."""
 
 
 class StreamCodec(Protocol[In, Reply]):
@@ -70,8 +76,8 @@ class StreamCodec(Protocol[In, Reply]):
 class SessionBridge:
     """The bridge of one front (its op name in metrics and logs)."""
 
-    def __init__(self, engine: Engine, calls: FrontCalls, op: str) -> None:
-        self.engine = engine
+    def __init__(self, services: Services, calls: FrontCalls, op: str) -> None:
+        self.services = services
         self.calls = calls
         self.op = op
 
@@ -82,16 +88,20 @@ class SessionBridge:
         inbound: AsyncIterator[Message],
         *,
         ordered: bool = False,
+        target: Service | None = None,
     ) -> AsyncGenerator[Out, None]:
         """The replies of one session fed by ``inbound``; use it with ``contextlib.aclosing`` so
         that a consumer that stops early (its client gone) closes the session at once.
         ``make_context`` builds the session's context (a bad deadline or priority is an error
-        reply like any other)."""
+        reply like any other); ``target``: the service the front routed the session to (None: the
+        one its first message names)."""
         started = time.perf_counter()
         code = 0
         session: Session | None = None
+        engine: Engine | None = None
         pump: asyncio.Task[bool] | None = None
         tag = ""
+        service = target.label if target is not None else ""
         try:
             context = make_context()
             tag = context.tag
@@ -99,44 +109,50 @@ class SessionBridge:
             if first is None:
                 return
             decoded = codec.first(first)
-            session = await self.engine.open(context, decoded.frame, ordered=ordered)
+            if target is None:
+                target = self.services.route(decoded.service, context.caller)
+                service = target.label
+            engine, session = await target.open(context, decoded.frame, ordered=ordered)
             if decoded.last:
-                self.engine.finish(session)
+                engine.finish(session)
             else:
-                pump = asyncio.create_task(self._pump(session, codec, inbound))
+                pump = asyncio.create_task(self._pump(engine, session, codec, inbound))
             while not session.closed:
-                output = await self.engine.read(session, None)
+                output = await engine.read(session, None)
                 if output is not None:
                     yield codec.output(session, output)
         except AigesError as exc:
             if pump is not None and pump.done() and not pump.cancelled() and pump.result():
                 return  # the client left: nobody to tell
             code = exc.code
-            self.calls.failed(self.op, tag, exc)
+            self.calls.failed(self.op, tag, exc, service=service)
             yield codec.error(session, exc)
         finally:
             if pump is not None:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-            if session is not None:
-                self.engine.close(session, reason="stream ended")
-            self.calls.done(self.op, code, started)
+            if session is not None and engine is not None:
+                engine.close(session, reason="stream ended")
+            self.calls.done(self.op, code, started, service)
 
-    async def _pump(self, session: Session, codec: StreamCodec[Message, Out], inbound: AsyncIterator[Message]) -> bool:
+    @staticmethod
+    async def _pump(
+        engine: Engine, session: Session, codec: StreamCodec[Message, Out], inbound: AsyncIterator[Message]
+    ) -> bool:
         """Client messages -> writes, then the end of the input; True if the client left."""
         try:
             async for message in inbound:
                 decoded = codec.next(message)
-                await self.engine.write(session, decoded.frame)
+                await engine.write(session, decoded.frame)
                 if decoded.last:
                     break
             else:
                 if not codec.half_close_finishes:
-                    self.engine.close(session, reason="client gone")
+                    engine.close(session, reason="client gone")
                     return True
         except AigesError as exc:
-            self.engine.fail(session, exc)
+            engine.fail(session, exc)
             return False
-        self.engine.finish(session)
+        engine.finish(session)
         return False

@@ -439,3 +439,38 @@ def test_a_page_opened_while_the_model_loads_retries_by_itself_then_shows_the_fo
     driver.save_screenshot(str(tmp_path / "console-loaded.png"))
     # the only errors are the 503s the page was told to wait out
     assert console_errors(driver, allowed="/console/service.json") == []
+
+
+def test_a_daemon_with_several_services_has_a_page_for_each(serve, browser, tmp_path):
+    """``[[service]]``: the page lists the services, shows the one asked for (``?service=``), calls
+    it on its own route, and its commands name it."""
+    port, http_port = free_port(), free_port()
+    config = (
+        f'[svcName]\nhost = "127.0.0.1"\nport = {port}\n[worker]\ncount = 1\ngpus = ""\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n[metrics]\nport = 0\n'
+        f'[[service]]\nwrapper = "{ROOT / "demo" / "echo"}"\n'
+        f'[[service]]\nwrapper = "{WRAPPERS / "versioned"}"\nname = "loud"\n[service.config]\nanswer = "L"\n'
+    )
+    server = serve("", config=config, port=port)
+    base = f"http://127.0.0.1:{http_port}"
+    open_console(browser, base + "/console?service=loud")
+    links = find_all(browser, "#services a")
+    assert [link.get_attribute("data-service") for link in links] == ["echo", "loud"]
+    assert "current" in find(browser, '#services a[data-service="loud"]').get_attribute("class")
+    assert text_of(browser, "header h1").startswith("loud")
+    assert "POST /v1/private/loud" in text_of(browser, "header nav")
+    find(browser, "#input-text").clear()
+    find(browser, "#input-text").send_keys("hey")
+    find(browser, "#run").click()
+    until(browser, lambda: "L:hey" in text_of(browser, '[data-output="text"] pre'))
+    until(browser, lambda: find_all(browser, "#snippets"))
+    command = snippet(browser, "aiges")
+    assert "--service loud" in command and "text: L:hey" in run_snippet(command, tmp_path)
+    until(browser, lambda: float(text_of(browser, "#live-rate") or 0) > 0)  # the live panel: loud's calls
+    find(browser, '#services a[data-service="echo"]').click()
+    until(browser, lambda: find(browser, "#console").get_attribute("data-ready") == "true")
+    until(browser, lambda: text_of(browser, "header h1").startswith("echo"))
+    assert "current" in find(browser, '#services a[data-service="echo"]').get_attribute("class")
+    browser.save_screenshot(str(tmp_path / "console-services.png"))
+    assert console_errors(browser) == []
+    assert server.process.poll() is None

@@ -159,8 +159,8 @@ def test_metrics_pass_promtool_and_count_requests(serve):
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     lines = text.splitlines()
-    assert 'aiges_requests_total{code="0",front="xsf",op="AIIn"} 3.0' in lines
-    assert 'aiges_requests_total{code="10909",front="xsf",op="AIIn"} 1.0' in lines
+    assert 'aiges_requests_total{code="0",front="xsf",op="AIIn",service="faulty"} 3.0' in lines
+    assert 'aiges_requests_total{code="10909",front="xsf",op="AIIn",service="faulty"} 1.0' in lines
     assert 'aiges_call_leg_seconds_count{kind="once",leg="exec"} 4.0' in lines
     assert "aiges_licences 100.0" in lines and "aiges_workers_up 1.0" in lines
     assert "aiges_licences_used 0.0" in lines and "aiges_serving 1.0" in lines

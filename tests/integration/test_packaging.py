@@ -418,3 +418,42 @@ def test_the_charts_config_centre_option_serves_from_etcd(etcd, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_chart_and_compose_take_the_list_of_services(tmp_path):
+    """``services`` in the chart's values and compose.services.yaml's config are the list form:
+    each renders to a config aiges loads into its services; without them, the one wrapper."""
+    helm = require_tool("helm")
+    services = (
+        '[{"name":"embedding","wrapper":"/home/aiges/models/embedding","workers":1,"gpus":"0","licences":16},'
+        '{"wrapper":"/home/aiges/models/digits","version":"v2","config":{"model_path":"/models/digits"}}]'
+    )
+    result = run(helm, "template", "shop", str(CHART), "--set-json", f"services={services}")
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    config_map = next(d for d in documents if d["kind"] == "ConfigMap")
+    rendered = tmp_path / "aiges.toml"
+    rendered.write_text(config_map["data"]["aiges.toml"])
+    config = load_config(rendered)
+    embedding, digits = config.specs()
+    assert (embedding.name, embedding.worker.count, embedding.worker.gpus, embedding.fc.max) == (
+        "embedding",
+        1,
+        "0",
+        16,
+    )
+    assert (digits.name, digits.version, digits.wrapper_config["model_path"]) == ("", "v2", "/models/digits")
+    assert digits.worker.gpus == "auto" and digits.fc.max == 100  # the chart's top-level sections, as defaults
+    single = next(d for d in helm_template() if d["kind"] == "ConfigMap")
+    assert (
+        'wrapper = "/home/aiges"' in single["data"]["aiges.toml"] and "[[service]]" not in single["data"]["aiges.toml"]
+    )
+
+    checker = require_tool("check-jsonschema")
+    overlay = ROOT / "docker" / "compose.services.yaml"
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+    mounted = yaml.safe_load(overlay.read_text())["services"]["aiges"]["volumes"][0].split(":")[0]
+    composed = load_config((ROOT / "docker" / mounted).resolve())
+    assert [s.name for s in composed.specs()] == ["echo", "echo-small"]
+    assert composed.registry.backend == "etcd" and composed.specs()[1].fc.max == 8

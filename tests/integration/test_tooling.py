@@ -143,8 +143,8 @@ type = "text"
     assert report["throughput_rps"] > 0
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
         metrics = reply.read().decode().splitlines()
-    assert 'aiges_requests_total{code="0",front="xsf",op="AIIn"} 200.0' in metrics
-    assert 'aiges_requests_total{code="10909",front="xsf",op="AIIn"} 100.0' in metrics
+    assert 'aiges_requests_total{code="0",front="xsf",op="AIIn",service="faulty"} 200.0' in metrics
+    assert 'aiges_requests_total{code="10909",front="xsf",op="AIIn",service="faulty"} 100.0' in metrics
 
 
 def test_xtest_drives_sessions_with_paced_slices(serve, tmp_path):

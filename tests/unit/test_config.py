@@ -146,3 +146,94 @@ def test_cors_tls_and_auth_sections(tmp_path):
 def test_tls_and_auth_mistakes_are_config_errors(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+LISTED = """
+[svcName]
+port = 5090
+[worker]
+count = 3
+exec_timeout_ms = 5000
+[fc]
+max = 50
+[wrapper]
+shared = "yes"
+
+[[service]]
+wrapper = "demo/echo"
+[service.worker]
+count = 1
+gpus = ""
+
+[[service]]
+wrapper = "demo/digits"
+name = "digits"
+version = "v2"
+[service.worker]
+count = 2
+gpus = "0"
+[service.fc]
+max = 8
+[service.config]
+model_path = "/models/digits"
+"""
+
+
+def test_the_list_form_takes_each_service_over_the_top_level_sections(tmp_path):
+    config = load_config(write(tmp_path, LISTED))
+    assert config.listed and config.warnings == ()
+    echo, digits = config.specs()
+    assert (echo.name, echo.worker.count, echo.worker.gpus, echo.fc.max) == ("", 1, "", 50)
+    assert echo.worker.exec_timeout_ms == 5000  # the top-level [worker], as its default
+    assert echo.wrapper_path == (tmp_path / "demo" / "echo").resolve()
+    assert (digits.name, digits.version, digits.worker.count, digits.worker.gpus, digits.fc.max) == (
+        "digits",
+        "v2",
+        2,
+        "0",
+        8,
+    )
+    assert digits.wrapper_config == {"shared": "yes", "model_path": "/models/digits"}
+    assert [entry["name"] for entry in config.as_dict()["service"]] == ["", "digits"]
+
+
+def test_the_single_form_stays_as_it_is(tmp_path):
+    text = '[aiges]\nwrapper = "w"\n[worker]\ncount = 2\n[registry]\nservice = "named"\nversion = "v3"\n'
+    config = load_config(write(tmp_path, text))
+    assert not config.listed and "service" not in config.as_dict()
+    (spec,) = config.specs()
+    assert (spec.name, spec.version, spec.worker, spec.fc) == ("named", "v3", config.worker, config.fc)
+    assert spec.wrapper_path == config.wrapper_path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[service]\nwrapper = "a"\n', r"the services are a list: write each as \[\[service\]\]"),
+        ('[[service]]\nname = "a"\n', "wrapper is required"),
+        ('[[service]]\nwrapper = "a"\nname = "x"\n[[service]]\nwrapper = "b"\nname = "x"\n', "two services are named"),
+        ('[aiges]\nwrapper = "w"\n[[service]]\nwrapper = "a"\n', r"\[aiges\] wrapper .* names the single form"),
+        ('[registry]\nservice = "s"\n[[service]]\nwrapper = "a"\n', r"\[registry\] service names one service"),
+        ('[[service]]\nwrapper = "a"\n[service.wrapper]\nx = 1\n', r"wrapperInit config is its \[service.config\]"),
+        ('[[service]]\nwrapper = "a"\n[service.other]\nx = 1\n', r"\[service.other\] \(#1\): unknown table"),
+        (
+            '[[service]]\nwrapper = "a"\nname = "n"\n[service.worker]\ncount = -1\n',
+            r"\[service.n.worker\] count: must be",
+        ),
+        ('[[service]]\nwrapper = "a"\n[service.worker]\ngpus = "x"\n', "gpus: expected 'auto'"),
+    ],
+)
+def test_list_form_mistakes_are_config_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_a_service_added_while_serving_is_read_over_the_daemons_sections(tmp_path):
+    from aiges.config import service_spec
+
+    config = load_config(write(tmp_path, LISTED))
+    spec = service_spec({"name": "late", "wrapper": "/srv/late", "fc": {"max": 3}, "config": {"k": 1}}, config)
+    assert (spec.name, spec.fc.max, spec.worker.count, spec.worker.exec_timeout_ms) == ("late", 3, 3, 5000)
+    assert spec.wrapper_config == {"shared": "yes", "k": "1"}
+    with pytest.raises(ConfigError, match="wrapper is required"):
+        service_spec({"name": "late"}, config)

@@ -7,7 +7,7 @@ error output; when the client half-closes, the wrapper is told no more input com
 remaining output is still delivered. A client that cancels or disconnects ends the session,
 which destroys it in the worker and frees its licence. The session's handle is sent in the
 initial metadata as ``aiges-handle``. Messages pass through raw (``Wire("stream", ...)``), as on
-the xsf front.
+the xsf front. The first message's ``serviceId`` routes the session (``aiges.server.services``).
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from functools import partial
 
 import grpc
 
-from aiges.engine.engine import Engine
 from aiges.engine.messages import Output, Wire
 from aiges.engine.sessions import Session
 from aiges.errors import AigesError
 from aiges.protocol.handle import HandleGenerator
 from aiges.protocol.loader_codec import STREAM, error_output, wrap
+from aiges.protocol.xsf_request import service_named
 from aiges.server.observe import FrontCalls
 from aiges.server.request_context import grpc_context
 from aiges.server.security.caller import GrpcCallers
+from aiges.server.services import Services, service_header
 from aiges.server.session_bridge import Decoded, SessionBridge
 
 SERVICE = "aiges.v1.Session"
@@ -38,8 +39,13 @@ class LoaderStreamCodec:
 
     half_close_finishes = True
 
+    def __init__(self, default_service: str = "") -> None:
+        """``default_service``: where a first message that names no service goes (the
+        ``aiges-service`` header's)."""
+        self.default_service = default_service
+
     def first(self, message: bytes) -> Decoded:
-        return Decoded(Wire(STREAM, message))
+        return Decoded(Wire(STREAM, message), service=service_named(message) or self.default_service)
 
     def next(self, message: bytes) -> Decoded:
         return Decoded(Wire(STREAM, message))
@@ -53,10 +59,11 @@ class LoaderStreamCodec:
 
 
 class StreamService:
-    def __init__(self, engine: Engine, handles: HandleGenerator, callers: GrpcCallers | None = None) -> None:
+    def __init__(self, services: Services, handles: HandleGenerator, callers: GrpcCallers | None = None) -> None:
         self.handles = handles
         self.callers = callers if callers is not None else GrpcCallers()
-        self.bridge = SessionBridge(engine, FrontCalls("stream"), "Stream")
+        self.services = services
+        self.bridge = SessionBridge(services, FrontCalls("stream"), "Stream")
         self.codec = LoaderStreamCodec()
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
@@ -67,6 +74,8 @@ class StreamService:
         handle = self.handles.next()
         await context.send_initial_metadata((("aiges-handle", handle),))
         make_context = partial(grpc_context, handle, context, self.callers)
-        async with aclosing(self.bridge.stream(make_context, self.codec, requests)) as replies:
+        header = service_header(context) if self.services.several else ""
+        codec = LoaderStreamCodec(header) if header else self.codec
+        async with aclosing(self.bridge.stream(make_context, codec, requests)) as replies:
             async for reply in replies:
                 yield reply

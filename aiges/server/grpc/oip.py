@@ -1,6 +1,8 @@
 """The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` on the service port.
 
-The model is the wrapper (its serviceId and version). ModelInfer is a one-shot call. On
+Each service is a model (its name: the wrapper's serviceId, or the ``[[service]]`` name; its
+version): a request goes to the service its ``model_name`` (and ``model_version``, when given)
+names. ModelInfer is a one-shot call. On
 ModelStreamInfer, requests that carry a ``sequence_id`` parameter belong to that sequence's
 session (``sequence_start`` opens a new one, ``sequence_end`` ends its input; a request for a
 sequence that is not open gets 10101), so several sequences can share one stream; a request
@@ -8,6 +10,10 @@ without one is a session of its own whose outputs stream back until the wrapper 
 wrapper without sessions answers it once). Errors are gRPC statuses on the unary methods and
 ``error_message`` responses on the stream, each carrying the AIGes code (also in the
 ``aiges-code`` trailer). Requests reach the engine as items (``messages.Items``).
+
+The model repository extension (``RepositoryIndex``, ``RepositoryModelLoad``,
+``RepositoryModelUnload``, as Triton serves them) lists, adds, replaces and removes services
+while serving (``aiges.server.repository``); load and unload are admin operations.
 """
 
 from __future__ import annotations
@@ -15,29 +21,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
 from aiges import __version__
-from aiges.engine.engine import Engine
 from aiges.engine.items import DataStatus
 from aiges.engine.messages import ItemsOutput
 from aiges.errors import AigesError, ErrorCode, http_status
 from aiges.protocol import oip_pb2 as pb
 from aiges.protocol import oip_tensors as oip
 from aiges.protocol.handle import HandleGenerator
+from aiges.server.grpc.oip_repository import RepositoryMethods
 from aiges.server.grpc.oip_stream import SEQUENCE_OP, InferStream
-from aiges.server.model import Model, ModelNotFound, ModelSource
+from aiges.server.model import Model, ModelLoading, ModelNotFound
 from aiges.server.observe import FrontCalls
 from aiges.server.request_context import grpc_context, with_oip_parameters
 from aiges.server.retry_hints import grpc_hints
 from aiges.server.security.caller import GrpcCallers
+from aiges.server.service import Service
+from aiges.server.services import Services
 from aiges.server.session_bridge import SessionBridge
+
+if TYPE_CHECKING:
+    from aiges.server.repository import Repository
 
 SERVICE = "inference.GRPCInferenceService"
 GRPC_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
@@ -101,20 +114,24 @@ def to_response(
 class OipService:
     def __init__(
         self,
-        engine: Engine,
+        services: Services,
         handles: HandleGenerator,
-        models: ModelSource,
         ready: Callable[[], bool],
         callers: GrpcCallers | None = None,
+        model_ready: Callable[[Service], bool] | None = None,
+        repository: Repository | None = None,
     ) -> None:
-        self.engine = engine
+        """``ready``: the server's readiness; ``model_ready``: a service's (default: the server's);
+        ``repository``: the services loaded while serving (None: no repository extension)."""
+        self.services = services
         self.handles = handles
-        self.models = models
         self.ready = ready
+        self.model_ready_of = model_ready or (lambda service: ready())
         self.callers = callers if callers is not None else GrpcCallers()
         self.calls = FrontCalls("oip")
-        self.sequences = SessionBridge(engine, self.calls, SEQUENCE_OP)
+        self.sequences = SessionBridge(services, self.calls, SEQUENCE_OP)
         """The session bridge of ModelStreamInfer's sequences (``oip_stream``)."""
+        self.repository = RepositoryMethods(repository, self.callers, self.calls) if repository is not None else None
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
         def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
@@ -122,22 +139,22 @@ class OipService:
                 method, request_deserializer=request.FromString, response_serializer=response.SerializeToString
             )
 
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
-                "ServerReady": unary(self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
-                "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
-                "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
-                "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
-                "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
-                "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
-                    self.model_stream_infer,
-                    request_deserializer=pb.ModelInferRequest.FromString,
-                    response_serializer=pb.ModelStreamInferResponse.SerializeToString,
-                ),
-            },
-        )
+        methods = {
+            "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerReady": unary(self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+            "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
+            "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
+                self.model_stream_infer,
+                request_deserializer=pb.ModelInferRequest.FromString,
+                response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+            ),
+        }
+        if self.repository is not None:
+            methods.update(self.repository.handlers(unary))
+        return grpc.method_handlers_generic_handler(SERVICE, methods)
 
     async def server_live(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -152,21 +169,24 @@ class OipService:
     async def server_metadata(
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="aiges", version=__version__, extensions=["sequence"])
+        extensions = ["sequence", "model_repository"] if self.repository is not None else ["sequence"]
+        return pb.ServerMetadataResponse(name="aiges", version=__version__, extensions=extensions)
 
     async def model_ready(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
         """Not ready, rather than an error, for a model this server does not serve (as Triton)."""
-        model = self.models.get()
-        served = model is not None and model.serves(request.name, request.version)
-        return pb.ModelReadyResponse(ready=served and self.ready())
+        try:
+            service, _ = self.services.by_model(request.name, request.version)
+        except (ModelNotFound, ModelLoading):
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self.model_ready_of(service))
 
     async def model_metadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
         async def body() -> pb.ModelMetadataResponse:
-            metadata = self._model(request.name, request.version).metadata()
+            metadata = self._model(request.name, request.version, context)[1].metadata()
             response = pb.ModelMetadataResponse(
                 name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"]
             )
@@ -177,34 +197,36 @@ class OipService:
 
         return await self.calls.run("ModelMetadata", "", body(), abort, context)
 
-    def _model(self, name: str, version: str) -> Model:
-        model = self.models.current()
+    def _model(self, name: str, version: str, context: grpc.aio.ServicerContext) -> tuple[Service, Model]:
         try:
-            model.check(name, version)
+            return self.services.by_model(name, version, self.callers.of(context))
         except ModelNotFound as exc:
             raise AigesError(ErrorCode.INVALID_HANDLE, str(exc)) from None
-        return model
 
     async def model_infer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         tag = self.handles.next()
 
+        try:
+            service, model = self._model(request.model_name, request.model_version, context)
+        except AigesError as exc:
+            return await self.calls.run("ModelInfer", tag, fail(exc), abort, context)
+
         async def body() -> pb.ModelInferResponse:
-            model = self._model(request.model_name, request.model_version)
             call = to_request(request)
             model.check_outputs(call.outputs)
             frame = oip.items_frame(call, model.name, model.schema, tag)
             request_context = with_oip_parameters(grpc_context(tag, context, self.callers), call.parameters)
-            output = await self.engine.once(request_context, frame)
+            output = await service.once(request_context, frame)
             return to_response(model, request.id, output, call.outputs)
 
-        return await self.calls.run("ModelInfer", tag, body(), abort, context)
+        return await self.calls.run("ModelInfer", tag, body(), abort, context, service=service.label)
 
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        stream = InferStream(self, self.models.get(), lambda tag: grpc_context(tag, context, self.callers))
+        stream = InferStream(self, lambda tag: grpc_context(tag, context, self.callers), self.callers.of(context))
         reader = asyncio.create_task(stream.read(requests))
         try:
             while (response := await stream.responses.get()) is not None:
@@ -214,6 +236,11 @@ class OipService:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             await stream.close()
+
+
+async def fail(error: AigesError) -> Any:
+    """A request that fails before it reaches a service, through the one error path."""
+    raise error
 
 
 async def abort(error: AigesError, context: grpc.aio.ServicerContext) -> NoReturn:

@@ -7,7 +7,8 @@ whose outputs stream back (or, for a wrapper without sessions, one one-shot answ
 sequence is a session on the session bridge (``aiges.server.session_bridge``), whose codec here
 turns its requests into frames and its outputs into responses that carry the latest request's
 id; every error is a response with ``error_message`` (``<code>: <message>``) and the stream goes
-on. Responses wait in a small queue for the client, so a client that does not read stops the
+on. Each request goes to the service its model names, so one stream may call several. Responses
+wait in a small queue for the client, so a client that does not read stops the
 sessions' reading (and, through their output budgets, their wrappers).
 """
 
@@ -20,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiges.engine.context import RequestContext
+from aiges.engine.context import Caller, RequestContext
 from aiges.engine.items import DataStatus
 from aiges.engine.messages import Output
 from aiges.engine.sessions import Session
@@ -29,6 +30,7 @@ from aiges.protocol import oip_pb2 as pb
 from aiges.protocol import oip_tensors as oip
 from aiges.server.model import Model, ModelNotFound
 from aiges.server.request_context import with_oip_parameters
+from aiges.server.service import Service
 from aiges.server.session_bridge import Decoded
 
 if TYPE_CHECKING:
@@ -98,9 +100,10 @@ class SequenceCodec:
 class Sequence:
     """One session on the stream, fed through a queue by the stream's reader."""
 
-    def __init__(self, stream: InferStream, context: RequestContext, codec: SequenceCodec) -> None:
+    def __init__(self, stream: InferStream, context: RequestContext, codec: SequenceCodec, service: Service) -> None:
         self.stream = stream
         self.codec = codec
+        self.service = service
         self._inbound: asyncio.Queue[SequenceRequest | None] = asyncio.Queue()
         self.task = asyncio.create_task(self._run(context))
 
@@ -110,7 +113,8 @@ class Sequence:
 
     async def _run(self, context: RequestContext) -> None:
         bridge = self.stream.service.sequences
-        async with aclosing(bridge.stream(lambda: context, self.codec, self._requests())) as replies:
+        replies = bridge.stream(lambda: context, self.codec, self._requests(), target=self.service)
+        async with aclosing(replies):
             async for reply in replies:
                 await self.stream.responses.put(reply)
 
@@ -126,10 +130,10 @@ class Sequence:
 class InferStream:
     """One ModelStreamInfer call: its sequences, and the responses they produce."""
 
-    def __init__(self, service: OipService, model: Model | None, context_of: ContextOf) -> None:
+    def __init__(self, service: OipService, context_of: ContextOf, caller: Caller | None = None) -> None:
         self.service = service
-        self.model = model
         self.context_of = context_of
+        self.caller = caller
         self.sequences: dict[str, Sequence] = {}
         self.running: set[Sequence] = set()
         self.responses: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue(RESPONSES_QUEUED)
@@ -151,19 +155,17 @@ class InferStream:
             await asyncio.wait({s.task for s in self.running})
         await self.responses.put(None)  # not when cancelled: nobody reads the queue then
 
-    def current_model(self, request: pb.ModelInferRequest) -> Model:
-        if self.model is None:
-            self.model = self.service.models.current()
+    def current_model(self, request: pb.ModelInferRequest) -> tuple[Service, Model]:
+        """The service the request's model names, and its model."""
         try:
-            self.model.check(request.model_name, request.model_version)
+            return self.service.services.by_model(request.model_name, request.model_version, self.caller)
         except ModelNotFound as exc:
             raise oip.invalid(str(exc)) from None
-        return self.model
 
     async def handle(self, request: pb.ModelInferRequest) -> None:
         from aiges.server.grpc.oip import parameter_text, to_request, to_response
 
-        model = self.current_model(request)
+        target, model = self.current_model(request)
         parameters = {k: parameter_text(v) for k, v in request.parameters.items()}
         sequence_id = parameters.get("sequence_id", "0")
         sequence_id = "" if sequence_id == "0" else sequence_id
@@ -172,7 +174,7 @@ class InferStream:
         tag = self.service.handles.next()
         if not sequence_id and not model.sessions:
             frame = oip.items_frame(call, model.name, model.schema, tag)
-            output = await self.service.engine.once(with_oip_parameters(self.context_of(tag), call.parameters), frame)
+            output = await target.once(with_oip_parameters(self.context_of(tag), call.parameters), frame)
             await self.responses.put(
                 pb.ModelStreamInferResponse(infer_response=to_response(model, request.id, output, call.outputs))
             )
@@ -191,7 +193,7 @@ class InferStream:
             if previous is not None:
                 previous.end_input()
             context = with_oip_parameters(self.context_of(tag), call.parameters)
-            sequence = Sequence(self, context, SequenceCodec(model, tag, sequence_id))
+            sequence = Sequence(self, context, SequenceCodec(model, tag, sequence_id), target)
             self.running.add(sequence)
             sequence.task.add_done_callback(lambda _: self._ended(sequence))
             if sequence_id and not end:

@@ -4,7 +4,9 @@
 ``status`` with the server's state as JSON, ``schema`` with the wrapper's schema (what
 ``aiges schema`` prints; ``aiges call`` builds its expect list from it), ``metrics`` with the
 Prometheus text, ``reload`` reloads the wrapper (``aiges reload``; the answer, as JSON, once the
-new workers serve or the reload has failed).
+new workers serve or the reload has failed). With several services ``schema`` and ``reload`` take
+``"service": NAME`` (``schema``: default the first; ``reload``: default every service, each one's
+answer under ``services``); ``status`` lists every service under ``services``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ class ToolBoxService:
     def __init__(
         self,
         snapshot: Callable[[], dict[str, Any]],
-        schema: Callable[[], dict[str, Any] | None],
-        reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        schema: Callable[[str], dict[str, Any] | None],
+        reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
+        """``schema`` and ``reload`` take the service's name ("": the default)."""
         self.snapshot = snapshot
         self.schema = schema
         self.reload = reload
@@ -42,7 +45,8 @@ class ToolBoxService:
 
     async def cmdserver(self, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
-            command = json.loads(request.query or "{}").get("cmd", "")
+            query = json.loads(request.query or "{}")
+            command, service = query.get("cmd", ""), str(query.get("service", "") or "")
         except (json.JSONDecodeError, AttributeError):
             example = json.dumps({"cmd": "status"})
             return Response(headers=TEXT_HEADERS, body=f"query is not JSON like {example}: {request.query!r}")
@@ -53,11 +57,11 @@ class ToolBoxService:
         if command == "status":
             return Response(headers=JSON_HEADERS, body=json.dumps(state))
         if command == "schema":
-            return Response(headers=JSON_HEADERS, body=json.dumps(self.schema()))
+            return Response(headers=JSON_HEADERS, body=json.dumps(self.schema(service)))
         if command == "metrics":
             return Response(headers=TEXT_HEADERS, body=generate_latest(REGISTRY).decode())
         if command == "reload" and self.reload is not None:
-            return Response(headers=JSON_HEADERS, body=json.dumps(await self.reload()))
+            return Response(headers=JSON_HEADERS, body=json.dumps(await self.reload(service)))
         return Response(
             headers=TEXT_HEADERS, body=f"unknown cmd {command!r}; known: health, status, schema, metrics, reload"
         )

@@ -14,6 +14,11 @@ reply: the whole ResData of a one-shot call, or the ``data`` field of a session'
 goes out after this front's own ResData fields (protobuf merges concatenated messages). Payloads
 are never decoded or re-encoded here.
 
+With several services, a first frame goes to the service its ``LoaderInput.serviceId`` names
+(``aiges.server.services``: the only one when there is one, else 10404 for an unknown or empty
+name); a session's later calls go to the service holding its handle, and the runtime ops to the
+one their LoaderInput names.
+
 Requests arrive as raw bytes (no gRPC-level deserializer), so a malformed message becomes an
 AIGes 10401 reply instead of a transport error. Every failure travels inside the LoaderOutput
 (``code``, ``err``, status END) with ``ResData.code`` 0, except 10110 (no licence) and 10112
@@ -35,13 +40,16 @@ from aiges.protocol.loader_codec import XSF, error_output, status_output, wrap
 from aiges.protocol.v2_pb2 import LoaderOutput
 from aiges.protocol.xsf_pb2 import ResData
 from aiges.protocol.xsf_pb2 import Session as XsfSession
-from aiges.protocol.xsf_request import XsfRequest, opens_session, parse_request
+from aiges.protocol.xsf_request import XsfRequest, parse_request, service_named
+from aiges.protocol.xsf_request import first_frame as read_first_frame
 from aiges.server.grpc.forwarding import SessionForwarder
 from aiges.server.grpc.runtime_ops import RUNTIME_OPS, run_op
 from aiges.server.observe import FrontCalls
 from aiges.server.request_context import grpc_context, tighter
 from aiges.server.retry_hints import grpc_hints
 from aiges.server.security.caller import ADMIN_OPS, CallerSource, GrpcCallers, require_admin
+from aiges.server.service import Service
+from aiges.server.services import Services, service_header
 
 NO_OP_OPS = frozenset({"AIHotword", "AIDetect"})
 OPS = frozenset({"AIIn", "AIOut", "AIExcp"})
@@ -72,10 +80,20 @@ def empty(service_id: str, status: int) -> bytes:
     return wrap(status_output(service_id, status), XSF)
 
 
+class Routed:
+    """Where a request goes: the service, and for a first frame whether it opens a session."""
+
+    __slots__ = ("service", "session")
+
+    def __init__(self, service: Service, session: bool = False) -> None:
+        self.service = service
+        self.session = session
+
+
 class XsfService:
     def __init__(
         self,
-        engine: Engine,
+        services: Services,
         handles: HandleGenerator,
         peer_addr: str,
         callers: CallerSource | None = None,
@@ -86,7 +104,7 @@ class XsfService:
         """``callers``: who each call is from (the caller check's table); ``forwarder``: with
         fronts sharing the port, passes a session's call to the front that holds it; ``front``: the
         name in metrics and logs ("xsf-local" on the local socket such calls arrive at)."""
-        self.engine = engine
+        self.services = services
         self.handles = handles
         self.peer_addr = peer_addr
         self.callers = callers if callers is not None else GrpcCallers()
@@ -114,9 +132,30 @@ class XsfService:
         op = request.op if request.op in OPS or request.op in RUNTIME_OPS else "other"
         if self.forwarder is not None and op in SESSION_OPS and not first_frame(request):
             body = self._forward(self.forwarder, raw, request, handle, context, caller)
-        else:
-            body = self._dispatch(request, handle, context, caller)
-        return await self.calls.run(op, handle, body, self._wire_error, request, handle, context)
+            return await self.calls.run(op, handle, body, self._wire_error, request, handle, context)
+        try:
+            routed = self._route(request, handle, caller, context)
+        except AigesError as error:
+            return await self.calls.run(op, handle, _raise(error), self._wire_error, request, handle, context)
+        body = self._dispatch(request, handle, context, caller, routed)
+        service = routed.service.label
+        return await self.calls.run(op, handle, body, self._wire_error, request, handle, context, service=service)
+
+    def _route(self, request: XsfRequest, handle: str, caller: Caller, context: grpc.aio.ServicerContext) -> Routed:
+        """The service a request goes to (raises 10404, 10112, 10136, 10401): the one its
+        LoaderInput names, else the one its ``aiges-service`` header names (what a client sets
+        for a gateway in front of many services)."""
+        if first_frame(request):
+            session, name = read_first_frame(request.data)
+            return Routed(self.services.route(name or self._header(context), caller), session)
+        if request.op in RUNTIME_OPS:
+            return Routed(self.services.route(service_named(request.data) or self._header(context), caller))
+        return Routed(self.services.session_owner(handle))
+
+    def _header(self, context: grpc.aio.ServicerContext) -> str:
+        if not self.services.several:  # one service: every call is its, whatever it names
+            return ""
+        return service_header(context)
 
     async def _forward(
         self,
@@ -130,7 +169,7 @@ class XsfService:
         """A session's call: here if this front holds it, else passed on to the one that does."""
         socket = forwarder.holder(handle)
         if socket is None:
-            return await self._dispatch(request, handle, context, caller)
+            return await self._dispatch(request, handle, context, caller, self._route(request, handle, caller, context))
         return await forwarder.forward(socket, raw, caller, context.time_remaining())
 
     def _wire_error(
@@ -150,41 +189,50 @@ class XsfService:
         return ResData(s=XsfSession(h=handle, t=request.trace, sess={"PeerAddr": self.peer_addr}))
 
     async def _dispatch(
-        self, request: XsfRequest, handle: str, context: grpc.aio.ServicerContext, caller: Caller
+        self, request: XsfRequest, handle: str, context: grpc.aio.ServicerContext, caller: Caller, routed: Routed
     ) -> bytes:
         op = request.op
+        service = routed.service
         if first_frame(request):
             frame = Wire(XSF, request.data)
             call = grpc_context(handle, context, self.callers, request.trace)
-            if not opens_session(request.data):  # a one-shot call: the worker builds the whole ResData
+            if not routed.session:  # a one-shot call: the worker builds the whole ResData
                 if "waitTime" in request.param:  # the original's one-shot waits at most this long
                     tighter(call, max(wait_ms(request.param), 1) / 1000)
-                reply = await self.engine.once(call, frame)
+                reply = await service.once(call, frame)
                 assert isinstance(reply, bytes)
                 return reply
-            session = await self.engine.open(call, frame, ordered=True)
-            return self._head(request, handle).SerializeToString() + await self._available(session, LoaderOutput.BEGIN)
+            engine, session = await service.open(call, frame, ordered=True)
+            head = self._head(request, handle).SerializeToString()
+            return head + await self._available(engine, session, LoaderOutput.BEGIN)
         head = self._head(request, handle).SerializeToString()
+        engine = service.engine
         if op == "AIIn":
-            session = self.engine.session(handle, caller)
-            await self.engine.write(session, Wire(XSF, request.data))
-            return head + await self._available(session, LoaderOutput.CONTINUE)
+            session = engine.session(handle, caller)
+            await engine.write(session, Wire(XSF, request.data))
+            return head + await self._available(engine, session, LoaderOutput.CONTINUE)
         if op == "AIOut":
-            session = self.engine.session(handle, caller)
-            output = await self.engine.read(session, wait_ms(request.param) / 1000)
+            session = engine.session(handle, caller)
+            output = await engine.read(session, wait_ms(request.param) / 1000)
             return head + (output if isinstance(output, bytes) else empty(session.service_id, LoaderOutput.CONTINUE))
         if op == "AIExcp":
-            session = self.engine.session(handle, caller)
-            self.engine.close(session, reason="aborted")
+            session = engine.session(handle, caller)
+            engine.close(session, reason="aborted")
             return head + empty(session.service_id, LoaderOutput.END)
         if op in RUNTIME_OPS:
-            await run_op(self.engine, request)
+            await run_op(service.current().engine, request)
             return head + empty("", LoaderOutput.BEGIN)
         if op in NO_OP_OPS:
             return head + empty("", LoaderOutput.BEGIN)
         raise AigesError(ErrorCode.INVALID_OP, f"invalid service operation {op!r}")
 
-    async def _available(self, session: Session, status: int) -> bytes:
+    @staticmethod
+    async def _available(engine: Engine, session: Session, status: int) -> bytes:
         """A write never waits for results: it returns the next batch if one is ready."""
-        output = await self.engine.read(session, 0)
+        output = await engine.read(session, 0)
         return output if isinstance(output, bytes) else empty(session.service_id, status)
+
+
+async def _raise(error: AigesError) -> bytes:
+    """A request that fails before it reaches a service, through the one error path."""
+    raise error

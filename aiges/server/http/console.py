@@ -3,6 +3,9 @@
     GET  /, /console              the page (static/console: Preact + htm, vendored, nothing from a CDN)
     GET  /console/service.json    the form, from the wrapper's declared fields (console_form)
     GET  /console/status.json     the live panel: calls per second, p50/p99, licences, workers
+
+Each takes ``?service=NAME`` (default: the first service); the form lists every service, and the
+page shows one at a time (``/console?service=NAME``), with a link to each of the others.
     POST /console/snippets        the call just made, as curl, grpcurl, aiges call and Python
     GET  /console/static/...      the page's scripts and styles, and the vendored libraries
 
@@ -25,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from aiges.engine.engine import Engine
 from aiges.errors import AigesError, ErrorCode
 from aiges.protocol.json_body import parse_json
 from aiges.schema import declared_outputs
 from aiges.server.http import console_form, console_snippets
-from aiges.server.recent_calls import RECENT
+from aiges.server.recent_calls import of_service
+from aiges.server.service import Service
 
 if TYPE_CHECKING:
     from aiges.server.http.front import HttpFront
@@ -55,18 +58,18 @@ def csp(page: str) -> str:
     )
 
 
-def status(engine: Engine, source: StatusSource | None) -> dict[str, Any]:
-    """The live panel's figures: the server's snapshot, its workers and the recent calls."""
-    state = engine.status()
+def status(service: Service, source: StatusSource | None) -> dict[str, Any]:
+    """The live panel's figures: the server's snapshot, the service's workers and recent calls."""
+    state = service.engine.status()
     snapshot = dict(source()) if source is not None else {}
     return {
-        "service": snapshot.get("service", ""),
-        "version": snapshot.get("version", ""),
+        "service": service.label,
+        "version": service.version,
         "address": snapshot.get("address", ""),
         "phase": snapshot.get("phase", ""),
         "health": snapshot.get("health", "serving" if state.live else "starting"),
         "uptime_s": snapshot.get("uptime_s", 0),
-        "calls": RECENT.summary(),
+        "calls": of_service(service.label).summary(),
         "licences": {"total": state.licences_total, "used": state.licences_used, "free": state.licences_free},
         "sessions": state.sessions,
         "inflight": state.inflight,
@@ -100,17 +103,21 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, source: StatusSource
         return web.Response(text=page, content_type="text/html", headers=headers)
 
     async def service(request: web.Request) -> web.Response:
-        model = front.current_model()
-        info = front.engine.info()
+        chosen, model = front.pick(request)
+        info = chosen.engine.info()
         described = console_form.form(model, info.capabilities if info is not None else frozenset())
         described["grpc"] = grpc_address(request, source)
+        described["services"] = [
+            {"name": s.label, "version": s.version, "ready": front.model_ready(s), "current": s is chosen}
+            for s in front.services
+        ]
         return web.json_response(described, headers={"Cache-Control": "no-store"})
 
     async def live(request: web.Request) -> web.Response:
-        return web.json_response(status(front.engine, source), headers={"Cache-Control": "no-store"})
+        return web.json_response(status(front.pick_service(request), source), headers={"Cache-Control": "no-store"})
 
     async def snippets(request: web.Request) -> web.Response:
-        model = front.current_model()
+        _, model = front.pick(request)
         body = parse_json(await request.read())
         if not isinstance(body, dict):
             raise AigesError(ErrorCode.INVALID_DATA, "the body must be a JSON object with the request")
@@ -122,6 +129,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront, source: StatusSource
             http_base=f"{request.scheme}://{request.host}",
             grpc_address=grpc_address(request, source),
             expect=declared_outputs(model.schema),
+            service=model.name if front.services.several else "",
         )
         return web.json_response(console_snippets.snippets(call))
 

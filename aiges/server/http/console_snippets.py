@@ -60,6 +60,8 @@ class Call:
     """The input a session streams in chunks (None: a one-shot call)."""
     chunk_bytes: int = 4096
     interval_ms: int = 0
+    service: str = ""
+    """The service to name in the commands (a server with several); empty: the only one."""
 
 
 def parse_call(
@@ -70,6 +72,7 @@ def parse_call(
     http_base: str,
     grpc_address: str,
     expect: Mapping[str, str],
+    service: str = "",
 ) -> Call:
     """The console's description of a call -> a Call; AigesError(10009) when it is malformed.
     ``expect``: the declared outputs (name -> type name)."""
@@ -108,6 +111,7 @@ def parse_call(
         asked=asked,
         files={str(k): v for k, v in files.items() if v},
         stream=stream if isinstance(stream, str) else None,
+        service=service,
         chunk_bytes=chunk_bytes,
         interval_ms=interval_ms,
     )
@@ -249,6 +253,8 @@ def grpcurl_stream(call: Call) -> str:
 
 def aiges_call(call: Call) -> str:
     parts = ["aiges call", f"--addr {call.grpc_address}"]
+    if call.service:
+        parts.append(f"--service {shlex.quote(call.service)}")
     for item in call.inputs:
         type_name = TYPE_NAMES.get(item.type, "other")
         if item.key in call.files:
@@ -287,6 +293,10 @@ def _python_input(item: DataItem, data: str) -> str:
     return f"Input({data}, type={item.type}" + (f", attributes={extra!r})" if extra else ")")
 
 
+def _service_option(call: Call) -> str:
+    return f", service_id={call.service!r}" if call.service else ""
+
+
 def python(call: Call) -> str:
     needs_path = any(item.key in call.files for item in call.inputs)
     lines = []
@@ -309,7 +319,7 @@ def python(call: Call) -> str:
     if call.stream is None:
         inputs = ", ".join(f"{item.key!r}: {_python_input(item, _python_data(call, item))}" for item in call.inputs)
         lines += [
-            f"with Client({call.grpc_address!r}) as client:",
+            f"with Client({call.grpc_address!r}{_service_option(call)}) as client:",
             f"    result = client.once({{{inputs}}}" + "".join(f", {option}" for option in options) + ")",
             "    for item in result.items:",
             "        print(item.name, item.data[:200])",
@@ -324,7 +334,7 @@ def python(call: Call) -> str:
     lines += [
         f"data = {_python_data(call, streamed)}",
         f"chunks = [data[i : i + {call.chunk_bytes}] for i in range(0, len(data), {call.chunk_bytes})]",
-        f"with Client({call.grpc_address!r}) as client, client.session("
+        f"with Client({call.grpc_address!r}{_service_option(call)}) as client, client.session("
         + (f"{{{others}}}, " if others else "")
         + ", ".join([*options, 'transport="stream"'])
         + ") as session:",

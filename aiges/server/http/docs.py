@@ -1,6 +1,7 @@
 """``/openapi.json`` and ``/docs``: the API described, from the wrapper's declarations.
 
-``/docs`` is Swagger UI on ``/openapi.json``, from the vendored ``swagger-ui-dist`` (its version
+``/openapi.json?service=NAME`` describes that service (default: the first). ``/docs`` is Swagger
+UI on ``/openapi.json``, from the vendored ``swagger-ui-dist`` (its version
 and licence in ``static/vendor/README.md``): nothing is fetched from elsewhere, so it also works
 inside clusters with no way out. The web console (``aiges.server.http.console``) is at ``/``.
 """
@@ -39,7 +40,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
     page = PAGE.read_text(encoding="utf-8")
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(build_openapi(schema_of(front.current_model())))
+        return web.json_response(build_openapi(schema_of(front.pick(request)[1])))
 
     async def docs(request: web.Request) -> web.Response:
         return web.Response(

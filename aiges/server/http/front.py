@@ -4,8 +4,12 @@ the same engine as the gRPC fronts.
     POST <meta.route>          ASE JSON API, one-shot            (aiges.server.http.ase)
     GET  <meta.route>          ASE JSON API, a WebSocket session (aiges.server.http.websocket)
     /v2/...                    Open Inference Protocol REST      (aiges.server.http.oip_rest)
+    /v2/repository/...         its model repository extension    (aiges.server.http.oip_rest)
     GET  /openapi.json, /docs  the API, described (Swagger UI)   (aiges.server.http.docs)
     GET  /, /console/...       the web console                   (aiges.server.http.console)
+
+With several services each has its route (its schema's ``meta.route``, ``/v1/private/<serviceId>``
+by default), its OIP model, and its console page and description (``?service=NAME``).
 
 Every handler runs its request through the front's ``FrontCalls`` (``aiges.server.observe``):
 one place that times, counts and logs requests and turns an AigesError into the route's
@@ -21,21 +25,25 @@ from __future__ import annotations
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
 
-from aiges.engine.engine import Engine
-from aiges.errors import AigesError, http_status
+from aiges.errors import AigesError, ErrorCode, http_status
 from aiges.protocol.handle import HandleGenerator
 from aiges.server.http import ase, console, docs, oip_rest, websocket
-from aiges.server.model import Model, ModelNotFound, ModelSource
+from aiges.server.model import Model, ModelNotFound
 from aiges.server.observe import FrontCalls
 from aiges.server.retry_hints import http_retry_after
 from aiges.server.security.cors import cors_middleware, parse_origins
+from aiges.server.service import Service
+from aiges.server.services import Services
 from aiges.server.session_bridge import SessionBridge
+
+if TYPE_CHECKING:
+    from aiges.server.repository import Repository
 
 log = structlog.get_logger("aiges.http")
 
@@ -55,32 +63,36 @@ def error_response(error: AigesError, body: dict[str, object] | None = None) -> 
 
 
 class HttpFront:
-    """What the HTTP handlers share: the engine, handles, the model and readiness."""
+    """What the HTTP handlers share: the services, handles and readiness."""
 
     def __init__(
         self,
-        engine: Engine,
+        services: Services,
         handles: HandleGenerator,
-        models: ModelSource,
         ready: Callable[[], bool],
         *,
+        model_ready: Callable[[Service], bool] | None = None,
+        repository: Repository | None = None,
         cors: str = "",
         max_body_mb: int = 4,
         status: Callable[[], Mapping[str, Any]] | None = None,
         middlewares: Sequence[Middleware] = (),
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``cors``: ``[http] cors``; ``status``: the server's state (``App.snapshot``), for the
-        console's live panel; ``middlewares``: run after CORS, before the handlers (the caller
-        check in ``[auth] mode = "hmac"``); ``ssl_context``: TLS ([tls])."""
-        self.engine = engine
+        """``ready``: the server's readiness; ``model_ready``: a service's (default: the
+        server's); ``repository``: the services loaded while serving (None: no
+        ``/v2/repository``); ``cors``: ``[http] cors``; ``status``: the server's state
+        (``App.snapshot``), for the console's live panel; ``middlewares``: run after CORS, before
+        the handlers (the caller check in ``[auth] mode = "hmac"``); ``ssl_context``: TLS ([tls])."""
+        self.services = services
         self.handles = handles
-        self.models = models
         self.ready = ready
+        self.model_ready = model_ready or (lambda service: ready())
+        self.repository = repository
         self.ssl_context = ssl_context
         self.max_message = max_body_mb << 20
         self.calls = FrontCalls("http")
-        self.bridge = SessionBridge(engine, self.calls, websocket.OP)
+        self.bridge = SessionBridge(services, self.calls, websocket.OP)
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         origins = parse_origins(cors)
         cross_origin = [cors_middleware(origins)] if origins else []  # off: nothing on a request's path
@@ -93,10 +105,22 @@ class HttpFront:
         console.add_routes(self.app.router, self, status)
         ase.add_routes(self.app.router, self, websocket.session)
         self._runner: web.AppRunner | None = None
+        self.address = ""
+        """HOST:PORT bound, once started."""
 
-    def current_model(self) -> Model:
-        """The model; ModelLoading (503, Retry-After) while the workers are still starting."""
-        return self.models.current()
+    def pick(self, request: web.Request) -> tuple[Service, Model]:
+        """The service a page or description is for (``?service=NAME``; default: the first) and
+        its model; ModelLoading (503, Retry-After) while its workers are still starting."""
+        service = self.pick_service(request)
+        return service, service.models.current()
+
+    def pick_service(self, request: web.Request) -> Service:
+        name = request.query.get("service", "")
+        service = self.services.get(name) if name else next(iter(self.services), None)
+        if service is None:
+            served = ", ".join(self.services.names()) or "none"
+            raise AigesError(ErrorCode.UNKNOWN_SERVICE, f"no service {name!r} here; this server serves {served}")
+        return service
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -128,6 +152,7 @@ class HttpFront:
         bound = self._runner.addresses[0]
         address = f"{host.strip('[]') or '0.0.0.0'}:{bound[1]}"
         log.info("http listening", address=address, tls=self.ssl_context is not None)
+        self.address = address
         return address
 
     async def stop(self) -> None:

@@ -1,7 +1,8 @@
 """The Open Inference Protocol over REST (``/v2``), with Triton's binary tensor extension: a body
 may be JSON followed by raw tensor bytes, the JSON's length in ``Inference-Header-Content-Length``
 (what tritonclient.http sends by default). Errors are ``{"error": "<code>: <message>"}`` with the
-HTTP status of the AIGes code."""
+HTTP status of the AIGes code. Each service is a model (``/v2/models/<name>``); the model
+repository extension lists, loads and unloads them (``/v2/repository/...``, as Triton's)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from aiges.errors import AigesError, ErrorCode
 from aiges.protocol import oip_tensors as oip
 from aiges.protocol.ase_json import scalar_text
 from aiges.protocol.json_body import parse_json
+from aiges.server.grpc.oip_repository import load_table, require_admin
 from aiges.server.model import Model
 from aiges.server.request_context import http_context, with_oip_parameters
+from aiges.server.security.caller import http_caller
+from aiges.server.service import Service
 
 if TYPE_CHECKING:
     from aiges.server.http.front import HttpFront
@@ -145,10 +149,9 @@ def infer_response(
 
 
 def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
-    def model_of(request: web.Request) -> Model:
-        model = front.current_model()
-        model.check(request.match_info["name"], request.match_info.get("version", ""))
-        return model
+    def model_of(request: web.Request) -> tuple[Service, Model]:
+        name, version = request.match_info["name"], request.match_info.get("version", "")
+        return front.services.by_model(name, version, http_caller(request))
 
     async def live(request: web.Request) -> web.Response:
         return web.json_response({"live": True})
@@ -158,14 +161,15 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
         return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
     async def server_metadata(request: web.Request) -> web.Response:
-        return web.json_response({"name": "aiges", "version": __version__, "extensions": ["binary_tensor_data"]})
+        extensions = ["binary_tensor_data"] + (["model_repository"] if front.repository is not None else [])
+        return web.json_response({"name": "aiges", "version": __version__, "extensions": extensions})
 
     async def model_metadata(request: web.Request) -> web.Response:
-        return web.json_response(model_of(request).metadata())
+        return web.json_response(model_of(request)[1].metadata())
 
     async def model_ready(request: web.Request) -> web.Response:
-        model_of(request)
-        is_ready = front.ready()
+        service, _ = model_of(request)
+        is_ready = front.model_ready(service)
         return web.json_response(
             {"name": request.match_info["name"], "ready": is_ready}, status=200 if is_ready else 503
         )
@@ -173,7 +177,7 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
     async def infer(request: web.Request) -> web.Response:
         from aiges.server.http.front import error_response
 
-        model = model_of(request)
+        service, model = model_of(request)
         tag = front.handles.next()
 
         async def body() -> web.Response:
@@ -181,13 +185,13 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
             call = parsed.call
             model.check_outputs(call.outputs)
             request_context = with_oip_parameters(http_context(tag, request), call.parameters)
-            output = await front.engine.once(request_context, oip.items_frame(call, model.name, model.schema, tag))
+            output = await service.once(request_context, oip.items_frame(call, model.name, model.schema, tag))
             assert isinstance(output, ItemsOutput)
             return infer_response(
                 model, parsed.id, oip.output_tensors(output, call.outputs), parsed.binary, parsed.binary_default
             )
 
-        return await front.calls.run("infer", tag, body(), error_response)
+        return await front.calls.run("infer", tag, body(), error_response, service=service.label)
 
     router.add_get("/v2/health/live", live)
     router.add_get("/v2/health/ready", ready)
@@ -196,3 +200,43 @@ def add_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
         router.add_get(base, model_metadata)
         router.add_get(base + "/ready", model_ready)
         router.add_post(base + "/infer", infer)
+    if front.repository is not None:
+        add_repository_routes(router, front)
+
+
+def add_repository_routes(router: web.UrlDispatcher, front: HttpFront) -> None:
+    """``POST /v2/repository/index`` (``{"ready": bool}``), ``.../models/<name>/load``
+    (``{"parameters": {"config": "<JSON>"}}``, or ``{"wrapper": ...}``) and ``.../unload``."""
+    repository = front.repository
+    assert repository is not None
+
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        return json_object(parse_json(raw), "the body") if raw.strip() else {}
+
+    async def index(request: web.Request) -> web.Response:
+        ready_only = oip.parse_flag((await body_of(request)).get("ready", False))
+        return web.json_response(repository.index(ready_only=ready_only))
+
+    async def load(request: web.Request) -> web.Response:
+        from aiges.server.http.front import error_response
+
+        async def body() -> web.Response:
+            require_admin(http_caller(request), "repository load")
+            parameters = json_object((await body_of(request)).get("parameters"), "parameters")
+            return web.json_response(await repository.load(request.match_info["name"], load_table(parameters)))
+
+        return await front.calls.run("repository-load", "", body(), error_response)
+
+    async def unload(request: web.Request) -> web.Response:
+        from aiges.server.http.front import error_response
+
+        async def body() -> web.Response:
+            require_admin(http_caller(request), "repository unload")
+            return web.json_response(await repository.unload(request.match_info["name"]))
+
+        return await front.calls.run("repository-unload", "", body(), error_response)
+
+    router.add_post("/v2/repository/index", index)
+    router.add_post("/v2/repository/models/{name}/load", load)
+    router.add_post("/v2/repository/models/{name}/unload", unload)

@@ -26,6 +26,7 @@ from aiges.protocol import ase_json as ase
 from aiges.server.http.rfc6455 import StrictWebSocketResponse
 from aiges.server.model import Model
 from aiges.server.request_context import http_context
+from aiges.server.service import Service
 from aiges.server.session_bridge import Decoded
 
 if TYPE_CHECKING:
@@ -75,13 +76,15 @@ async def requests(socket: web.WebSocketResponse) -> AsyncIterator[dict[str, Any
             raise ase.invalid("send ASE JSON requests as text frames")
 
 
-async def session(front: HttpFront, model: Model, request: web.Request, tag: str) -> web.WebSocketResponse:
-    """A WebSocket session: the session bridge between the client's frames and the responses."""
+async def session(
+    front: HttpFront, service: Service, model: Model, request: web.Request, tag: str
+) -> web.WebSocketResponse:
+    """A WebSocket session of ``service``: the session bridge between the client's frames and the responses."""
     socket = StrictWebSocketResponse(heartbeat=30, max_msg_size=front.max_message)
     await socket.prepare(request)
     front.sockets.add(socket)
     make_context = partial(http_context, tag, request)
-    replies = front.bridge.stream(make_context, AseSocketCodec(model, tag), requests(socket))
+    replies = front.bridge.stream(make_context, AseSocketCodec(model, tag), requests(socket), target=service)
     try:
         async with aclosing(replies):
             async for reply in replies:

@@ -10,6 +10,7 @@ anonymous.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -25,13 +26,30 @@ ADMIN_OPS = frozenset({"AILBType", "AILoad", "AIUnLoad"})
 CALLER_KEY = web.RequestKey("aiges_caller", Caller)
 
 
+@dataclass(frozen=True, slots=True)
+class AppCaller(Caller):
+    """An authenticated app, with the services it may call (``[[app]] services``; "*" for any):
+    with several services the front that routes a call checks them (``allowed``)."""
+
+    services: frozenset[str] = frozenset()
+
+
+def allowed(caller: Caller, service: str) -> bool:
+    """May ``caller`` call ``service``: not authenticated (``[auth] mode = "none"``), or an app
+    that lists it (or "*")."""
+    if not isinstance(caller, AppCaller):
+        return True
+    return "*" in caller.services or service in caller.services
+
+
 def caller_of(app: App, address: str = "", identity: str = "") -> Caller:
-    return Caller(
+    return AppCaller(
         app_id=app.app_id,
         admin=app.admin,
         quota=Quota(app.rate, int(app.burst), app.max_sessions),
         identity=identity,
         address=address,
+        services=frozenset(app.services),
     )
 
 

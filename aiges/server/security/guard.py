@@ -4,7 +4,8 @@ check (``grpc_auth``, ``http_auth``) asks.
 A request is authenticated by its signature (``hmac_signing``) when it carries one, else by its
 client certificate when the certificate's common name or a DNS name in it is one an app lists in
 ``cert_names`` (mTLS), else it is refused (10130). The app must then be allowed for the service:
-its ``services`` hold the wrapper's serviceId, or "*" (10136).
+its ``services`` hold the wrapper's serviceId, or "*" (10136). With several services
+(``[[service]]``) that check is made where the call is routed, against the service it names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from aiges.server.security.app_keys import App, KeysFile
 from aiges.server.security.hmac_signing import SignatureChecker, SignedRequest
 
 log = structlog.get_logger("aiges.auth")
+
+PER_CALL = "\0per-call"
+"""What ``Guard``'s service source answers when a daemon serves several services: the service a
+call is for is known once its front has routed it, which then checks the app
+(``caller.allowed``), so the check here lets every authenticated app through."""
 
 
 def grpc_cert_names(context: grpc.aio.ServicerContext) -> list[str]:
@@ -111,7 +117,7 @@ class Guard:
 
     def check_service(self, app: App) -> None:
         service = self.service()
-        if app.allows(service):
+        if service == PER_CALL or app.allows(service):
             return
         if service is None:
             raise AigesError(

@@ -1,6 +1,7 @@
 // The aiges web console: a form built from the service's declared fields (/console/service.json),
 // one-shot calls on the ASE JSON API, sessions over its WebSocket, the same call as commands to
 // copy (/console/snippets), and a live panel (/console/status.json). Preact + htm, vendored.
+// With several services each has its page (/console?service=NAME); every request names it.
 import { h, render } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import htm from "htm";
@@ -9,6 +10,8 @@ import {
 } from "./media.js";
 
 const html = htm.bind(h);
+const CHOSEN = new URLSearchParams(window.location.search).get("service") || "";
+const forService = (name) => (name ? `?service=${encodeURIComponent(name)}` : "");
 const STATUS_POLL_MS = 2000;
 const RAW_STRING_LIMIT = 120;
 const IMAGE_ENCODINGS = { png: "png", jpg: "jpg", jpeg: "jpg", bmp: "bmp", gif: "gif", webp: "webp" };
@@ -441,7 +444,7 @@ function Snippets({ snippets }) {
 
 // -- the live panel -------------------------------------------------------------------------------
 
-function LivePanel() {
+function LivePanel({ name }) {
   const [status, setStatus] = useState(null);
   const [problem, setProblem] = useState("");
   useEffect(() => {
@@ -450,7 +453,7 @@ function LivePanel() {
       while (!stopped) {
         if (!document.hidden) {
           try {
-            const reply = await fetch("/console/status.json", { cache: "no-store" });
+            const reply = await fetch(`/console/status.json${forService(name)}`, { cache: "no-store" });
             if (reply.ok) {
               setStatus(await reply.json());
               setProblem("");
@@ -512,7 +515,7 @@ function Console({ service }) {
 
   const loadSnippets = async (request, stream) => {
     try {
-      const reply = await fetch("/console/snippets", {
+      const reply = await fetch(`/console/snippets${forService(service.service)}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({
@@ -621,9 +624,14 @@ function Console({ service }) {
       <h1>${service.service} <small>${service.version}</small></h1>
       <nav>
         <code>POST ${service.route}</code>
-        <a href="/docs">API docs</a> <a href="/openapi.json">openapi.json</a>
+        <a href="/docs">API docs</a> <a href=${`/openapi.json${forService(service.service)}`}>openapi.json</a>
       </nav>
     </header>
+    ${(service.services || []).length > 1 ? html`<nav class="services" id="services">
+      ${service.services.map((s) => html`<a href=${`/console${forService(s.name)}`} data-service=${s.name}
+        class=${`${s.current ? "current" : ""} ${s.ready ? "" : "unready"}`.trim()}>${s.name}
+        <small>${s.version}</small></a>`)}
+    </nav>` : null}
     <main class="columns">
       <section class="form" id="form">
         <h2>Params</h2>
@@ -664,7 +672,7 @@ function Console({ service }) {
         <h2>The same call</h2>
         ${snippets ? html`<${Snippets} snippets=${snippets} />` : html`<p class="muted">Run a call to get it as curl, grpcurl, aiges call and Python.</p>`}
       </section>
-      <${LivePanel} />
+      <${LivePanel} name=${service.service} />
     </main>
   </div>`;
 }
@@ -690,7 +698,7 @@ function retryAfterMs(reply) {
 async function askService() {
   let reply;
   try {
-    reply = await fetch("/console/service.json", { cache: "no-store" });
+    reply = await fetch(`/console/service.json${forService(CHOSEN)}`, { cache: "no-store" });
   } catch (error) {
     return { reason: "the server does not answer", waitMs: 0 };
   }
